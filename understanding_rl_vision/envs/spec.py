@@ -142,7 +142,7 @@ def parse_env_id(name: str, **options: Any) -> EnvSpec:
     if not name.startswith(("procgen:", "atari:")) and name in gymnasium.registry:
         kwargs = tuple(sorted(options.pop("make_kwargs", {}).items()))
         return _build(GymnasiumSpec, options, env_id=name, make_kwargs=kwargs)
-    candidates = [*PROCGEN_GAMES, *(f"ALE/{g}-v5" for g in atari_games()), *gymnasium.registry]
+    candidates = list(dict.fromkeys([*PROCGEN_GAMES, *(f"ALE/{g}-v5" for g in atari_games()), *gymnasium.registry]))
     close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.5)
     if not close:  # case-insensitive second try, e.g. 'breakout' -> 'ALE/Breakout-v5'
         lowered = {c.lower(): c for c in candidates}
