@@ -23,3 +23,7 @@ class ObservationShapeError(UserError):
 
 class NotImplementedYet(UserError):
     """A command whose issue has not landed yet."""
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration value out of its valid range."""

@@ -1,0 +1,82 @@
+"""The ``understanding-rl-vision`` command.
+
+Bad input (any :class:`~understanding_rl_vision.errors.UserError`) ends in one line on stderr
+and exit status 2; Ctrl-C ends with status 130. Tracebacks are reserved for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from importlib import resources
+
+from . import __version__
+from .errors import NotImplementedYet, UserError
+
+DEMO_AGENT = "demo-agent.safetensors"
+
+
+def bundled_agent_path():
+    """The demo agent shipped as package data, or None while it has not been trained yet."""
+    path = resources.files("understanding_rl_vision") / "data" / DEMO_AGENT
+    return path if path.is_file() else None
+
+
+def _demo(args: argparse.Namespace) -> int:
+    if bundled_agent_path() is None:
+        raise NotImplementedYet(
+            "no bundled agent yet: the demo agent ships with the PPO training issue; see README"
+        )
+    raise NotImplementedYet("not implemented yet: see README")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .agents import load_checkpoint
+
+    load_checkpoint(args.checkpoint)  # fails now, with one line, on a bad checkpoint
+    raise NotImplementedYet("run: the interface is not implemented yet: see README")
+
+
+def _not_yet(args: argparse.Namespace) -> int:
+    raise NotImplementedYet(f"{args.command}: not implemented yet: see README")
+
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
+    "demo": ("build the interface for the bundled CoinRun agent", _demo),
+    "run": ("build the interface for a checkpoint", _run),
+    "train": ("train a PPO agent and save native checkpoints", _not_yet),
+    "evaluate": ("measure a checkpoint's episode returns against a random policy", _not_yet),
+    "serve": ("serve an output folder on localhost", _not_yet),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="understanding-rl-vision",
+        description="Show why a pixel-based reinforcement-learning agent does what it does.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (help_text, handler) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(handler=handler)
+        if name == "run":
+            command.add_argument("checkpoint", help="native .safetensors checkpoint")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Collect what the interface shows and what NMF is fitted on.
+
+Two products, both seeded and reproducible:
+
+* :class:`Trajectories`: ``num_envs`` parallel trajectories of ``num_steps`` frames each, with
+  the agent's actions, logits and values recorded as it acted.
+* the observation set: observations sampled every ``obs_every`` steps from a separate batch of
+  environments, used to fit NMF and to find dataset examples for feature visualisation.
+
+Frames stay uint8 throughout, so 8 x 512 CoinRun frames take 8 x 512 x 64 x 64 x 3 = 50 MB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .agents.base import Agent
+from .config import ObservationSetConfig, TrajectoryConfig
+from .envs import VecEnv, make_vec_env
+from .envs.spec import EnvSpec
+from .errors import ObservationShapeError, UserError
+
+
+@dataclass(frozen=True)
+class Trajectories:
+    """Arrays indexed (trajectory, step, ...). Step t's reward and done belong to action t."""
+
+    observations: np.ndarray  # (E, T, H, W, C) uint8, what the agent saw
+    frames: np.ndarray  # (E, T, h, w, 3) uint8, what a person sees
+    actions: np.ndarray  # (E, T) int64
+    rewards: np.ndarray  # (E, T) float32, reward for action t
+    firsts: np.ndarray  # (E, T) bool, observation t starts an episode
+    dones: np.ndarray  # (E, T) bool, action t ended the episode
+    logits: np.ndarray  # (E, T, A) float32
+    values: np.ndarray  # (E, T) float32
+    last_values: np.ndarray  # (E,) float32, value of the observation after the last step
+
+    @property
+    def num_envs(self) -> int:
+        return self.actions.shape[0]
+
+    @property
+    def num_steps(self) -> int:
+        return self.actions.shape[1]
+
+
+def seeds_for(seed: int, count: int) -> list[int]:
+    """Independent child seeds, so trajectories and the observation set never share a stream."""
+    return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(count)]
+
+
+def open_env(agent: Agent, env_spec: EnvSpec | None, num_envs: int, seed: int) -> VecEnv:
+    """Build the agent's environment and check the two fit together."""
+    spec = env_spec if env_spec is not None else agent.env_spec
+    if spec is None:
+        raise UserError("this agent records no environment; name one (e.g. env='coinrun')")
+    env = make_vec_env(spec, num_envs=num_envs, seed=seed)
+    try:
+        if tuple(env.observation_shape) != tuple(agent.observation_shape):
+            raise ObservationShapeError(
+                f"environment {spec.id} yields observations of shape {tuple(env.observation_shape)}, "
+                f"but the agent expects {tuple(agent.observation_shape)}"
+            )
+        if env.num_actions != agent.num_actions:
+            raise UserError(
+                f"environment {spec.id} has {env.num_actions} actions, the agent {agent.num_actions}"
+            )
+    except UserError:
+        env.close()
+        raise
+    return env
+
+
+def collect_trajectories(
+    agent: Agent,
+    config: TrajectoryConfig = TrajectoryConfig(),
+    *,
+    env_spec: EnvSpec | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> Trajectories:
+    """Run the agent (sampling from its policy) and record everything the interface needs."""
+    env_seed, action_seed = seeds_for(seed, 4)[:2]
+    generator = torch.Generator().manual_seed(action_seed)
+    with open_env(agent, env_spec, config.num_envs, env_seed) as env:
+        E, T = config.num_envs, config.num_steps
+        observations = np.empty((E, T, *env.observation_shape), np.uint8)
+        frames = np.empty((E, T, *env.frame_shape), np.uint8)
+        actions = np.empty((E, T), np.int64)
+        rewards = np.empty((E, T), np.float32)
+        firsts = np.empty((E, T), bool)
+        dones = np.empty((E, T), bool)
+        logits = np.empty((E, T, agent.num_actions), np.float32)
+        values = np.empty((E, T), np.float32)
+
+        step = env.reset()
+        for t in tqdm(range(T), desc="trajectories", unit="step", disable=not progress):
+            observations[:, t] = step.obs
+            frames[:, t] = step.frame
+            firsts[:, t] = step.first
+            actions[:, t], logits[:, t], values[:, t] = agent.act(step.obs, generator)
+            step = env.step(actions[:, t])
+            rewards[:, t] = step.reward
+            dones[:, t] = step.first
+        last_values = agent.act(step.obs, generator)[2]
+
+    return Trajectories(
+        observations=observations,
+        frames=frames,
+        actions=actions,
+        rewards=rewards,
+        firsts=firsts,
+        dones=dones,
+        logits=logits,
+        values=values,
+        last_values=last_values,
+    )
+
+
+def collect_observation_set(
+    agent: Agent,
+    config: ObservationSetConfig = ObservationSetConfig(),
+    *,
+    env_spec: EnvSpec | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> np.ndarray:
+    """Observations (num_envs * num_obs, H, W, C) uint8, one kept every ``obs_every`` steps.
+
+    A fresh stream of environments, separate from the trajectories, as in the original. The
+    first observation is kept after ``obs_every`` steps, so reset frames are not over-represented.
+    Ordered environment-major: index ``e * num_obs + k`` is environment e's k-th observation.
+    """
+    env_seed, action_seed = seeds_for(seed, 4)[2:]
+    generator = torch.Generator().manual_seed(action_seed)
+    with open_env(agent, env_spec, config.num_envs, env_seed) as env:
+        kept = np.empty((config.num_envs, config.num_obs, *env.observation_shape), np.uint8)
+        total = config.num_obs * config.obs_every
+        step = env.reset()
+        with tqdm(total=total, desc="observation set", unit="step", disable=not progress) as bar:
+            for k in range(config.num_obs):
+                for _ in range(config.obs_every):
+                    step = env.step(agent.act(step.obs, generator)[0])
+                    bar.update()
+                kept[:, k] = step.obs
+    return kept.reshape(-1, *kept.shape[2:])
