@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 
 from . import __version__
@@ -42,12 +43,27 @@ def _not_yet(args: argparse.Namespace) -> int:
     raise NotImplementedYet(f"{args.command}: not implemented yet: see README")
 
 
-COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
-    "demo": ("build the interface for the bundled CoinRun agent", _demo),
-    "run": ("build the interface for a checkpoint", _run),
-    "train": ("train a PPO agent and save native checkpoints", _not_yet),
-    "evaluate": ("measure a checkpoint's episode returns against a random policy", _not_yet),
-    "serve": ("serve an output folder on localhost", _not_yet),
+def _configure_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="native .safetensors checkpoint")
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    handler: Callable[[argparse.Namespace], int]
+    configure: Callable[[argparse.ArgumentParser], None] = _no_arguments
+
+
+COMMANDS: dict[str, Command] = {
+    "demo": Command("build the interface for the bundled CoinRun agent", _demo),
+    "run": Command("build the interface for a checkpoint", _run, _configure_run),
+    "train": Command("train a PPO agent and save native checkpoints", _not_yet),
+    "evaluate": Command("measure a checkpoint's episode returns against a random policy", _not_yet),
+    "serve": Command("serve an output folder on localhost", _not_yet),
 }
 
 
@@ -58,11 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (help_text, handler) in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text, description=help_text)
-        command.set_defaults(handler=handler)
-        if name == "run":
-            command.add_argument("checkpoint", help="native .safetensors checkpoint")
+    for name, command in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=command.help, description=command.help)
+        command_parser.set_defaults(handler=command.handler)
+        command.configure(command_parser)
     return parser
 
 
