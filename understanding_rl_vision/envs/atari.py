@@ -1,0 +1,79 @@
+"""Atari games through Gymnasium's ALE v5 envs with DeepMind-style preprocessing.
+
+The agent sees 84x84 grey frames, max-pooled over skipped frames and stacked; a person is shown
+the 210x160 colour screen instead, because the preprocessed stack is hard to read.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import UserError
+from .gymnasium_env import _ListVecEnv, make_gymnasium_env, quiet_ale
+from .spec import AtariSpec
+
+if TYPE_CHECKING:
+    import gymnasium
+
+
+def _check_spec(spec: AtariSpec) -> None:
+    """Gymnasium checks these with bare asserts; say what is wrong instead."""
+    problems = [
+        f"{name} must be >= {low}, got {value}"
+        for name, value, low in (
+            ("frame_skip", spec.frame_skip, 1),
+            ("frame_stack", spec.frame_stack, 1),
+            ("screen_size", spec.screen_size, 1),
+            ("noop_max", spec.noop_max, 0),
+        )
+        if value < low
+    ]
+    if not 0.0 <= spec.sticky_action_prob <= 1.0:
+        problems.append(f"sticky_action_prob must be in [0, 1], got {spec.sticky_action_prob}")
+    if problems:
+        raise UserError(f"invalid Atari options for {spec.game}: {'; '.join(problems)}")
+
+
+def _make_atari(spec: AtariSpec) -> gymnasium.Env:
+    import ale_py
+    import gymnasium
+    from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
+
+    gymnasium.register_envs(ale_py)
+    quiet_ale()
+    env = make_gymnasium_env(
+        spec.id,
+        frameskip=1,  # AtariPreprocessing does the skipping (and max-pooling) itself
+        repeat_action_probability=spec.sticky_action_prob,
+        full_action_space=spec.full_action_space,
+    )
+    env = AtariPreprocessing(
+        env,
+        frame_skip=spec.frame_skip,
+        screen_size=spec.screen_size,
+        grayscale_obs=True,
+        noop_max=spec.noop_max,
+    )
+    return FrameStackObservation(env, stack_size=spec.frame_stack)
+
+
+class AtariVecEnv(_ListVecEnv):
+    """``num_envs`` Atari games; observations (84, 84, frame_stack) uint8, newest frame last."""
+
+    def __init__(self, spec: AtariSpec, num_envs: int = 1, seed: int = 0):
+        _check_spec(spec)
+        super().__init__(spec, lambda: _make_atari(spec), num_envs, seed)
+
+    def _shapes(self, env: gymnasium.Env) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        stack, height, width = env.observation_space.shape
+        screen_height, screen_width = env.unwrapped.ale.getScreenDims()  # 210x160 for most games
+        return (height, width, stack), (int(screen_height), int(screen_width), 3)
+
+    def _observation(self, obs: Any) -> np.ndarray:
+        # FrameStackObservation stacks on the first axis; our convention is channels last.
+        return np.ascontiguousarray(np.moveaxis(np.asarray(obs), 0, -1))
+
+    def _frame(self, env: gymnasium.Env, obs: np.ndarray) -> np.ndarray:
+        return env.unwrapped.ale.getScreenRGB()
