@@ -15,6 +15,11 @@ def random_agent(env_name: str, architecture: str, seed: int = 0, **env_options)
 
 
 @pytest.fixture(scope="session")
+def make_random_agent():
+    return random_agent
+
+
+@pytest.fixture(scope="session")
 def coinrun_agent():
     return random_agent("coinrun", "impala", distribution_mode="easy")
 

@@ -8,8 +8,6 @@ from understanding_rl_vision.config import ObservationSetConfig, TrajectoryConfi
 from understanding_rl_vision.errors import ConfigError, ObservationShapeError
 from understanding_rl_vision.rollout import collect_observation_set, collect_trajectories
 
-from .conftest import random_agent
-
 SMALL = TrajectoryConfig(num_envs=3, num_steps=40)
 
 
@@ -66,8 +64,8 @@ def test_observation_set_size_and_reproducibility(coinrun_agent):
     assert not np.array_equal(obs[0], traj.observations[0, 5])
 
 
-def test_agent_env_shape_mismatch_names_both_shapes():
-    clear_on_breakout = random_agent("coinrun", "clear")
+def test_agent_env_shape_mismatch_names_both_shapes(make_random_agent):
+    clear_on_breakout = make_random_agent("coinrun", "clear")
     from understanding_rl_vision.envs import parse_env_id
 
     with pytest.raises(ObservationShapeError) as info:

@@ -49,8 +49,11 @@ class Trajectories:
 
 
 def seeds_for(seed: int, count: int) -> list[int]:
-    """Independent child seeds, so trajectories and the observation set never share a stream."""
-    return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(count)]
+    """Independent child seeds, so trajectories and the observation set never share a stream.
+
+    Kept below 2**30 so ``seed + env_index`` stays inside Procgen's 31-bit seed range.
+    """
+    return [int(s.generate_state(1)[0] >> 2) for s in np.random.SeedSequence(seed).spawn(count)]
 
 
 def open_env(agent: Agent, env_spec: EnvSpec | None, num_envs: int, seed: int) -> VecEnv:
