@@ -98,6 +98,19 @@ class _ActorCritic(nn.Module):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
+    def _add_dense_head(self, hidden_size: int) -> None:
+        """flatten -> linear -> relu -> (policy, value): the head IMPALA and Nature share."""
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(self._flat_size(), hidden_size)
+        self.relu_fc = nn.ReLU()
+        self.policy = nn.Linear(hidden_size, self.num_actions)
+        self.value = nn.Linear(hidden_size, 1)
+        self._init_weights()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.relu_fc(self.fc(self.flatten(self.features(x))))
+        return self.heads(hidden)
+
     def heads(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.policy(hidden), self.value(hidden).squeeze(-1)
 
@@ -154,21 +167,12 @@ class ImpalaCNN(_ActorCritic):
             in_channels = int(out_channels)
         self.stacks = nn.ModuleList(stacks)
         self.relu = nn.ReLU()
-        self.flatten = nn.Flatten()
-        self.fc = nn.Linear(self._flat_size(), hidden_size)
-        self.relu_fc = nn.ReLU()
-        self.policy = nn.Linear(hidden_size, self.num_actions)
-        self.value = nn.Linear(hidden_size, 1)
-        self._init_weights()
+        self._add_dense_head(hidden_size)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         for stack in self.stacks:
             x = stack(x)
         return self.relu(x)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden = self.relu_fc(self.fc(self.flatten(self.features(x))))
-        return self.heads(hidden)
 
 
 class NatureCNN(_ActorCritic):
@@ -185,21 +189,12 @@ class NatureCNN(_ActorCritic):
         self.relu2 = nn.ReLU()
         self.conv3 = nn.Conv2d(64, 64, 3, stride=1)
         self.relu3 = nn.ReLU()
-        self.flatten = nn.Flatten()
-        self.fc = nn.Linear(self._flat_size(), hidden_size)
-        self.relu_fc = nn.ReLU()
-        self.policy = nn.Linear(hidden_size, self.num_actions)
-        self.value = nn.Linear(hidden_size, 1)
-        self._init_weights()
+        self._add_dense_head(hidden_size)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu1(self.conv1(x))
         x = self.relu2(self.conv2(x))
         return self.relu3(self.conv3(x))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden = self.relu_fc(self.fc(self.flatten(self.features(x))))
-        return self.heads(hidden)
 
 
 class ClearCNN(_ActorCritic):
