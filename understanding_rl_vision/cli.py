@@ -14,6 +14,7 @@ from importlib import resources
 
 from . import __version__
 from .errors import NotImplementedYet, UserError
+from .training.commands import configure_evaluate, configure_train, run_evaluate, run_train
 
 DEMO_AGENT = "demo-agent.safetensors"
 
@@ -61,8 +62,12 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "demo": Command("build the interface for the bundled CoinRun agent", _demo),
     "run": Command("build the interface for a checkpoint", _run, _configure_run),
-    "train": Command("train a PPO agent and save native checkpoints", _not_yet),
-    "evaluate": Command("measure a checkpoint's episode returns against a random policy", _not_yet),
+    "train": Command("train a PPO agent and save native checkpoints", run_train, configure_train),
+    "evaluate": Command(
+        "measure a checkpoint's episode returns against a random policy",
+        run_evaluate,
+        configure_evaluate,
+    ),
     "serve": Command("serve an output folder on localhost", _not_yet),
 }
 

@@ -1,0 +1,80 @@
+"""The ``train`` and ``evaluate`` commands: flags and handlers for :mod:`understanding_rl_vision.cli`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from .config import PPOConfig, field_docs, field_type, make_config
+from .evaluate import evaluate, format_table
+from .ppo import train
+from .run_dir import saved_config
+
+_ARG_TYPES = {"int": int, "float": float, "str": str}
+
+
+def configure_train(parser: argparse.ArgumentParser) -> None:
+    """A flag per :class:`PPOConfig` field, named after it and documented by its docstring."""
+    parser.add_argument("--save-dir", required=True, type=Path,
+                        help="run directory: checkpoint, resume state and log")  # fmt: skip
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --save-dir; flags given change its saved config",
+    )
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bar")  # fmt: skip
+    docs = field_docs(PPOConfig)
+    for f in fields(PPOConfig):
+        help = f"{docs.get(f.name, '')} (default: {f.default})".replace("%", "%%")
+        if field_type(f) == "bool":
+            kind: dict[str, Any] = {"action": argparse.BooleanOptionalAction}
+        else:
+            kind = {"type": _ARG_TYPES[field_type(f)], "metavar": field_type(f).upper()}
+        flag = "--" + f.name.replace("_", "-")
+        parser.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, help=help, **kind)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """A resumed run starts from its saved config, changed only by the flags given."""
+    options = {f.name: getattr(args, f.name) for f in fields(PPOConfig) if hasattr(args, f.name)}
+    config = (
+        replace(saved_config(args.save_dir), **options) if args.resume else make_config(**options)
+    )
+    path = train(config, args.save_dir, resume=args.resume, progress=args.progress)
+    print(f"checkpoint: {path}")
+    return 0
+
+
+def configure_evaluate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="native .safetensors checkpoint, or bundled (demo)")
+    parser.add_argument(
+        "--episodes", type=int, default=500, help="episodes per policy (default: 500)"
+    )
+    parser.add_argument("--num-envs", type=int, default=32, help="parallel envs (default: 32)")
+    parser.add_argument("--seed", type=int, default=0, help="evaluation seed (default: 0)")
+    parser.add_argument("--greedy", action="store_true", help="argmax actions instead of sampling")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: cpu)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bar"
+    )
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Print the result as a small table, or as exactly one JSON object with ``--json``."""
+    from ..cli import bundled_agent_path  # the CLI imports this module
+
+    checkpoint = args.checkpoint
+    if checkpoint in ("bundled", "demo"):
+        checkpoint = bundled_agent_path()
+        if checkpoint is None:
+            raise UserError("no bundled agent yet: pass the path of a checkpoint")
+    result = evaluate(checkpoint, args.episodes, num_envs=args.num_envs, seed=args.seed,
+                      greedy=args.greedy, device=args.device, progress=args.progress)  # fmt: skip
+    print(json.dumps(result.to_dict()) if args.json else format_table(result))
+    return 0

@@ -1,0 +1,297 @@
+"""Proximal Policy Optimisation for pixel-based agents, as one loop you can read top to bottom.
+
+The algorithm is baselines' PPO2 as the original used it on Procgen (and as CleanRL's
+``ppo_procgen.py`` has it): clipped policy and value losses, GAE, an entropy bonus, per-minibatch
+advantage normalisation, and rewards divided by a running std of discounted returns. Without that
+scaling the value loss of a game paying 10 per level swamps the policy gradient. The settings
+live in :class:`~.config.PPOConfig`, the files a run writes in :mod:`.run_dir`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Categorical
+from tqdm.auto import tqdm
+
+from ..advantages import gae
+from ..agents import Agent, make_agent
+from ..envs import EnvSpec, make_vec_env
+from ..envs.gymnasium_env import MAX_SEED
+from .config import PPOConfig, torch_device
+from .run_dir import (
+    CHECKPOINT,
+    Progress,
+    RunLog,
+    checkpoint_update,
+    load_state,
+    refuse_existing_run,
+    save_run,
+)
+
+
+class RewardScaler:
+    """Divides rewards by the running std of each env's discounted return, then clips them.
+
+    The statistic of baselines' ``VecNormalize(ob=False)``: the scale adapts to the game, so one
+    set of loss weights fits games whose rewards differ by orders of magnitude.
+    """
+
+    def __init__(self, num_envs: int, gamma: float, clip: float, epsilon: float = 1e-8):
+        self.gamma, self.clip, self.epsilon = gamma, clip, epsilon
+        self.returns = np.zeros(num_envs)  # restarts with the envs, so it is not saved
+        self.mean, self.var, self.count = 0.0, 1.0, 1e-4
+
+    def __call__(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+        self.returns = self.returns * self.gamma + reward
+        self._update(self.returns)
+        scaled = np.clip(reward / np.sqrt(self.var + self.epsilon), -self.clip, self.clip)
+        self.returns[done] = 0.0
+        return scaled.astype(np.float32)
+
+    def _update(self, batch: np.ndarray) -> None:
+        """Merge the batch's mean and variance into the running ones (Chan et al.)."""
+        batch_mean, batch_var, batch_count = float(batch.mean()), float(batch.var()), batch.size
+        delta, total = batch_mean - self.mean, self.count + batch_count
+        self.mean += delta * batch_count / total
+        m2 = self.var * self.count + batch_var * batch_count
+        self.var = (m2 + delta**2 * self.count * batch_count / total) / total
+        self.count = total
+
+    def state_dict(self) -> dict[str, float]:
+        return {"mean": self.mean, "var": self.var, "count": self.count}
+
+    def load_state_dict(self, state: Mapping[str, float]) -> None:
+        self.mean, self.var, self.count = state["mean"], state["var"], state["count"]
+
+
+@dataclass
+class Learner:
+    """What an update changes and a resumed run restores."""
+
+    agent: Agent
+    optimizer: torch.optim.Optimizer
+    scaler: RewardScaler
+    generator: torch.Generator  # samples actions and shuffles minibatches
+
+    def state_dict(self) -> dict[str, Any]:
+        model = self.agent.model.state_dict()
+        return {
+            "model": {name: tensor.detach().cpu().contiguous() for name, tensor in model.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "reward_scaler": self.scaler.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.agent.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])  # moves its tensors to the params'
+        self.scaler.load_state_dict(state["reward_scaler"])
+        self.generator.set_state(state["generator"])
+
+
+def make_learner(
+    config: PPOConfig,
+    env_spec: EnvSpec,
+    observation_shape: tuple[int, int, int],
+    action_names: tuple[str, ...],
+    state: Mapping[str, Any] | None = None,
+) -> Learner:
+    """A freshly seeded learner on ``config.device``, or one restored from a saved ``state``."""
+    seeds = _seeds(config)
+    agent = make_agent(config.architecture, env_spec, observation_shape, action_names,
+                       gamma=config.gamma, lam=config.gae_lambda, seed=seeds["agent"])  # fmt: skip
+    device = torch_device(config.device)
+    # Observations arrive NHWC, so channels-last weights keep convolutions in one layout
+    # (about 10% faster on CPU, more on CUDA tensor cores).
+    agent.model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    optimizer = torch.optim.Adam(
+        agent.model.parameters(), lr=config.learning_rate, eps=config.adam_eps
+    )
+    scaler = RewardScaler(config.num_envs, config.gamma, config.reward_clip)
+    learner = Learner(agent, optimizer, scaler, torch.Generator().manual_seed(seeds["sampling"]))
+    if state is not None:
+        learner.load_state_dict(state)
+    return learner
+
+
+def _seeds(config: PPOConfig) -> dict[str, int]:
+    """Independent seeds for the weights, the environments and action sampling."""
+    agent, env, sampling = np.random.SeedSequence(config.seed).generate_state(3)
+    return {"agent": int(agent), "env": int(env), "sampling": int(sampling)}
+
+
+def train(
+    config: PPOConfig,
+    save_dir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Train an agent with PPO; returns the path of the checkpoint written in ``save_dir``.
+
+    With ``resume``, continue the run saved there: weights, optimiser, reward scaling, RNG and
+    step count as saved, the log appended. The environments restart on a seed derived from the
+    update number, so a resumed run is a faithful continuation, not a bit-exact replay.
+    """
+    save_dir = Path(save_dir)
+    device = torch_device(config.device)
+    env_spec = config.env_spec()
+    if resume:
+        state, so_far = load_state(save_dir, config)
+    else:
+        refuse_existing_run(save_dir)
+        state, so_far = None, Progress()
+    save_dir.mkdir(parents=True, exist_ok=True)
+    E, T = config.num_envs, config.num_steps
+    env_seed = (_seeds(config)["env"] + so_far.update) % (MAX_SEED - E)  # resumed: new levels
+
+    with (
+        RunLog(save_dir, resume, so_far.update) as log,
+        tqdm(total=config.num_updates * config.batch_size, initial=so_far.global_step, unit="step",
+             unit_scale=True, dynamic_ncols=True, disable=not progress) as bar,
+        make_vec_env(env_spec, num_envs=E, seed=env_seed) as env,
+    ):  # fmt: skip
+        shape = env.observation_shape
+        learner = make_learner(config, env_spec, shape, env.action_names, state)
+        agent, generator = learner.agent, learner.generator
+        if resume and checkpoint_update(save_dir) != so_far.update:  # the last save was cut short
+            save_run(save_dir, config, agent, learner.state_dict(), so_far)
+
+        # Rollout storage, indexed (env, step) like the rest of the package.
+        observations = torch.empty((E, T, *shape), dtype=torch.uint8)
+        actions = torch.empty((E, T), dtype=torch.long)
+        logprobs = torch.empty((E, T))
+        values = np.empty((E, T), np.float32)
+        rewards = np.empty((E, T), np.float32)
+        dones = np.empty((E, T), bool)
+
+        step = env.reset()
+        while so_far.update < config.num_updates:
+            started = time.perf_counter()
+
+            # 1. Rollout: T steps of the current policy in each of the E envs.
+            agent.model.eval()
+            for t in range(T):
+                observations[:, t] = torch.from_numpy(step.obs)
+                with _autocast(device, config.bf16):
+                    action, logits, values[:, t] = agent.act(step.obs, generator)
+                actions[:, t] = torch.from_numpy(action)
+                policy = Categorical(logits=torch.from_numpy(logits))
+                logprobs[:, t] = policy.log_prob(actions[:, t])
+                step = env.step(action)
+                reward = step.reward
+                if config.normalize_rewards:
+                    reward = learner.scaler(reward, step.first)
+                rewards[:, t] = reward
+                dones[:, t] = step.first  # action t ended the episode
+                so_far.recent.extend(step.episodes)
+                bar.update(E)
+            with torch.no_grad(), _autocast(device, config.bf16):
+                last_values = agent(step.obs).value.float().cpu().numpy()
+
+            # 2. Advantages (GAE), bootstrapped from the value of the observation after the rollout.
+            advantages = gae(rewards, values, dones, config.gamma, config.gae_lambda, last_values)
+            batch = {
+                "obs": observations.reshape(E * T, *shape),
+                "actions": actions.reshape(-1),
+                "logprobs": logprobs.reshape(-1),
+                "values": torch.from_numpy(values).reshape(-1),
+                "advantages": torch.from_numpy(advantages).reshape(-1),
+                "returns": torch.from_numpy(advantages + values).reshape(-1),
+            }
+
+            # 3. Optimise the clipped objective for a few epochs of shuffled minibatches.
+            agent.model.train()
+            stats = _ppo_update(learner, batch, config, device)
+
+            # 4. Count, log, save.
+            seconds = time.perf_counter() - started
+            so_far.update += 1
+            so_far.global_step += config.batch_size
+            so_far.seconds += seconds
+            log.write(so_far, config.batch_size / seconds, stats)
+            mean_return = f"{so_far.mean_return():.2f}" if so_far.recent else "-"
+            bar.set_postfix(ret=mean_return, refresh=False)
+            if so_far.update % config.save_every == 0 or so_far.update == config.num_updates:
+                save_run(save_dir, config, agent, learner.state_dict(), so_far)
+    return save_dir / CHECKPOINT
+
+
+def _ppo_update(
+    learner: Learner, batch: dict[str, torch.Tensor], config: PPOConfig, device: torch.device
+) -> dict[str, float]:
+    """PPO2's update: a few epochs of shuffled minibatches, one optimiser step each.
+
+    A minibatch is fed through the model in chunks whose weighted gradients add up to the
+    minibatch's; returns each loss statistic averaged over all minibatches.
+    """
+    agent, optimizer = learner.agent, learner.optimizer
+    size, chunk_size = config.minibatch_size, config.chunk_size_on(device)
+    sums: dict[str, torch.Tensor] = {}
+    for _ in range(config.update_epochs):
+        order = torch.randperm(config.batch_size, generator=learner.generator)
+        for start in range(0, config.batch_size, size):
+            minibatch = {k: v[order[start : start + size]] for k, v in batch.items()}
+            if config.normalize_advantages:  # over the whole minibatch, before it is chunked
+                adv = minibatch["advantages"]
+                minibatch["advantages"] = (adv - adv.mean()) / (adv.std() + 1e-8)
+            optimizer.zero_grad(set_to_none=True)
+            for parts in zip(*(v.split(chunk_size) for v in minibatch.values())):
+                chunk = {k: v.to(device) for k, v in zip(minibatch, parts)}
+                weight = len(chunk["actions"]) / size
+                losses = _ppo_losses(agent, chunk, config, device)
+                (weight * losses["loss"]).backward()
+                for name, value in losses.items():
+                    sums[name] = sums.get(name, 0) + weight * value.detach()
+            nn.utils.clip_grad_norm_(agent.model.parameters(), config.max_grad_norm)
+            optimizer.step()
+    count = config.update_epochs * config.num_minibatches
+    return {name: float(total) / count for name, total in sums.items() if name != "loss"}
+
+
+def _ppo_losses(
+    agent: Agent, mb: dict[str, torch.Tensor], config: PPOConfig, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """The clipped surrogate objective and the statistics logged with it, as means over ``mb``."""
+    with _autocast(device, config.bf16):
+        out = agent(mb["obs"])
+    dist = Categorical(logits=out.logits.float())
+    value = out.value.float()
+    logratio = dist.log_prob(mb["actions"]) - mb["logprobs"]
+    ratio = logratio.exp()
+
+    advantages = mb["advantages"]
+    clipped_ratio = ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)
+    policy_loss = torch.max(-advantages * ratio, -advantages * clipped_ratio).mean()
+
+    value_error = (value - mb["returns"]) ** 2
+    if config.clip_value_loss:  # penalise the worse of the moved and the clipped value
+        moved = (value - mb["values"]).clamp(-config.clip_coef, config.clip_coef)
+        value_error = torch.max(value_error, (mb["values"] + moved - mb["returns"]) ** 2)
+    value_loss = 0.5 * value_error.mean()
+    entropy = dist.entropy().mean()
+
+    with torch.no_grad():
+        approx_kl = ((ratio - 1) - logratio).mean()  # the low-variance estimator
+        clip_fraction = ((ratio - 1).abs() > config.clip_coef).float().mean()
+    return {
+        "loss": policy_loss - config.ent_coef * entropy + config.vf_coef * value_loss,
+        "policy_loss": policy_loss,
+        "value_loss": value_loss,
+        "entropy": entropy,
+        "approx_kl": approx_kl,
+        "clip_fraction": clip_fraction,
+    }
+
+
+def _autocast(device: torch.device, bf16: bool) -> torch.autocast:
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
