@@ -66,8 +66,8 @@ def test_run_with_valid_checkpoint_gets_past_loading(tmp_path, coinrun_agent, ca
 
 
 def test_demo_without_bundled_agent_says_so(capsys, monkeypatch):
-    import understanding_rl_vision.cli as cli
+    from understanding_rl_vision import demo
 
-    monkeypatch.setattr(cli, "bundled_agent_path", lambda: None)
+    monkeypatch.setattr(demo, "bundled_agent_path", lambda: None)
     assert main(["demo"]) == 2
     assert "no bundled agent yet" in capsys.readouterr().err

@@ -10,27 +10,17 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 
 from . import __version__
 from .errors import NotImplementedYet, UserError
 from .training.commands import configure_evaluate, configure_train, run_evaluate, run_train
 
-DEMO_AGENT = "demo-agent.safetensors"
-
-
-def bundled_agent_path():
-    """The demo agent shipped as package data, or None while it has not been trained yet."""
-    path = resources.files("understanding_rl_vision") / "data" / DEMO_AGENT
-    return path if path.is_file() else None
-
-
 def _demo(args: argparse.Namespace) -> int:
-    if bundled_agent_path() is None:
-        raise NotImplementedYet(
-            "no bundled agent yet: the demo agent ships with the PPO training issue; see README"
-        )
-    raise NotImplementedYet("not implemented yet: see README")
+    from . import demo
+
+    if demo.bundled_agent_path() is None:
+        raise NotImplementedYet("no bundled agent yet: this install lacks the demo agent; see README")
+    return demo.run_demo()
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -60,9 +60,9 @@ def test_cli_table_compares_agent_and_random(leaper_run, capsys):
 
 
 def test_cli_bundled_agent_missing_is_one_line(monkeypatch, capsys):
-    from understanding_rl_vision import cli
+    from understanding_rl_vision import demo
 
-    monkeypatch.setattr(cli, "bundled_agent_path", lambda: None)
+    monkeypatch.setattr(demo, "bundled_agent_path", lambda: None)
     assert main(["evaluate", "bundled"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no bundled agent" in err

@@ -67,11 +67,11 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Print the result as a small table, or as exactly one JSON object with ``--json``."""
-    from ..cli import bundled_agent_path  # the CLI imports this module
+    from .. import demo
 
     checkpoint = args.checkpoint
     if checkpoint in ("bundled", "demo"):
-        checkpoint = bundled_agent_path()
+        checkpoint = demo.bundled_agent_path()
         if checkpoint is None:
             raise UserError("no bundled agent yet: pass the path of a checkpoint")
     result = evaluate(checkpoint, args.episodes, num_envs=args.num_envs, seed=args.seed,
