@@ -1,0 +1,1 @@
+"""Attribution: which scalar to explain (outputs), where (layers), and how (integrated gradients)."""

@@ -1,0 +1,95 @@
+"""Which scalar do we explain? The one place that decides.
+
+A model is explained through its *output vector*: one row per frame, e.g. ``[value, logit_0, ...,
+logit_{A-1}]`` for an actor-critic agent. Every scalar we attribute (the value, one logit, the sum
+of an action group's logits) is a fixed linear combination of that vector, an :class:`Output`.
+Attributing K outputs is then one batched backward pass with K weight vectors, never K passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..agents.base import Agent
+from ..errors import UserError
+
+
+@dataclass(frozen=True)
+class Output:
+    """One explained scalar: ``weights`` combine the entries of the output vector."""
+
+    name: str  # "value", "logit:LEFT+UP", "group:RIGHT"
+    weights: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ExplainedModel:
+    """A module to hook plus the function from its input to the output vector.
+
+    ``forward`` takes the model's (preprocessed) input batch and returns (N, M). ``entries`` names
+    the M entries; ``groups`` names sets of entries whose sum is also worth explaining.
+    """
+
+    model: nn.Module
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    entries: tuple[str, ...]
+    groups: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def outputs(self, selection: Sequence[str] | str = ("value",)) -> tuple[Output, ...]:
+        """Resolve names to outputs.
+
+        Accepted: an entry name (``value``, ``logit:LEFT``), ``logits`` (every ``logit:`` entry),
+        ``group:NAME``, ``groups`` (every group). Unknown names fail listing the valid ones.
+        """
+        if isinstance(selection, str):
+            selection = [part.strip() for part in selection.split(",") if part.strip()]
+        chosen: dict[str, Output] = {}
+        for name in selection:
+            for output in self._resolve(name):
+                chosen.setdefault(output.name, output)
+        if not chosen:
+            raise UserError("choose at least one output to explain, e.g. 'value'")
+        return tuple(chosen.values())
+
+    def _resolve(self, name: str) -> list[Output]:
+        if name in self.entries:
+            return [self._combination(name, [self.entries.index(name)])]
+        if name == "logits":
+            indices = [i for i, entry in enumerate(self.entries) if entry.startswith("logit:")]
+            return [self._combination(self.entries[i], [i]) for i in indices]
+        if name == "groups":
+            return [self._combination(f"group:{g}", idx) for g, idx in self.groups.items()]
+        if name.startswith("group:") and name[len("group:") :] in self.groups:
+            return [self._combination(name, self.groups[name[len("group:") :]])]
+        valid = [*self.entries, "logits", *(f"group:{g}" for g in self.groups), "groups"]
+        raise UserError(f"unknown output {name!r}; valid: {', '.join(valid)}")
+
+    def _combination(self, name: str, indices: Sequence[int]) -> Output:
+        weights = [0.0] * len(self.entries)
+        for index in indices:
+            weights[index] = 1.0
+        return Output(name, tuple(weights))
+
+
+def weight_matrix(outputs: Sequence[Output], device: torch.device | str = "cpu") -> torch.Tensor:
+    """(K, M) float32: row k combines the output vector into output k."""
+    return torch.tensor([o.weights for o in outputs], dtype=torch.float32, device=device)
+
+
+def explain_agent(agent: Agent) -> ExplainedModel:
+    """The actor-critic view: entries ``value`` then ``logit:<action>``; groups by arrow direction.
+
+    Action groups are sums of logits (as in the original), indices shifted past the value entry.
+    """
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        out = agent.forward_preprocessed(x)
+        return torch.cat([out.value.reshape(-1, 1), out.logits], dim=1)
+
+    entries = ("value", *(f"logit:{name}" for name in agent.action_names))
+    groups = {name: tuple(i + 1 for i in idx) for name, idx in agent.action_groups.items()}
+    return ExplainedModel(agent.model, forward, entries, groups)
