@@ -1,0 +1,206 @@
+"""Attribution benchmark: our batched integrated gradients against Captum, in one process.
+
+The job: the IMPALA CNN, 256 CoinRun observations, every discovered layer, the value plus all 15
+logits, 10 right-Riemann steps. Three ways to do it:
+
+  (a) ours: ``integrated_gradients`` per layer, all 16 outputs in one batched pass;
+  (b) what a Captum user writes: ``LayerIntegratedGradients``, one call per output and layer
+      (its baseline is the layer activation of a zero *input*, so only time is compared);
+  (c) Captum ``IntegratedGradients`` on the sub-network above each layer, zero baseline: the same
+      quantity as ours, so values are compared too.
+
+Also: peak memory of each, our GFLOP/s against a measured fp32 matmul peak, and the
+Gauss-Legendre step count that matches 10-step Riemann completeness on the bundled agent.
+
+    python benchmarks/attribution.py            # the full job (several minutes on 2 cores)
+    python benchmarks/attribution.py --quick    # a smaller job, under a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from collections.abc import Callable
+
+import torch
+from captum.attr import IntegratedGradients, LayerIntegratedGradients
+from torch.utils.flop_counter import FlopCounterMode
+
+from understanding_rl_vision.agents import load_checkpoint
+from understanding_rl_vision.attribution import (
+    capture,
+    completeness_error,
+    discover_layers,
+    explain_agent,
+    forward_hooks,
+    integrated_gradients,
+)
+from understanding_rl_vision.config import TrajectoryConfig
+from understanding_rl_vision.demo import bundled_agent_path
+from understanding_rl_vision.rollout import collect_trajectories
+
+
+class PeakRSS:
+    """Peak resident memory above the starting level while the block runs (sampled every 5 ms)."""
+
+    def __enter__(self) -> PeakRSS:
+        self.start = self.peak = _rss()
+        self._running = True
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while self._running:
+            self.peak = max(self.peak, _rss())
+            time.sleep(0.005)
+
+    def __exit__(self, *exc: object) -> None:
+        self._running = False
+        self._thread.join()
+
+    @property
+    def mb(self) -> float:
+        return (self.peak - self.start) / 2**20
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * 4096
+
+
+def timed(fn: Callable[[], object]) -> tuple[object, float, float]:
+    with PeakRSS() as memory:
+        started = time.perf_counter()
+        result = fn()
+        seconds = time.perf_counter() - started
+    return result, seconds, memory.mb
+
+
+def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="attribution benchmark (ours vs Captum)")
+    parser.add_argument("--quick", action="store_true", help="32 frames, 2 layers, 4 outputs")
+    parser.add_argument("--frames", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--captum-batch", type=int, default=512, help="Captum internal_batch_size")
+    args = parser.parse_args()
+    frames = 32 if args.quick else args.frames
+
+    path = bundled_agent_path()
+    if path is None:
+        raise SystemExit("the benchmark uses the bundled demo agent, which this install lacks")
+    agent = load_checkpoint(path)
+    agent.model.to(memory_format=torch.channels_last)
+    trajectories = collect_trajectories(
+        agent, TrajectoryConfig(num_envs=8, num_steps=frames // 8), seed=0, progress=False
+    )
+    observations = trajectories.observations.reshape(-1, *agent.observation_shape)[:frames]
+    inputs = agent.preprocess(observations)
+    explained = explain_agent(agent)
+    layers = [layer.name for layer in discover_layers(agent.model, inputs[:1])]
+    names = ["value", "logits"]
+    outputs = explained.outputs(names)
+    if args.quick:
+        layers, outputs = [layers[1], layers[3]], outputs[:4]
+    print(f"job: {frames} CoinRun frames x {len(layers)} layers x {len(outputs)} outputs x "
+          f"{args.steps} steps; torch {torch.__version__}, {torch.get_num_threads()} threads")  # fmt: skip
+
+    # (a) ours
+    ours, time_a, mem_a = timed(lambda: {
+        layer: integrated_gradients(explained, inputs, layer, outputs, steps=args.steps).values
+        for layer in layers
+    })  # fmt: skip
+    print(f"(a) ours                          {time_a:8.2f} s   peak +{mem_a:7.0f} MB")
+
+    # (b) Captum LayerIntegratedGradients, one call per output and layer
+    def captum_layer_ig() -> None:
+        for layer in layers:
+            module = dict(agent.model.named_modules())[layer]
+            for output in outputs:
+                weights = torch.tensor(output.weights)
+                lig = LayerIntegratedGradients(lambda x: explained.forward(x) @ weights, module)
+                lig.attribute(inputs, baselines=torch.zeros_like(inputs), n_steps=args.steps,
+                              method="riemann_right", internal_batch_size=args.captum_batch)  # fmt: skip
+
+    _, time_b, mem_b = timed(captum_layer_ig)
+    print(f"(b) Captum LayerIntegratedGradients {time_b:6.2f} s   peak +{mem_b:7.0f} MB")
+
+    # (c) Captum IntegratedGradients on the sub-network above each layer
+    def captum_subnet_ig() -> dict[str, torch.Tensor]:
+        results = {}
+        for layer in layers:
+            with capture(agent.model, [layer]) as captured, torch.no_grad():
+                explained.forward(inputs)
+            activation = captured[layer].detach()
+            per_output = []
+            for output in outputs:
+                weights = torch.tensor(output.weights)
+
+                def upper(scaled: torch.Tensor, weights: torch.Tensor = weights) -> torch.Tensor:
+                    with forward_hooks(agent.model, {layer: lambda module, a, out: scaled}):
+                        return explained.forward(inputs[:1]) @ weights
+
+                per_output.append(IntegratedGradients(upper).attribute(
+                    activation, baselines=torch.zeros_like(activation), n_steps=args.steps,
+                    method="riemann_right", internal_batch_size=args.captum_batch))  # fmt: skip
+            results[layer] = torch.stack(per_output)
+        return results
+
+    reference, time_c, mem_c = timed(captum_subnet_ig)
+    print(f"(c) Captum IG on the sub-network  {time_c:8.2f} s   peak +{mem_c:7.0f} MB")
+    max_rel = max(
+        float((ours[layer] - reference[layer]).abs().max() / reference[layer].abs().max())
+        for layer in layers
+    )
+
+    # Achieved GFLOP/s: count our FLOPs on the whole job, against a measured matmul peak.
+    with FlopCounterMode(display=False) as counter:
+        for layer in layers:
+            integrated_gradients(explained, inputs[: min(frames, 32)], layer, outputs, steps=args.steps)
+    flops = counter.get_total_flops() * frames / min(frames, 32)
+    achieved = flops / time_a / 1e9
+    peak = matmul_peak_gflops()
+
+    # Gauss-Legendre steps that match 10-step Riemann completeness on the trained agent.
+    layer = layers[len(layers) // 2]
+    sample = inputs[:64]
+    started = time.perf_counter()
+    riemann = integrated_gradients(explained, sample, layer, outputs, steps=10, rule="riemann")
+    riemann_seconds = time.perf_counter() - started
+    target = float(completeness_error(explained, sample, riemann, outputs).median())
+    gl_steps, gl_seconds = None, None
+    for steps in range(1, 11):
+        started = time.perf_counter()
+        gauss = integrated_gradients(explained, sample, layer, outputs, steps=steps, rule="gauss-legendre")
+        seconds = time.perf_counter() - started
+        if float(completeness_error(explained, sample, gauss, outputs).median()) <= target:
+            gl_steps, gl_seconds = steps, seconds
+            break
+
+    print(f"speedup vs LayerIntegratedGradients: {time_b / time_a:.2f}x")
+    print(f"speedup vs sub-network IntegratedGradients: {time_c / time_a:.2f}x")
+    print(f"max relative difference vs (c): {max_rel:.2e}")
+    print(f"ours: {achieved:.1f} GFLOP/s; fp32 matmul peak {peak:.1f} GFLOP/s "
+          f"({100 * achieved / peak:.1f}% of peak)")  # fmt: skip
+    print(f"completeness (median rel. error) of 10-step Riemann at {layer}: {target:.2e}; "
+          f"Gauss-Legendre matches it with {gl_steps} steps, "
+          f"{riemann_seconds / gl_seconds if gl_seconds else float('nan'):.2f}x faster")  # fmt: skip
+    print(
+        f"RESULT attribution speedup_vs_layerig={time_b / time_a:.2f} "
+        f"speedup_vs_subnet_ig={time_c / time_a:.2f} max_rel_diff={max_rel:.2e} "
+        f"gflops_frac_of_peak={achieved / peak:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
