@@ -29,7 +29,7 @@ def describe_agent(path: Traversable) -> str:
     meta = read_checkpoint_metadata(path)
     env = meta.get("env_spec") or {}
     extra = meta.get("extra") or {}
-    steps = extra.get("global_step")
+    steps = extra.get("steps_trained")
     trained = f", trained for {steps:,} steps" if isinstance(steps, int) else ""
     return (
         f"{meta['architecture']['name']} agent for {env.get('game', '?')} "
