@@ -280,3 +280,18 @@ def test_newer_format_version_and_bad_metadata(tmp_path: Path) -> None:
     assert "missing gamma" in _error(_rewrite(_saved(tmp_path), lambda m: m.pop("gamma")))
     bad_env = _rewrite(_saved(tmp_path), lambda m: m.update(env_spec={"family": "nes"}))
     assert "unknown environment family" in _error(bad_env)
+
+
+def test_saved_checkpoint_is_readable_by_others_not_private(tmp_path):
+    import os
+    import stat
+
+    from understanding_rl_vision.agents import make_agent, save_checkpoint
+
+    agent = make_agent("clear", None, (64, 64, 3), [str(i) for i in range(15)], seed=0)
+    mask = os.umask(0o022)
+    try:
+        path = save_checkpoint(agent, tmp_path / "agent.safetensors")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's 0600

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from .. import __version__
 from ..envs.spec import spec_from_dict, spec_to_dict
+from ..common.files import atomic_path
 from ..errors import CheckpointError, UserError
 from .architectures import build_model
 from .base import Agent, ArchitectureSpec, Preprocessing
@@ -64,17 +64,8 @@ def save_checkpoint(
     path = Path(path)
     if path.is_dir():
         raise UserError(f"cannot save a checkpoint over a directory: {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp_name:
         save_file(tensors, tmp_name, metadata=metadata)
-        with open(tmp_name, "rb+") as handle:  # data on disk before the rename makes it visible
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
     return path
 
 

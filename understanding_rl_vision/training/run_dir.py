@@ -15,10 +15,8 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
 from collections import deque
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ import torch
 
 from ..agents import Agent, read_checkpoint_metadata, save_checkpoint
 from ..envs import Episode
+from ..common.files import atomic_path
 from ..errors import CheckpointError, UserError
 from .config import PPOConfig, make_config
 
@@ -94,7 +93,7 @@ def save_run(
         "recent": [asdict(episode) for episode in progress.recent],
         **learner_state,
     }
-    with _atomic(save_dir / TRAIN_STATE) as tmp:
+    with atomic_path(save_dir / TRAIN_STATE) as tmp:
         torch.save(state, tmp)
     extra = {
         "steps_trained": progress.global_step,
@@ -148,22 +147,6 @@ def _read_state(save_dir: Path) -> dict[str, Any]:
     return state
 
 
-@contextmanager
-def _atomic(path: Path) -> Iterator[str]:
-    """A temporary path next to ``path`` that replaces it in one step if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as handle:  # on disk before the rename makes it visible
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class RunLog:
     """``log.csv``: one row per update, flushed at once so it can be watched during training.
 
@@ -196,7 +179,7 @@ class RunLog:
             rows = list(csv.reader(handle))
         kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) <= update]
         if len(kept) < len(rows):
-            with _atomic(path) as tmp, open(tmp, "w", newline="") as handle:
+            with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
                 csv.writer(handle).writerows(kept)
 
     def __enter__(self) -> RunLog:

@@ -1,0 +1,1 @@
+"""Small typed utilities shared by the pipeline stages."""
