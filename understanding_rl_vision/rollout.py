@@ -109,7 +109,8 @@ def collect_trajectories(
             step = env.step(actions[:, t])
             rewards[:, t] = step.reward
             dones[:, t] = step.first
-        last_values = agent.act(step.obs, generator)[2]
+        with torch.no_grad():  # only the value: the bootstrap for GAE's final step
+            last_values = agent(step.obs).value.float().cpu().numpy()
 
     return Trajectories(
         observations=observations,
