@@ -42,6 +42,29 @@ class EnvStep:
     episodes: tuple[Episode, ...] = ()  # episodes that ended with the action just taken
 
 
+class EpisodeTracker:
+    """Running return and length of each copy's episode, turned into :class:`Episode` records."""
+
+    def __init__(self, num_envs: int):
+        self.returns = np.zeros(num_envs, dtype=np.float64)
+        self.lengths = np.zeros(num_envs, dtype=np.int64)
+
+    def reset(self) -> None:
+        self.returns[:] = 0
+        self.lengths[:] = 0
+
+    def add(self, reward: np.ndarray) -> None:
+        """Count one step of every copy (call before ending episodes, so the last reward counts)."""
+        self.returns += reward
+        self.lengths += 1
+
+    def end(self, index: int, level_complete: bool | None = None) -> Episode:
+        episode = Episode(index, float(self.returns[index]), int(self.lengths[index]), level_complete)
+        self.returns[index] = 0
+        self.lengths[index] = 0
+        return episode
+
+
 class VecEnv(ABC):
     """``num_envs`` copies of one environment, stepped together."""
 

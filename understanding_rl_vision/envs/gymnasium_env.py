@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import UnknownEnvError, UserError
-from .base import EnvStep, Episode, VecEnv
+from .base import EnvStep, EpisodeTracker, VecEnv
 from .spec import EnvSpec, GymnasiumSpec
 
 if TYPE_CHECKING:
@@ -94,8 +94,7 @@ class _ListVecEnv(VecEnv):
             raise
         self._seeded = False
         self._needs_reset = True
-        self._returns = np.zeros(self.num_envs, dtype=np.float64)
-        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
+        self._episodes = EpisodeTracker(self.num_envs)
 
     # --- what subclasses specialise -------------------------------------------------------
 
@@ -130,8 +129,7 @@ class _ListVecEnv(VecEnv):
             frames.append(self._frame(env, obs[-1]))
         self._seeded = True
         self._needs_reset = False
-        self._returns[:] = 0
-        self._lengths[:] = 0
+        self._episodes.reset()
         n = self.num_envs
         return EnvStep(
             obs=np.stack(obs),
@@ -146,32 +144,21 @@ class _ListVecEnv(VecEnv):
         actions = np.asarray(actions).reshape(-1)
         if actions.shape != (self.num_envs,):
             raise ValueError(f"expected {self.num_envs} actions, got shape {actions.shape}")
-        obs, frames, episodes = [], [], []
-        reward = np.zeros(self.num_envs, dtype=np.float32)
+        raws, reward = [], np.zeros(self.num_envs, dtype=np.float32)
         first = np.zeros(self.num_envs, dtype=bool)
         for i, (env, action) in enumerate(zip(self._envs, actions, strict=True)):
-            raw, rew, terminated, truncated, _ = env.step(int(action))
-            reward[i] = rew
-            self._returns[i] += float(rew)
-            self._lengths[i] += 1
-            if terminated or truncated:
-                episodes.append(self._end_episode(i))
+            raw, reward[i], terminated, truncated, _ = env.step(int(action))
+            raws.append(raw)
+            first[i] = terminated or truncated
+        self._episodes.add(reward)
+        obs, frames, episodes = [], [], []
+        for i, (env, raw) in enumerate(zip(self._envs, raws, strict=True)):
+            if first[i]:  # same-step autoreset: the next episode's first observation
+                episodes.append(self._episodes.end(i))
                 raw, _ = env.reset()
-                first[i] = True
             obs.append(self._observation(raw))
             frames.append(self._frame(env, obs[-1]))
         return EnvStep(np.stack(obs), np.stack(frames), reward, first, tuple(episodes))
-
-    def _end_episode(self, index: int) -> Episode:
-        episode = Episode(
-            env_index=index,
-            total_reward=float(self._returns[index]),
-            length=int(self._lengths[index]),
-            level_complete=None,
-        )
-        self._returns[index] = 0
-        self._lengths[index] = 0
-        return episode
 
     def close(self) -> None:
         for env in getattr(self, "_envs", ()):

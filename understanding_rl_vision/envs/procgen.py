@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnknownEnvError, UserError
-from .base import EnvStep, Episode, VecEnv
+from .base import EnvStep, EpisodeTracker, VecEnv
 from .gymnasium_env import check_vec_args
 from .spec import PROCGEN_GAMES, ProcgenSpec
 
@@ -94,8 +94,7 @@ class ProcgenVecEnv(VecEnv):
         self.observation_shape = tuple(self._env.ob_space["rgb"].shape)
         size = FULL_RES if spec.full_res_frames else self.observation_shape[0]
         self.frame_shape = (size, size, 3)
-        self._returns = np.zeros(self.num_envs, dtype=np.float64)
-        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
+        self._episodes = EpisodeTracker(self.num_envs)
         self._stepped = False
         self._needs_reset = True
 
@@ -122,8 +121,7 @@ class ProcgenVecEnv(VecEnv):
             self._env = self._open(int(derived) & 0x7FFFFFFF)
             self._stepped = False
         self._needs_reset = False
-        self._returns[:] = 0
-        self._lengths[:] = 0
+        self._episodes.reset()
         _, ob, _ = self._env.observe()
         obs = ob["rgb"]
         frame = self._full_res(self._env.get_info()) if self.spec.full_res_frames else obs
@@ -142,27 +140,18 @@ class ProcgenVecEnv(VecEnv):
         reward = np.asarray(rew, dtype=np.float32)
         first = np.asarray(first, dtype=bool)
         obs = ob["rgb"]
-        self._returns += reward
-        self._lengths += 1
+        self._episodes.add(reward)
         need_info = self.spec.full_res_frames or bool(first.any())
         info = self._env.get_info() if need_info else None
         episodes = ()
         if info is not None and first.any():
-            episodes = tuple(self._end_episode(int(i), info[i]) for i in np.flatnonzero(first))
+            # The info at a new episode's first step describes the level that just ended.
+            episodes = tuple(
+                self._episodes.end(int(i), bool(info[i]["prev_level_complete"]))
+                for i in np.flatnonzero(first)
+            )
         frame = self._full_res(info) if self.spec.full_res_frames else obs
         return EnvStep(obs, frame, reward, first, episodes)
-
-    def _end_episode(self, index: int, info: dict[str, Any]) -> Episode:
-        """The info at a new episode's first step describes the level that just ended."""
-        episode = Episode(
-            env_index=index,
-            total_reward=float(self._returns[index]),
-            length=int(self._lengths[index]),
-            level_complete=bool(info["prev_level_complete"]),
-        )
-        self._returns[index] = 0
-        self._lengths[index] = 0
-        return episode
 
     @staticmethod
     def _full_res(info: list[dict[str, Any]]) -> np.ndarray:
