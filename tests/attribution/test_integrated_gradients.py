@@ -13,6 +13,7 @@ from understanding_rl_vision.attribution import (
     hook_count,
     input_gradients,
     integrated_gradients,
+    quadrature,
 )
 
 ARCHITECTURES = {
@@ -124,6 +125,57 @@ def test_batched_outputs_equal_one_pass_per_output_and_chunking_is_invisible():
         torch.testing.assert_close(together.values[k], alone.values[0], rtol=1e-5, atol=1e-7)
     chunked = integrated_gradients(explained, inputs, "relu2b", outputs, steps=5, memory_budget=1)
     torch.testing.assert_close(chunked.values, together.values, rtol=1e-5, atol=1e-7)
+    vmapped = integrated_gradients(explained, inputs, "relu2b", outputs, steps=5, batching="vmap")
+    assert torch.equal(vmapped.values, together.values)  # the same arithmetic, only scheduled differently
+    sequential = input_gradients(explained, inputs, outputs)
+    assert torch.equal(input_gradients(explained, inputs, outputs, batching="vmap"), sequential)
+
+
+@pytest.mark.parametrize("steps", [2, 7, 10, 32])  # Captum refuses 1 step
+def test_quadrature_nodes_are_captums_and_integrate_exactly(steps):
+    from captum.attr._utils.approximation_methods import approximation_parameters
+
+    for rule, captum_rule in CAPTUM_RULE.items():
+        nodes, weights = quadrature(steps, rule)
+        captum_weights, captum_nodes = (f(steps) for f in approximation_parameters(captum_rule))
+        # Bit-identical float32 nodes: the network is evaluated at exactly Captum's points.
+        assert torch.equal(torch.tensor(nodes, dtype=torch.float32), torch.tensor(captum_nodes, dtype=torch.float32))
+        assert weights == pytest.approx(captum_weights, rel=1e-12)
+        assert weights.sum() == pytest.approx(1.0, rel=1e-12)
+    nodes, weights = quadrature(steps, "gauss-legendre")
+    degree = 2 * steps - 1  # n Gauss-Legendre nodes integrate polynomials of degree 2n - 1 exactly
+    assert (weights * nodes**degree).sum() == pytest.approx(1 / (degree + 1), rel=1e-12)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "10"])
+def test_bad_step_counts_and_rules_fail_clearly(bad):
+    from understanding_rl_vision.errors import UserError
+
+    with pytest.raises(UserError, match="positive integer"):
+        quadrature(bad)
+    with pytest.raises(UserError, match="riemann or gauss-legendre"):
+        quadrature(4, "simpson")
+
+
+def test_trained_agent_on_coinrun_frames_matches_captum_at_the_lowest_layer():
+    """The bundled agent on its own CoinRun frames: flat backgrounds give max-pool windows of equal
+    values, where the gradient's route depends on float rounding, so this is where ours and Captum
+    would drift apart if the integration nodes differed by even one ulp."""
+    from understanding_rl_vision.agents import load_checkpoint
+    from understanding_rl_vision.config import TrajectoryConfig
+    from understanding_rl_vision.demo import bundled_agent_path
+    from understanding_rl_vision.rollout import collect_trajectories
+
+    agent = load_checkpoint(bundled_agent_path())
+    trajectories = collect_trajectories(agent, TrajectoryConfig(num_envs=8, num_steps=8), seed=0, progress=False)
+    inputs = agent.preprocess(trajectories.observations.reshape(-1, *agent.observation_shape))
+    explained = explain_agent(agent)
+    outputs = explained.outputs(["value", "logit:RIGHT"])
+    ours = integrated_gradients(explained, inputs, "stacks.0.res0", outputs, steps=10)
+    for k, output in enumerate(outputs):
+        reference = captum_layer_ig(explained, inputs, "stacks.0.res0", torch.tensor(output.weights), 10, "riemann")
+        difference = (ours.values[k] - reference).abs().max() / reference.abs().max()
+        assert difference <= 1e-4, (output.name, float(difference))
 
 
 def test_hooks_are_removed_after_an_exception(coinrun_agent):
@@ -154,3 +206,23 @@ def test_attribute_api_on_uint8_observations(coinrun_agent):
     torch.testing.assert_close(by_label.values[0], result.for_output("value"))
     gradients = attribute(coinrun_agent, observations, layer="input", outputs="value")
     assert gradients.values.shape == (1, 2, 3, 64, 64)
+
+
+def test_every_available_device_gives_the_cpu_result(coinrun_agent):
+    """CUDA joins when present: inputs, weights and work stay on the model's device; results come back on the CPU."""
+    import copy
+
+    explained_cpu = explain_agent(coinrun_agent)
+    outputs = explained_cpu.outputs(["value", "group:RIGHT"])
+    inputs = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    expected = integrated_gradients(explained_cpu, inputs, "stacks.1.res1", outputs, steps=4)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        agent = copy.deepcopy(coinrun_agent)
+        agent.model.to(device)
+        explained = explain_agent(agent)
+        result = integrated_gradients(explained, inputs.to(device), "stacks.1.res1", outputs, steps=4)
+        assert result.values.device.type == "cpu"
+        torch.testing.assert_close(result.values, expected.values, rtol=1e-4, atol=1e-6)
+        gradients = input_gradients(explained, inputs.to(device), outputs)
+        assert gradients.device.type == "cpu" and gradients.shape == (2, 3, 3, 64, 64)

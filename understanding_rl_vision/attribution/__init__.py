@@ -12,6 +12,7 @@ from ..agents.base import Agent
 from .hooks import LayerNotFoundError, capture, forward_hooks, hook_count
 from .integrated_gradients import (
     DEFAULT_MEMORY_BUDGET,
+    Batching,
     DEFAULT_STEPS,
     LayerAttribution,
     Rule,
@@ -26,7 +27,7 @@ from .outputs import ExplainedModel, Output, explain_agent
 INPUT_LAYER = "input"
 
 __all__ = [
-    "INPUT_LAYER", "ExplainedModel", "Layer", "LayerAttribution", "LayerNotFoundError",
+    "INPUT_LAYER", "Batching", "ExplainedModel", "Layer", "LayerAttribution", "LayerNotFoundError",
     "NotABottleneckError", "Output", "Rule", "attribute", "capture", "completeness_error",
     "default_layer", "discover_layers", "explain_agent", "forward_hooks", "hook_count",
     "input_gradients", "integrated_gradients", "quadrature", "resolve_layers",
@@ -42,6 +43,7 @@ def attribute(
     steps: int = DEFAULT_STEPS,
     rule: Rule = "riemann",
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    batching: Batching = "sequential",
 ) -> LayerAttribution:
     """Explain ``outputs`` at ``layer`` for a batch of observations.
 
@@ -49,7 +51,8 @@ def attribute(
     :class:`ExplainedModel` (observations are its preprocessed input). ``layer`` is a dotted
     module name, a label such as ``2b``, ``input`` for plain input gradients, or None for the
     default (middle) layer. ``outputs`` are names such as ``value``, ``logit:LEFT``, ``logits``,
-    ``group:RIGHT``, ``groups``. Returns (K outputs, N, *layer shape).
+    ``group:RIGHT``, ``groups``. Returns (K outputs, N, *layer shape). ``batching`` picks how
+    the K backward passes run (see :mod:`.integrated_gradients`); results are identical.
     """
     if isinstance(agent, Agent):
         explained, inputs = explain_agent(agent), agent.preprocess(observations)
@@ -57,12 +60,13 @@ def attribute(
         explained, inputs = agent, torch.as_tensor(observations)
     chosen = explained.outputs(outputs)
     if layer == INPUT_LAYER:
-        values = input_gradients(explained, inputs, chosen)
+        values = input_gradients(explained, inputs, chosen, batching=batching)
         return LayerAttribution(INPUT_LAYER, tuple(o.name for o in chosen), values)
     if layer is None:
         resolved = default_layer(discover_layers(explained.model, inputs[:1]))
     else:
         (resolved,) = resolve_layers(explained.model, inputs[:1], [layer])
     return integrated_gradients(
-        explained, inputs, resolved.name, chosen, steps=steps, rule=rule, memory_budget=memory_budget
+        explained, inputs, resolved.name, chosen, steps=steps, rule=rule, memory_budget=memory_budget,
+        batching=batching,
     )

@@ -1,21 +1,28 @@
-"""Integrated gradients from a zero baseline to a layer's activation, batched over everything.
+"""Integrated gradients from a zero baseline to a layer's activation, batched over frames and steps.
 
 For a layer activation ``a`` and an explained scalar ``f`` (a function of ``a`` through the part
 of the network above the layer):
 
     IG(a) = a * integral_0^1 grad f(alpha a) d alpha  ~=  a * sum_s w_s grad f(alpha_s a)
 
-Three things make this cheap:
+What makes this cheap:
 
 * The layers below are evaluated once per frame, not once per step: a forward hook swaps the
   layer's output for the stacked scaled copies ``alpha_s a``, so only the network above the layer
   sees the (steps x frames) batch. This is exact only at a *bottleneck*, a layer no skip
   connection crosses; :mod:`.layers` finds those, and the batch size is checked on the way out.
-* All outputs share one backward pass: ``torch.autograd.grad(..., is_grads_batched=True)`` with
-  one weight row per output (see :mod:`.outputs`).
+* All K outputs share that one forward pass; only the backward pass is per output (see
+  :mod:`.outputs` for how outputs are weight rows over the output vector).
 * The sum over steps happens inside autograd: the scaled copies are built from one leaf ``a``,
   and step s's rows are weighted by ``w_s / alpha_s``, so the gradient reaching ``a`` is already
-  ``sum_s w_s grad f(alpha_s a)``. Memory holds K x frames activations, not K x steps x frames.
+  ``sum_s w_s grad f(alpha_s a)``. Memory holds K x frames results, not K x steps x frames.
+
+How the K backward passes run is ``batching``. ``"sequential"`` (the default) walks the retained
+graph once per output. ``"vmap"`` hands autograd all K rows at once (``is_grads_batched``); on
+torch 2.13 CPU that is 2x slower for the IMPALA CNN, because ``convolution_backward`` and
+``max_pool2d_with_indices_backward`` have no batching rule, so vmap loops over K itself and then
+copies the pieces together (``docs/benchmarks.md``). Folding K into the batch instead makes the
+forward pass K times larger and measured 4.9x slower. Both give bit-identical results.
 """
 
 from __future__ import annotations
@@ -32,20 +39,26 @@ from .hooks import forward_hooks, frozen_parameters
 from .outputs import ExplainedModel, Output, weight_matrix
 
 Rule = Literal["riemann", "gauss-legendre"]
+Batching = Literal["sequential", "vmap"]
 DEFAULT_STEPS = 10
-DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes of working memory per chunk of frames
+DEFAULT_MEMORY_BUDGET = 256 << 20  # bytes of working memory per chunk of frames (measured: smaller chunks are no slower)
 
 
 def quadrature(steps: int, rule: Rule = "riemann") -> tuple[np.ndarray, np.ndarray]:
     """Nodes ``alpha`` in (0, 1] and weights for integrating over [0, 1].
 
-    ``riemann`` is the original's right Riemann sum (alpha = 1/n, ..., 1; weights 1/n), as in
-    Captum's ``riemann_right``. ``gauss-legendre`` reaches the same accuracy with fewer steps.
+    ``riemann`` is the original's right Riemann sum (alpha = 1/n, ..., 1; weights 1/n), with the
+    nodes of Captum's ``riemann_right`` to the bit (a float32 ``linspace``, up to 1 ulp off s/n).
+    The bits matter: a max-pool whose window holds equal values (flat background) routes the
+    gradient by float rounding, so a 1-ulp change of alpha moved 0.05% of a trained CoinRun
+    agent's layer-1a attributions by up to 2e-3 of the maximum (``docs/benchmarks.md``).
+    ``gauss-legendre`` reaches the same accuracy with fewer steps.
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise UserError(f"integration steps must be a positive integer, got {steps!r}")
     if rule == "riemann":
-        return np.arange(1, steps + 1) / steps, np.full(steps, 1.0 / steps)
+        nodes = torch.linspace(1 / steps, 1, steps, dtype=torch.float32).double().numpy()
+        return nodes, np.full(steps, 1.0 / steps)
     if rule == "gauss-legendre":
         nodes, weights = np.polynomial.legendre.leggauss(steps)
         return (nodes + 1) / 2, weights / 2
@@ -73,20 +86,22 @@ def integrated_gradients(
     steps: int = DEFAULT_STEPS,
     rule: Rule = "riemann",
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    batching: Batching = "sequential",
 ) -> LayerAttribution:
     """IG of each output to ``layer`` for a batch of (preprocessed) model inputs.
 
     Returns (K, N, *layer shape). Frames are processed in chunks sized by ``memory_budget``.
     """
     alphas, weights = quadrature(steps, rule)
+    _check_batching(batching)
     device = inputs.device
     alpha = torch.tensor(alphas, dtype=torch.float32, device=device)
     # Row weight per step: w_s / alpha_s turns d/da f(alpha_s a) = alpha_s grad f into w_s grad f.
     step_weight = torch.tensor(weights / alphas, dtype=torch.float32, device=device)
     combine = weight_matrix(outputs, device)  # (K, M)
-    chunk_size = _chunk_size(explained, inputs, layer, len(outputs), steps, memory_budget)
+    chunk_size = _chunk_size(explained, inputs, layer, len(outputs), steps, memory_budget, batching)
     chunks = [
-        _attribute_chunk(explained, inputs[start : start + chunk_size], layer, alpha, step_weight, combine)
+        _attribute_chunk(explained, inputs[start : start + chunk_size], layer, alpha, step_weight, combine, batching)
         for start in range(0, len(inputs), chunk_size)
     ]
     values = torch.cat(chunks, dim=1)
@@ -100,8 +115,9 @@ def _attribute_chunk(
     alpha: torch.Tensor,
     step_weight: torch.Tensor,
     combine: torch.Tensor,
+    batching: Batching,
 ) -> torch.Tensor:
-    """(K, n, *layer shape) for one chunk of n frames: one forward, one batched backward."""
+    """(K, n, *layer shape) for one chunk of n frames: one forward pass, K backward passes."""
     leaves: list[torch.Tensor] = []
 
     def substitute(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
@@ -120,25 +136,48 @@ def _attribute_chunk(
         raise UserError(f"layer {layer!r} is crossed by a skip connection; choose a bottleneck layer")
     rows = combine[:, None, None, :] * step_weight[None, :, None, None]  # (K, steps, 1, M)
     rows = rows.expand(-1, -1, n, -1).reshape(len(combine), steps * n, -1)
-    (grads,) = torch.autograd.grad(out, leaves[0], rows, is_grads_batched=True)
-    return (grads * leaves[0].detach()).float().cpu()
+    activation = leaves[0]
+    return _output_gradients(out, activation, rows, batching, scale=activation.detach())
+
+
+def _output_gradients(
+    out: torch.Tensor, leaf: torch.Tensor, rows: torch.Tensor, batching: Batching, scale: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(K, *leaf shape) float32 CPU gradients of ``out`` weighted by each ``rows[k]``, times ``scale``."""
+    if batching == "vmap":
+        (grads,) = torch.autograd.grad(out, leaf, rows, is_grads_batched=True)
+        return (grads if scale is None else grads * scale).float().cpu()
+    result = torch.empty((len(rows), *leaf.shape), dtype=torch.float32)
+    for k, row in enumerate(rows):
+        (grad,) = torch.autograd.grad(out, leaf, row, retain_graph=k < len(rows) - 1)
+        result[k] = grad if scale is None else grad * scale
+    return result
+
+
+def _check_batching(batching: str) -> None:
+    if batching not in ("sequential", "vmap"):
+        raise UserError(f"unknown batching {batching!r}; choose sequential or vmap")
 
 
 def input_gradients(
-    explained: ExplainedModel, inputs: torch.Tensor, outputs: Sequence[Output]
+    explained: ExplainedModel,
+    inputs: torch.Tensor,
+    outputs: Sequence[Output],
+    *,
+    batching: Batching = "sequential",
 ) -> torch.Tensor:
     """Plain gradients of each output with respect to the model input: (K, N, C, H, W).
 
     The original shows these for the input layer, where integrated gradients would mostly
     reproduce the image.
     """
+    _check_batching(batching)
     combine = weight_matrix(outputs, inputs.device)
     x = inputs.detach().requires_grad_()
     with frozen_parameters(explained.model), torch.enable_grad():
         out = explained.forward(x)
     rows = combine[:, None, :].expand(-1, len(x), -1)
-    (grads,) = torch.autograd.grad(out, x, rows, is_grads_batched=True)
-    return grads.float().cpu()
+    return _output_gradients(out, x, rows, batching)
 
 
 def output_at(
@@ -174,28 +213,38 @@ def completeness_error(
 
 
 def _chunk_size(
-    explained: ExplainedModel, inputs: torch.Tensor, layer: str, num_outputs: int, steps: int, budget: int
+    explained: ExplainedModel,
+    inputs: torch.Tensor,
+    layer: str,
+    num_outputs: int,
+    steps: int,
+    budget: int,
+    batching: Batching = "sequential",
 ) -> int:
     """Frames per chunk so one chunk's working memory stays near ``budget`` bytes.
 
-    Probes one frame to measure every module's output size. Per frame and step, the network
-    above the layer holds at most all of those activations plus their gradients; the result holds
-    K copies of the layer.
+    Probes one frame to measure the output of every module that runs after ``layer``: per frame
+    and step, autograd keeps about one such tensor per module, the backward pass holds about three
+    of the largest at once (K times over with vmap), and the result holds K copies of the layer.
     """
     if len(inputs) == 0:
         raise UserError("no frames to attribute")
-    sizes: dict[str, int] = {}
+    sizes: list[tuple[str, int]] = []  # (module name, elements per frame) in execution order
 
     def measure(name: str):
         def hook(module: torch.nn.Module, args: tuple, output: object) -> None:
             if isinstance(output, torch.Tensor):
-                sizes[name] = output[0].numel()
+                sizes.append((name, output[0].numel()))
 
         return hook
 
-    names = [name for name, module in explained.model.named_modules() if name and not list(module.children())]
-    with torch.no_grad(), forward_hooks(explained.model, {name: measure(name) for name in names}):
-        with forward_hooks(explained.model, {layer: measure(layer)}):
-            explained.forward(inputs[:1])
-    per_frame = 4 * (2 * steps * sum(sizes.values()) + 2 * num_outputs * sizes.get(layer, 0))
+    leaves = [name for name, module in explained.model.named_modules() if name and not list(module.children())]
+    with torch.no_grad(), forward_hooks(explained.model, {name: measure(name) for name in {*leaves, layer}}):
+        explained.forward(inputs[:1])
+    names = [name for name, _ in sizes]
+    position = len(names) - 1 - names[::-1].index(layer) if layer in names else -1
+    layer_size = sizes[position][1] if position >= 0 else 0
+    above = [size for _, size in sizes[position + 1 :]] or [layer_size]
+    live_gradients = 3 * max(above) * (num_outputs if batching == "vmap" else 1)
+    per_frame = 4 * (steps * (sum(above) + live_gradients + layer_size) + 2 * num_outputs * layer_size)
     return max(1, min(len(inputs), budget // max(per_frame, 1)))
