@@ -226,3 +226,18 @@ def test_every_available_device_gives_the_cpu_result(coinrun_agent):
         torch.testing.assert_close(result.values, expected.values, rtol=1e-4, atol=1e-6)
         gradients = input_gradients(explained, inputs.to(device), outputs)
         assert gradients.device.type == "cpu" and gradients.shape == (2, 3, 3, 64, 64)
+
+
+def test_runs_under_module_hook_tools_such_as_the_flop_counter(coinrun_agent):
+    """FlopCounterMode hooks every module's backward; the engine's substituted tensor must not be a leaf."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    explained = explain_agent(coinrun_agent)
+    outputs = explained.outputs(["value", "logit:RIGHT"])
+    inputs = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    plain = integrated_gradients(explained, inputs, "stacks.1.res1", outputs, steps=3)
+    with FlopCounterMode(display=False) as counter:
+        counted = integrated_gradients(explained, inputs, "stacks.1.res1", outputs, steps=3)
+    assert counter.get_total_flops() > 0
+    assert torch.equal(counted.values, plain.values)
+    assert hook_count(coinrun_agent.model) == 0
