@@ -59,6 +59,46 @@ class AdvantageConfig:
             raise ConfigError(f"num_bookmarks must be >= 0, got {self.num_bookmarks}")
 
 
+@dataclass(frozen=True)
+class ReductionConfig:
+    """NMF of a layer's channels into a few features, fitted on value-function attribution."""
+
+    num_features: int = 8
+    """NMF components per layer (capped at the layer's channel count)."""
+    seed: int = 0
+    """Seed of the NMF initialisation, so the same input always gives the same features."""
+    max_iter: int = 1000
+    """Iteration cap for scikit-learn's NMF solver."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "num_features", "max_iter")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"ReductionConfig.seed must be a non-negative integer, got {self.seed!r}")
+
+
+@dataclass(frozen=True)
+class FeatureVisConfig:
+    """Dataset-example pictures of each feature: legend thumbnails and spatial popups."""
+
+    thumbnail_grid: int = 4
+    """The legend thumbnail is a grid x grid mosaic of the strongest examples' patches."""
+    expand_mults: tuple[int, ...] = (1, 2, 4, 8)
+    """Popup zoom levels: a patch covers expand_mult x (observation px / layer px) pixels."""
+    subdiv_mults: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
+    """Popup patch densities: cells per layer position along each axis."""
+    max_reuse_fraction: float = 0.1
+    """Each observation fills at most ceil(cells / (fraction x observations)) popup cells."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "thumbnail_grid")
+        if not self.expand_mults or any(not isinstance(m, int) or m < 1 for m in self.expand_mults):
+            raise ConfigError(f"expand_mults must be positive integers, got {self.expand_mults!r}")
+        if not self.subdiv_mults or any(m <= 0 for m in self.subdiv_mults):
+            raise ConfigError(f"subdiv_mults must be positive, got {self.subdiv_mults!r}")
+        if not 0 < self.max_reuse_fraction <= 1:
+            raise ConfigError(f"max_reuse_fraction must lie in (0, 1], got {self.max_reuse_fraction}")
+
+
 def _positive(config: object, *names: str) -> None:
     for name in names:
         value = getattr(config, name)
