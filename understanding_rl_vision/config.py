@@ -85,7 +85,8 @@ class FeatureVisConfig:
     expand_mults: tuple[int, ...] = (1, 2, 4, 8)
     """Popup zoom levels: a patch covers expand_mult x (observation px / layer px) pixels."""
     subdiv_mults: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
-    """Popup patch densities: cells per layer position along each axis."""
+    """Popup patch densities: the popup has round(layer size x subdiv / expand) cells per axis,
+    so its canvas is about subdiv x the observation's size at every zoom level."""
     max_reuse_fraction: float = 0.1
     """Each observation fills at most ceil(cells / (fraction x observations)) popup cells."""
 
