@@ -1,0 +1,389 @@
+"""The data contract between Python and the interface page: everything the page reads.
+
+Why this shape
+--------------
+The page is opened from disk (``file://``), where Chromium blocks ``fetch`` and reading pixels
+back from a canvas. So numbers travel in ``<script>`` tags: every payload is one file
+``data/<key>.js`` holding a single call ``window.__rlv_receive("<key>", {...json...});``, and
+the page adds the tag only when it needs that key (one layer x trajectory x output at a time).
+Images are PNG files in ``data/`` (an ``<img>`` from ``file://`` loads fine; it is only drawn,
+never read back), or ``data:`` URLs; an :data:`ImageRef` is either.
+
+Arrays are JSON objects (:class:`~.codec.EncodedArray` on the wire): stored dtype, shape,
+``scale``, ``compression`` (``"none"`` or ``"deflate"``, i.e. zlib, which the browser inflates
+with ``DecompressionStream("deflate")``) and base64 ``data``, little-endian, C order. The page
+computes ``value = stored * scale`` (scale is 1 for unquantised arrays). Attribution maps are
+quantised: non-negative maps to uint8 with ``scale = max / 255``, the signed residual to int8
+with ``scale = max|x| / 127``; an all-zero map has scale 0. The error is at most ``scale / 2``.
+
+Keys (:data:`KEY_TEMPLATES`) use indices into the manifest's lists, never names, so output names
+such as ``logit:LEFT+UP`` need no escaping; they match :data:`KEY_PATTERN`.
+
+On-disk layout (``directory`` is the data directory, ``<out>/data``)::
+
+    manifest.js                      Manifest (loaded first)
+    traj-<t>.js, traj-<t>-<s>.png    TrajectoryPayload, its frames' sprite sheets
+    attr-<l>-<t>-<o>.js              AttributionPayload: layer l, trajectory t, output o
+    feat-<l>-<f>.js                  FeaturePayload: layer l, NMF feature f
+    feat-<l>-<f>-thumb.png, feat-<l>-<f>-p<i>.png   legend thumbnail, popup i
+    obs-<s>.png                      observation set sprite sheets (lazy, OBS_PER_SHEET each)
+
+Byte budget per frame (one layer, trajectory and output; K NMF features, h x w layer)
+-------------------------------------------------------------------------------------
+Quantised: ``2*K*h*w`` (positive + negative, uint8) ``+ h*w`` (residual, int8) ``+ 4*(K+1)``
+(float32 totals), against ``4*(2*K+1)*h*w + 4*(K+1)`` as float32 (:func:`estimate_bytes`).
+Measured on integrated-gradient attribution of the bundled CoinRun agent (value output, 64
+frames, 10 steps), reduced by an 8-feature NMF; deflate level 6, before base64's 4/3:
+
+=======  ===  ========  =========  ===================  =====================
+layer    K    float32   quantised  quantised + deflate  zeros (positive map)
+=======  ===  ========  =========  ===================  =====================
+16 x 16  8    17,444 B  4,388 B    1,182 B (3.7x)       42 %
+32 x 32  8    69,668 B  17,444 B   4,781 B (3.6x)       56 %
+=======  ===  ========  =========  ===================  =====================
+
+Level 9 saves under 2 % more at 4-7x the time; reordering axes or delta-coding along time
+did not help. So a 512-frame trajectory costs about 0.8 MB (16 x 16) or 3.3 MB (32 x 32) of
+``.js`` per output after base64, and the page loads one at a time. The trajectory payload adds
+``17 + 4*A`` bytes per frame before deflate; its frames are PNG sprite sheets.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Literal, NewType
+
+import numpy as np
+
+FORMAT_VERSION = 1
+"""Bumped whenever a field changes meaning; the reader refuses other versions."""
+RECEIVER = "__rlv_receive"
+"""The global function each payload script calls: ``window.__rlv_receive(key, payload)``."""
+DATA_DIRNAME = "data"
+"""Payload files live in this folder beside interface.html; image refs are relative to it."""
+KEY_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}"
+"""Safe file name stems: no dots, slashes or spaces, so a key can never leave the folder."""
+KEY_TEMPLATES: Mapping[str, str] = {
+    "manifest": "manifest",
+    "trajectory": "traj-{trajectory}",
+    "attribution": "attr-{layer}-{trajectory}-{output}",
+    "feature": "feat-{layer}-{feature}",
+}
+"""One template per payload kind; TypeScript key functions are generated from the same text."""
+OBS_PER_SHEET = 64
+"""Observation-set images per sprite sheet: small sheets, so hovering loads little."""
+
+ImageRef = NewType("ImageRef", str)
+"""A PNG file name inside the data directory, or a ``data:image/png;base64,...`` URL."""
+DTYPES = ("uint8", "int8", "uint16", "int16", "int32", "float32")
+"""Stored dtypes an encoded array may have (little-endian)."""
+_HEX_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """How one array field is stored: dims name its axes (equal names must have equal sizes)."""
+
+    dims: tuple[str, ...]
+    stored: str  # one of DTYPES
+    quantised: bool  # stored * scale recovers floats; otherwise scale is 1
+    logical: str  # what the reader returns: "float32", "int32" or "bool"
+
+
+def _doc(text: str) -> Any:
+    return field(metadata={"doc": text})
+
+
+def _array(text: str, dims: str, stored: str, quantised: bool = False, logical: str = "float32"):
+    spec = ArraySpec(tuple(dims.split()), stored, quantised, logical)
+    return field(metadata={"doc": text, "array": spec})
+
+
+def array_spec(f: Any) -> ArraySpec | None:
+    """The :class:`ArraySpec` of a dataclass field, or None for a plain JSON field."""
+    return f.metadata.get("array")
+
+
+class _Record:
+    """Shared checks: arrays get their logical dtype, read-only, and consistent dim sizes."""
+
+    def __post_init__(self) -> None:
+        sizes: dict[str, int] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            spec = array_spec(f)
+            if spec is None:
+                continue
+            value = np.array(getattr(self, f.name), dtype=spec.logical, copy=True)
+            if value.ndim != len(spec.dims):
+                raise ValueError(
+                    f"{type(self).__name__}.{f.name} must have dims {spec.dims}, got {value.shape}"
+                )
+            for dim, size in zip(spec.dims, value.shape):
+                if sizes.setdefault(dim, size) != size:
+                    raise ValueError(
+                        f"{type(self).__name__}.{f.name}: dim {dim} is {size}, elsewhere "
+                        f"{sizes[dim]}"
+                    )
+            if spec.logical == "float32" and not np.isfinite(value).all():
+                raise ValueError(f"{type(self).__name__}.{f.name} has NaN or infinite values")
+            if spec.quantised and spec.stored.startswith("u") and (value < 0).any():
+                raise ValueError(f"{type(self).__name__}.{f.name} must be non-negative")
+            value.flags.writeable = False
+            object.__setattr__(self, f.name, value)
+
+
+# ---------------------------------------------------------------------------- manifest
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureInfo:
+    """One NMF feature of a layer, as the legend shows it."""
+
+    name: str = _doc('Display name, "feature 1", "feature 2", ...')
+    color: str = _doc("Colour as #rrggbb; maps draw this feature in it")
+
+    def __post_init__(self) -> None:
+        if not _HEX_COLOR.fullmatch(self.color):
+            raise ValueError(f"feature colour must be #rrggbb, got {self.color!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerInfo:
+    """An attributed layer; its index in Manifest.layers is the ``layer`` of keys."""
+
+    name: str = _doc("Dotted module name that was hooked")
+    label: str = _doc('Short label by resolution stage, e.g. "2b"')
+    shape: tuple[int, int, int] = _doc("Activation shape (C, h, w); maps are h x w")
+    features: tuple[FeatureInfo, ...] = _doc("NMF features; K = their count")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bookmark:
+    """A frame worth a look: an unexpectedly good (high) or bad (low) advantage."""
+
+    kind: Literal["high", "low"] = _doc("high: unexpected success; low: unexpected failure")
+    trajectory: int = _doc("Trajectory index")
+    frame: int = _doc("Frame index within the trajectory")
+    advantage: float = _doc("GAE advantage at that frame")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sprites:
+    """Equal-sized images packed row-major into sheets, so there is one file per sheet, not
+    per image. Image i is on sheet ``i // per_sheet`` at cell ``j = i % per_sheet``: x =
+    ``(j % columns) * width``, y = ``(j // columns) * height``."""
+
+    sheets: tuple[ImageRef, ...] = _doc("Sheet images, RGB PNG")
+    count: int = _doc("Number of images")
+    height: int = _doc("Image height in pixels")
+    width: int = _doc("Image width in pixels")
+    columns: int = _doc("Images per sheet row")
+    per_sheet: int = _doc("Images per sheet (the last sheet may hold fewer)")
+
+    def __post_init__(self) -> None:
+        if min(self.count, self.height, self.width, self.columns, self.per_sheet) < 1:
+            raise ValueError(f"sprite sizes must be positive: {self}")
+        if len(self.sheets) != -(-self.count // self.per_sheet):
+            raise ValueError(f"{self.count} images at {self.per_sheet} a sheet need "
+                             f"{-(-self.count // self.per_sheet)} sheets, got {len(self.sheets)}")
+
+    def locate(self, index: int) -> tuple[ImageRef, int, int]:
+        """The sheet holding image ``index`` and the pixel (x, y) of its top-left corner."""
+        if not 0 <= index < self.count:
+            raise IndexError(f"image {index} out of range 0..{self.count - 1}")
+        cell = index % self.per_sheet
+        x, y = (cell % self.columns) * self.width, (cell // self.columns) * self.height
+        return self.sheets[index // self.per_sheet], x, y
+
+
+@dataclass(frozen=True, kw_only=True)
+class Manifest:
+    """What the page needs before anything else; small, loaded once from manifest.js."""
+
+    KIND: ClassVar[str] = "manifest"
+    format_version: int = field(default=FORMAT_VERSION, metadata={"doc": "== FORMAT_VERSION"})
+    env_id: str = _doc('Environment id, e.g. "coinrun"')
+    agent: str = _doc("Agent / checkpoint name shown in the title")
+    action_names: tuple[str, ...] = _doc("Name of each action index")
+    action_groups: Mapping[str, tuple[int, ...]] = _doc("Group name -> action indices")
+    outputs: tuple[str, ...] = _doc('Explained outputs, e.g. "value", "logit:RIGHT", "group:LEFT"')
+    layers: tuple[LayerInfo, ...] = _doc("Attributed layers")
+    default_layer: int = _doc("Index into layers shown first")
+    trajectory_lengths: tuple[int, ...] = _doc("Frames in each trajectory")
+    observation_size: tuple[int, int] = _doc("Observation (height, width) the agent sees")
+    fps: float = _doc("Default playback speed, frames per second")
+    bookmarks: tuple[Bookmark, ...] = _doc("High- and low-advantage frames")
+    observations: Sprites | None = _doc("Observation set that popup grids index; null if none")
+
+    def __post_init__(self) -> None:
+        if self.format_version != FORMAT_VERSION:
+            from ..errors import UserError
+
+            raise UserError(
+                f"interface data has format version {self.format_version}, this package reads "
+                f"{FORMAT_VERSION}; rebuild the interface"
+            )
+        object.__setattr__(
+            self, "action_groups", {k: tuple(v) for k, v in self.action_groups.items()}
+        )
+        checks = [
+            (bool(self.layers), "at least one layer"),
+            (0 <= self.default_layer < len(self.layers), "default_layer indexing layers"),
+            (bool(self.outputs) and len(set(self.outputs)) == len(self.outputs), "unique outputs"),
+            (all(n >= 1 for n in self.trajectory_lengths), "positive trajectory lengths"),
+            (self.fps > 0, "a positive fps"),
+            (all(0 <= i < len(self.action_names) for g in self.action_groups.values() for i in g),
+             "action groups indexing action_names"),
+            (all(0 <= b.trajectory < len(self.trajectory_lengths)
+                 and 0 <= b.frame < self.trajectory_lengths[b.trajectory] for b in self.bookmarks),
+             "bookmarks inside the trajectories"),
+        ]  # fmt: skip
+        for ok, what in checks:
+            if not ok:
+                raise ValueError(f"manifest needs {what}")
+
+    def key(self) -> str:
+        return MANIFEST_KEY
+
+
+# ---------------------------------------------------------------------------- payloads
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class TrajectoryPayload(_Record):
+    """One trajectory's frames and per-step numbers; N frames, A actions."""
+
+    KIND: ClassVar[str] = "trajectory"
+    trajectory: int = _doc("Trajectory index")
+    frames: Sprites = _doc("Display frames (what a person sees), one sprite per step")
+    rewards: np.ndarray = _array("Reward for the action at each step", "N", "float32")
+    firsts: np.ndarray = _array("1 where an episode starts", "N", "uint8", logical="bool")
+    actions: np.ndarray = _array("Action index taken", "N", "int32", logical="int32")
+    values: np.ndarray = _array("Value estimate", "N", "float32")
+    logits: np.ndarray = _array("Policy logits (softmax gives probabilities)", "N A", "float32")
+    advantages: np.ndarray = _array("GAE advantage", "N", "float32")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.frames.count != len(self.rewards):
+            raise ValueError(f"{self.frames.count} frames for {len(self.rewards)} steps")
+
+    def key(self) -> str:
+        return trajectory_key(self.trajectory)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class AttributionPayload(_Record):
+    """Attribution of one output to one layer's NMF features over one trajectory.
+
+    Positive and negative parts are separate non-negative maps (negative holds magnitudes);
+    the residual is what the K features do not explain, signed. Totals are unquantised sums
+    over positions of ``positive - negative`` (and of the residual), for the line chart.
+    """
+
+    KIND: ClassVar[str] = "attribution"
+    layer: int = _doc("Index into Manifest.layers")
+    trajectory: int = _doc("Trajectory index")
+    output: int = _doc("Index into Manifest.outputs")
+    positive: np.ndarray = _array("Positive attribution per feature", "N K h w", "uint8", True)
+    negative: np.ndarray = _array("Magnitude of negative attribution", "N K h w", "uint8", True)
+    residual: np.ndarray = _array("Signed attribution outside the features", "N h w", "int8", True)
+    totals: np.ndarray = _array("Net attribution per feature, summed over h, w", "N K", "float32")
+    residual_totals: np.ndarray = _array("Residual summed over h, w", "N", "float32")
+    display_scale: float = _doc("Attribution drawn at full colour; shared by the layer's maps")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (np.isfinite(self.display_scale) and self.display_scale >= 0):
+            raise ValueError(f"display_scale must be finite and >= 0, got {self.display_scale}")
+
+    def key(self) -> str:
+        return attribution_key(self.layer, self.trajectory, self.output)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Popup(_Record):
+    """Dataset examples of a feature at one zoom: a mosaic and which observation fills each cell."""
+
+    expand_mult: int = _doc("Patch size as a multiple of one layer position's pixels")
+    subdiv_mult: float = _doc("Cells per layer position along each axis")
+    image: ImageRef = _doc("The G x G mosaic, RGBA PNG")
+    grid: np.ndarray = _array("Observation-set index per cell, -1 if empty", "G G", "int32",
+                              logical="int32")  # fmt: skip
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.expand_mult < 1 or not self.subdiv_mult > 0 or (self.grid < -1).any():
+            raise ValueError("popups need expand_mult >= 1, subdiv_mult > 0, grid indices >= -1")
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class FeaturePayload:
+    """Pictures of one NMF feature of one layer."""
+
+    KIND: ClassVar[str] = "feature"
+    layer: int = _doc("Index into Manifest.layers")
+    feature: int = _doc("Index into LayerInfo.features")
+    thumbnail: ImageRef = _doc("Legend thumbnail, RGB PNG")
+    popups: tuple[Popup, ...] = _doc("One per (expand_mult, subdiv_mult)")
+
+    def key(self) -> str:
+        return feature_key(self.layer, self.feature)
+
+
+PAYLOAD_TYPES: tuple[type, ...] = (Manifest, TrajectoryPayload, AttributionPayload, FeaturePayload)
+"""Top-level payloads; each JSON object carries ``kind`` = the class's KIND."""
+
+
+# ---------------------------------------------------------------------------- keys & budget
+
+
+def trajectory_key(trajectory: int) -> str:
+    return KEY_TEMPLATES["trajectory"].format(trajectory=_index(trajectory))
+
+
+def attribution_key(layer: int, trajectory: int, output: int) -> str:
+    return KEY_TEMPLATES["attribution"].format(
+        layer=_index(layer), trajectory=_index(trajectory), output=_index(output)
+    )
+
+
+def feature_key(layer: int, feature: int) -> str:
+    return KEY_TEMPLATES["feature"].format(layer=_index(layer), feature=_index(feature))
+
+
+MANIFEST_KEY = KEY_TEMPLATES["manifest"]
+
+
+def _index(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"key indices are non-negative integers, got {value!r}")
+    return int(value)
+
+
+def bookmarks_from(bookmarks: Any) -> tuple[Bookmark, ...]:
+    """Convert :class:`~understanding_rl_vision.advantages.Bookmarks` (high and low lists)."""
+    return tuple(
+        Bookmark(kind=kind, trajectory=int(b.trajectory), frame=int(b.frame),
+                 advantage=float(b.advantage))
+        for kind in ("high", "low") for b in getattr(bookmarks, kind)
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ByteBudget:
+    """Bytes of one attribution payload before compression."""
+
+    float32: int  # the same maps stored as raw float32
+    quantised: int  # what is encoded (before deflate)
+    base64: int  # quantised after base64, the worst case on disk (deflate only shrinks it)
+
+
+def estimate_bytes(h: int, w: int, features: int, frames: int = 1) -> ByteBudget:
+    """Size of an AttributionPayload's arrays for ``frames`` frames of an h x w layer."""
+    maps, totals = features * h * w, 4 * (features + 1)
+    quantised = frames * (2 * maps + h * w + totals)
+    float32 = frames * (4 * (2 * maps + h * w) + totals)
+    return ByteBudget(float32, quantised, 4 * -(-quantised // 3))

@@ -1,0 +1,145 @@
+"""Write payload scripts and images into the data directory, each file atomically.
+
+A crash leaves every file either old or new, never half-written. Multi-file payloads write
+their images first and the ``.js`` last, so a script never names a missing image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..common.files import atomic_path
+from ..errors import UserError
+from .codec import encode_png, pack_sprites, sprite_layout, to_json
+from .schema import (
+    KEY_PATTERN,
+    MANIFEST_KEY,
+    OBS_PER_SHEET,
+    PAYLOAD_TYPES,
+    RECEIVER,
+    FeaturePayload,
+    ImageRef,
+    Manifest,
+    Popup,
+    Sprites,
+    TrajectoryPayload,
+    feature_key,
+    trajectory_key,
+)
+
+_KEY = re.compile(KEY_PATTERN)
+_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
+             *(f"lpt{i}" for i in range(10))}  # fmt: skip
+_encoder = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
+
+def check_key(key: str) -> str:
+    """``key`` if it is a safe file stem (see KEY_PATTERN), else UserError."""
+    if not isinstance(key, str) or not _KEY.fullmatch(key) or key.lower() in _RESERVED:
+        raise UserError(f"invalid payload key {key!r}: use letters, digits, '-' and '_' only")
+    return key
+
+
+def payload_path(directory: str | os.PathLike[str], key: str) -> Path:
+    return Path(directory) / f"{check_key(key)}.js"
+
+
+def envelope_chunks(key: str, payload: Any) -> Iterable[str]:
+    """The script text in pieces: ``window.__rlv_receive("<key>",{...});`` and a newline."""
+    yield f"window.{RECEIVER}({json.dumps(check_key(key))},"
+    yield from _encoder.iterencode(to_json(payload))
+    yield ");\n"
+
+
+def _write_text(path: Path, chunks: Iterable[str]) -> Path:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="ascii", newline="\n") as handle:
+        for chunk in chunks:
+            handle.write(chunk)
+    return path
+
+
+def write_payload(directory: str | os.PathLike[str], key: str, payload: Any) -> Path:
+    """Write ``payload`` as ``<directory>/<key>.js``; the key must be the payload's own."""
+    if not isinstance(payload, PAYLOAD_TYPES):
+        raise TypeError(f"not a payload: {type(payload).__name__}")
+    if check_key(key) != payload.key():
+        raise ValueError(f"{type(payload).__name__} belongs under {payload.key()!r}, not {key!r}")
+    return _write_text(payload_path(directory, key), envelope_chunks(key, payload))
+
+
+def write_manifest(directory: str | os.PathLike[str], manifest: Manifest) -> Path:
+    return write_payload(directory, MANIFEST_KEY, manifest)
+
+
+def write_image(directory: str | os.PathLike[str], name: str, image: np.ndarray) -> ImageRef:
+    """Write ``<directory>/<name>.png`` (``name`` follows the key rules); returns its ref."""
+    path = Path(directory) / f"{check_key(name)}.png"
+    data = encode_png(image)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+    return ImageRef(path.name)
+
+
+def write_sprites(directory: str | os.PathLike[str], prefix: str, images: np.ndarray,
+                  per_sheet: int | None = None) -> Sprites:  # fmt: skip
+    """Pack (N, H, W, 3) uint8 images into sheets ``<prefix>-<s>.png``."""
+    images = np.asarray(images)
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError(f"sprites need (N >= 1, H, W, C) images, got {images.shape}")
+    n, h, w = images.shape[:3]
+    per_sheet, columns = sprite_layout(n, h, w, per_sheet)
+    sheets = pack_sprites(images, per_sheet, columns)
+    refs = tuple(write_image(directory, f"{prefix}-{s}", sheet) for s, sheet in enumerate(sheets))
+    return Sprites(sheets=refs, count=n, height=h, width=w, columns=columns, per_sheet=per_sheet)
+
+
+def write_observations(directory: str | os.PathLike[str], observations: np.ndarray) -> Sprites:
+    """The observation set as small sheets ``obs-<s>.png``, so the page loads only what it shows."""
+    return write_sprites(directory, "obs", observations, per_sheet=OBS_PER_SHEET)
+
+
+def write_trajectory(directory: str | os.PathLike[str], trajectory: int, *, frames: np.ndarray,
+                     **arrays: np.ndarray) -> TrajectoryPayload:  # fmt: skip
+    """Frames as ``traj-<t>-<s>.png`` sheets, then ``traj-<t>.js``. ``arrays``: rewards,
+    firsts, actions, values, logits, advantages, each with N rows."""
+    key = trajectory_key(trajectory)
+    sprites = write_sprites(directory, key, frames)
+    payload = TrajectoryPayload(trajectory=trajectory, frames=sprites, **arrays)
+    write_payload(directory, key, payload)
+    return payload
+
+
+PopupImages = tuple[int, float, np.ndarray, np.ndarray]
+"""(expand_mult, subdiv_mult, RGBA mosaic, (G, G) observation indices)."""
+
+
+def write_feature(
+    directory: str | os.PathLike[str],
+    layer: int,
+    feature: int,
+    *,
+    thumbnail: np.ndarray,
+    popups: Sequence[PopupImages],
+) -> FeaturePayload:
+    """Thumbnail and popups (expand_mult, subdiv_mult, RGBA image, index grid) as PNGs, then
+    ``feat-<l>-<f>.js``."""
+    key = feature_key(layer, feature)
+    payload = FeaturePayload(
+        layer=layer,
+        feature=feature,
+        thumbnail=write_image(directory, f"{key}-thumb", thumbnail),
+        popups=tuple(
+            Popup(expand_mult=int(expand), subdiv_mult=float(subdiv),
+                  image=write_image(directory, f"{key}-p{i}", image), grid=grid)
+            for i, (expand, subdiv, image, grid) in enumerate(popups)
+        ),
+    )  # fmt: skip
+    write_payload(directory, key, payload)
+    return payload
