@@ -44,7 +44,6 @@ from understanding_rl_vision.config import TrajectoryConfig
 from understanding_rl_vision.demo import bundled_agent_path
 from understanding_rl_vision.rollout import collect_trajectories
 
-
 _LIBC = ctypes.CDLL("libc.so.6")
 
 

@@ -15,6 +15,7 @@ from . import __version__
 from .errors import NotImplementedYet, UserError
 from .training.commands import configure_evaluate, configure_train, run_evaluate, run_train
 
+
 def _demo(args: argparse.Namespace) -> int:
     from . import demo
 

@@ -39,8 +39,8 @@ from understanding_rl_vision.export import (
     write_observations,
     write_payload,
     write_trajectory,
+    writer,
 )
-from understanding_rl_vision.export import writer
 from understanding_rl_vision.export.contract import record_types
 from understanding_rl_vision.export.schema import KEY_TEMPLATES, PAYLOAD_TYPES, array_spec
 
@@ -362,9 +362,9 @@ def test_json_schema_and_typescript_mention_every_field():
     assert set(PAYLOAD_TYPES) <= set(classes)
     for cls in classes:
         props = schema["$defs"][cls.__name__]["properties"]
-        block = re.search(rf"export interface {cls.__name__} \{{\n(.*?)\n\}}", ts, re.S)
+        block = re.search(rf"export interface {cls.__name__} \{{\n(.*?)\n\}}", ts, re.DOTALL)
         assert block, cls.__name__
-        declared = re.findall(r"^  (\w+):", block.group(1), re.M)
+        declared = re.findall(r"^  (\w+):", block.group(1), re.MULTILINE)
         names = [f.name for f in dataclasses.fields(cls)]
         if cls in PAYLOAD_TYPES:
             names = ["kind", *names]

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ObservationShapeError
 from ..envs.actions import action_groups
 from ..envs.spec import EnvSpec
+from ..errors import ObservationShapeError
 
 DEFAULT_GAMMA = 0.999
 DEFAULT_LAMBDA = 0.95

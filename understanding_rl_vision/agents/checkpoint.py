@@ -17,8 +17,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .. import __version__
-from ..envs.spec import spec_from_dict, spec_to_dict
 from ..common.files import atomic_path
+from ..envs.spec import spec_from_dict, spec_to_dict
 from ..errors import CheckpointError, UserError
 from .architectures import build_model
 from .base import Agent, ArchitectureSpec, Preprocessing

@@ -12,8 +12,8 @@ from ..agents.base import Agent
 from .hooks import LayerNotFoundError, capture, forward_hooks, hook_count
 from .integrated_gradients import (
     DEFAULT_MEMORY_BUDGET,
-    Batching,
     DEFAULT_STEPS,
+    Batching,
     LayerAttribution,
     Rule,
     completeness_error,

@@ -101,18 +101,16 @@ def spec_from_dict(data: dict[str, Any]) -> EnvSpec:
 def _atari_game(name: str) -> str | None:
     """'ALE/Breakout-v5', 'atari:Breakout', 'BreakoutNoFrameskip-v4' -> 'Breakout' if ALE has it."""
     for prefix in ("ALE/", "atari:"):
-        if name.startswith(prefix):
-            name = name[len(prefix) :]
+        name = name.removeprefix(prefix)
     for suffix in ("NoFrameskip-v4", "-v5", "-v4", "-v0"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
+        name = name.removesuffix(suffix)
     known = {game.lower(): game for game in atari_games()}
     return known.get(name.lower())
 
 
 def atari_games() -> tuple[str, ...]:
     """CamelCase names of every ALE v5 game Gymnasium knows about."""
-    import ale_py  # noqa: F401  (registers the ALE namespace)
+    import ale_py
     import gymnasium
 
     gymnasium.register_envs(ale_py)

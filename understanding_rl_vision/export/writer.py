@@ -60,8 +60,7 @@ def envelope_chunks(key: str, payload: Any) -> Iterable[str]:
 
 def _write_text(path: Path, chunks: Iterable[str]) -> Path:
     with atomic_path(path) as tmp, open(tmp, "w", encoding="ascii", newline="\n") as handle:
-        for chunk in chunks:
-            handle.write(chunk)
+        handle.writelines(chunks)
     return path
 
 

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from ..agents import Agent, read_checkpoint_metadata, save_checkpoint
-from ..envs import Episode
 from ..common.files import atomic_path
+from ..envs import Episode
 from ..errors import CheckpointError, UserError
 from .config import PPOConfig, make_config
 
