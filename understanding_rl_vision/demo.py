@@ -62,6 +62,7 @@ def run_demo(progress: bool = True) -> int:
     for title, kind in (("unexpected successes", marks.high), ("unexpected failures", marks.low)):
         shown = ", ".join(f"traj {b.trajectory} frame {b.frame} ({b.advantage:+.2f})" for b in kind[:3])
         print(f"{title}: {len(kind)} bookmarks; top: {shown}")
-    print("next: attribution, NMF features and interface.html are not implemented yet: see README")
+    print("next: attribution, NMF features and feature images work through the Python API (README); "
+          "interface.html and `run` are not implemented yet")
     return 0
 
