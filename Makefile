@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install chromium clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/understanding-rl-vision demo
 
-test: $(STAMP)
+# The browser tests drive the system Chromium (Playwright cannot download browsers here).
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  echo "installing Chromium for the browser tests (apt-get)"; \
+	  apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+	  { echo "error: the browser tests need Chromium: apt-get install -y chromium"; exit 1; }; }
+
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -1,0 +1,75 @@
+// The page's side of the data contract (understanding_rl_vision/export/schema.py): load a
+// payload through a <script> tag, which works from file:// where fetch does not, and decode
+// its arrays exactly as export/reader.py does: base64, inflate if deflated, little-endian
+// view, times scale.
+
+const ARRAY_TYPES = {
+  uint8: Uint8Array,
+  int8: Int8Array,
+  uint16: Uint16Array,
+  int16: Int16Array,
+  int32: Int32Array,
+  float32: Float32Array,
+};
+
+function base64Bytes(text) {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+async function inflate(bytes) {
+  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+/** The stored integers (or floats) of an encoded array, and its scale. */
+export async function decodeStored(encoded) {
+  const Type = ARRAY_TYPES[encoded.dtype];
+  if (!Type) throw new Error(`unknown dtype ${encoded.dtype}`);
+  let bytes = base64Bytes(encoded.data);
+  if (encoded.compression === "deflate") bytes = await inflate(bytes);
+  const count = encoded.shape.reduce((a, b) => a * b, 1);
+  if (bytes.byteLength !== count * Type.BYTES_PER_ELEMENT) {
+    throw new Error(`array has ${bytes.byteLength} bytes, shape ${encoded.shape} needs more`);
+  }
+  // Every platform a browser runs on is little-endian, the wire's byte order.
+  return { stored: new Type(bytes.buffer, bytes.byteOffset, count), scale: encoded.scale };
+}
+
+/** Values as the page uses them: quantised maps become floats (stored x scale). */
+export async function decodeArray(encoded) {
+  const { stored, scale } = await decodeStored(encoded);
+  if (encoded.dtype === "float32" && scale === 1) return stored;
+  const values = new Float32Array(stored.length);
+  for (let i = 0; i < stored.length; i++) values[i] = stored[i] * scale;
+  return values;
+}
+
+const waiting = new Map();
+
+/** Route window.__rlv_receive(key, payload) calls to the promises of loadPayload. */
+export function installReceiver(target = window) {
+  target.__rlv_receive = (key, payload) => {
+    const entry = waiting.get(key);
+    if (entry) entry.resolve(payload);
+  };
+}
+
+/** Load data/<key>.js once; resolves with its JSON payload (arrays still encoded). */
+export function loadPayload(key, base = "data/") {
+  if (!waiting.has(key)) {
+    let resolve, reject;
+    const promise = new Promise((res, rej) => ((resolve = res), (reject = rej)));
+    waiting.set(key, { promise, resolve });
+    const script = document.createElement("script");
+    script.src = `${base}${key}.js`;
+    script.onerror = () => {
+      waiting.delete(key); // a later call may try again
+      reject(new Error(`could not load ${script.src}`));
+    };
+    document.head.appendChild(script);
+  }
+  return waiting.get(key).promise;
+}
