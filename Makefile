@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install chromium clean
+.PHONY: demo test install chromium frontend check-frontend clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ chromium:
 
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
+
+# The page: Svelte sources in svelte/, built into the package (committed). Needs Node and npm.
+frontend:
+	cd svelte && npm ci --no-audit --no-fund && npm run build
+
+# CI: fail if the committed bundle differs from a fresh build of svelte/.
+check-frontend:
+	cd svelte && npm ci --no-audit --no-fund && npm run check-built
 
 clean:
 	rm -rf $(VENV) build *.egg-info

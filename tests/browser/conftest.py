@@ -25,10 +25,17 @@ def browser():
 
 
 @pytest.fixture
-def page(browser):
+def console_errors():
+    """Errors and warnings the page logs; a test that provokes one on purpose removes it here."""
+    return []
+
+
+@pytest.fixture
+def page(browser, console_errors):
     page = browser.new_page()
-    errors = []
+    errors = console_errors
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: message.type in ("error", "warning") and errors.append(message.text))
     try:
         yield page
     finally:

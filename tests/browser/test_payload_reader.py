@@ -41,7 +41,7 @@ def sparse_maps(frames=5, features=3, size=8, seed=0) -> FeatureMaps:
                        residual_totals=residual.sum((1, 2)).astype(np.float32), scale=0.9)  # fmt: skip
 
 
-def test_page_reader_decodes_payloads_from_file_urls_like_the_python_reader(page, tmp_path):
+def test_page_reader_decodes_payloads_from_file_urls_like_the_python_reader(page, console_errors, tmp_path):
     maps = sparse_maps()
     payload = AttributionPayload(layer=0, trajectory=1, output=2, positive=maps.positive, negative=maps.negative,
                                  residual=maps.residual, totals=maps.totals, residual_totals=maps.residual_totals,
@@ -62,3 +62,5 @@ def test_page_reader_decodes_payloads_from_file_urls_like_the_python_reader(page
     # The deflated maps really went through the browser's DecompressionStream.
     assert '"compression":"deflate"' in (data / f"{payload.key()}.js").read_text().replace(" ", "")
     assert "could not load" in result["missing"]
+    assert console_errors == ["Failed to load resource: net::ERR_FILE_NOT_FOUND"]  # the missing payload, on purpose
+    console_errors.clear()

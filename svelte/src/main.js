@@ -1,0 +1,7 @@
+import { mount } from "svelte";
+import App from "./App.svelte";
+import "./app.css";
+
+// The page's config (defaults included) comes from Python, in a JSON <script> tag.
+const config = JSON.parse(document.getElementById("rlv-config").textContent);
+mount(App, { target: document.getElementById("app"), props: { config } });

@@ -1,0 +1,55 @@
+"""The rendered interface.html runs its inlined bundle from file:// and over http, reads the
+manifest through a script tag, and shows checkpoint strings as text."""
+
+import functools
+import http.server
+import threading
+
+import pytest
+
+from understanding_rl_vision.export import FeatureInfo, LayerInfo, Manifest, write_manifest
+from understanding_rl_vision.render import render_interface
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture
+def interface(tmp_path):
+    manifest = Manifest(
+        env_id="coinrun", agent=HOSTILE, action_names=(HOSTILE, "RIGHT"), action_groups={"RIGHT": (1,)},
+        outputs=("value",), layers=(LayerInfo(name="stacks.1.res1", label="2b", shape=(32, 16, 16),
+                                              features=(FeatureInfo(name="feature 1", color="#cc0000"),)),),
+        default_layer=0, trajectory_lengths=(4, 4), observation_size=(64, 64), fps=12.0, bookmarks=(),
+        observations=None,
+    )  # fmt: skip
+    write_manifest(tmp_path / "data", manifest)
+    return render_interface(tmp_path, title="demo </script><b>x</b>")
+
+
+def check_page(page, url):
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(url)
+    heading = page.locator("h1")
+    heading.wait_for()
+    assert heading.inner_text() == f"{HOSTILE} on coinrun"  # shown as text, never parsed as HTML
+    assert page.locator("main img").count() == 0 and not dialogs
+    assert "2 trajectories, 1 layers" in page.locator("main").inner_text()
+    assert page.title() == "demo </script><b>x</b>"
+
+
+def test_interface_runs_from_a_file_url(page, interface):
+    check_page(page, interface.as_uri())
+
+
+def test_interface_runs_from_a_static_http_server(page, interface):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(interface.parent))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        check_page(page, f"http://127.0.0.1:{server.server_address[1]}/interface.html")
+    finally:
+        server.shutdown()
+        server.server_close()
