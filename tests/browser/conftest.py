@@ -41,3 +41,25 @@ def page(browser, console_errors):
     finally:
         page.close()
     assert not errors, errors
+
+
+@pytest.fixture(scope="session")
+def small_interface(tmp_path_factory, make_random_agent):
+    """interface.html from a real small run: a random IMPALA agent on CoinRun, 2 trajectories of 24
+    frames, 2 layers, outputs value + all logits + groups, 4 NMF features."""
+    from understanding_rl_vision.attribution import discover_layers
+    from understanding_rl_vision.config import ObservationSetConfig, ReductionConfig, TrajectoryConfig
+    from understanding_rl_vision.pipeline import write_interface
+    from understanding_rl_vision.rollout import collect_observation_set, collect_trajectories
+
+    agent = make_random_agent("coinrun", "impala", distribution_mode="easy")
+    trajectories = collect_trajectories(agent, TrajectoryConfig(num_envs=2, num_steps=24), seed=0, progress=False)
+    observation_set = collect_observation_set(agent, ObservationSetConfig(num_envs=4, num_obs=8, obs_every=4),
+                                              seed=1, progress=False)  # fmt: skip
+    layers = discover_layers(agent.model, agent.preprocess(observation_set[:1]))
+    chosen = [layers[3], layers[5]]  # 2b and 3b
+    return write_interface(
+        agent, tmp_path_factory.mktemp("run") / "interface", trajectories=trajectories,
+        observation_set=observation_set, layers=chosen, default_layer=0,
+        reduction=ReductionConfig(num_features=4), num_bookmarks=2, env_id="coinrun", title="random agent",
+    )  # fmt: skip
