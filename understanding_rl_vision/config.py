@@ -100,6 +100,46 @@ class FeatureVisConfig:
             raise ConfigError(f"max_reuse_fraction must lie in (0, 1], got {self.max_reuse_fraction}")
 
 
+@dataclass(frozen=True)
+class InterfaceConfig:
+    """How the page starts. The page has no defaults of its own: it receives these."""
+
+    outputs: tuple[str, ...] = ("value",)
+    """Outputs of the first attribution rows, one row each (names as in the manifest)."""
+    trajectory: int = 0
+    """Trajectory shown first (0-based)."""
+    overlay: bool = True
+    """Draw attribution over the greyscale observation."""
+    combine: bool = False
+    """One image of positive + negative magnitude instead of two side by side."""
+    residual: bool = False
+    """Also draw the residual (what the features do not explain)."""
+    popup_expand_mult: int = 4
+    """Zoom of the feature popup when it opens (one of FeatureVisConfig.expand_mults)."""
+    popup_subdiv_mult: float = 1.0
+    """Patch density of the feature popup when it opens (one of FeatureVisConfig.subdiv_mults)."""
+    scrubber_frames: int = 256
+    """Frames visible in the scrubber and the line graphs."""
+    residual_color: str = "#888888"
+    """Colour of the residual in maps, bars and the legend."""
+
+    def __post_init__(self) -> None:
+        if not self.outputs:
+            raise ConfigError("InterfaceConfig.outputs needs at least one output")
+        _positive(self, "popup_expand_mult", "scrubber_frames")
+        if self.trajectory < 0:
+            raise ConfigError(f"InterfaceConfig.trajectory must be >= 0, got {self.trajectory}")
+
+    def page_defaults(self) -> dict[str, object]:
+        """The page's ``config.defaults`` (names as the page spells them)."""
+        return {
+            "outputs": list(self.outputs), "trajectory": self.trajectory, "overlay": self.overlay,
+            "combine": self.combine, "residual": self.residual,
+            "popup": {"expand_mult": self.popup_expand_mult, "subdiv_mult": self.popup_subdiv_mult},
+            "scrubberFrames": self.scrubber_frames, "residualColor": self.residual_color,
+        }  # fmt: skip
+
+
 def _positive(config: object, *names: str) -> None:
     for name in names:
         value = getattr(config, name)

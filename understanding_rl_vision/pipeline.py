@@ -21,7 +21,7 @@ import torch
 from .advantages import find_bookmarks, gae
 from .agents.base import Agent
 from .attribution import Layer, capture, explain_agent, integrated_gradients
-from .config import FeatureVisConfig, ReductionConfig
+from .config import FeatureVisConfig, InterfaceConfig, ReductionConfig
 from .export import (
     AttributionPayload,
     Bookmark,
@@ -53,6 +53,7 @@ def write_interface(
     outputs: Sequence[str] | str = ("value", "logits", "groups"),
     reduction: ReductionConfig = ReductionConfig(),
     feature_vis: FeatureVisConfig = FeatureVisConfig(),
+    interface: InterfaceConfig = InterfaceConfig(),
     num_bookmarks: int = 16,
     fps: float = 12.0,
     env_id: str = "",
@@ -94,7 +95,7 @@ def write_interface(
                             for kind, group in (("high", marks.high), ("low", marks.low)) for b in group),
             observations=write_observations(data, observation_set),
         ))  # fmt: skip
-        render_interface(building, title=title or "understanding-rl-vision")
+        render_interface(building, title=title or "understanding-rl-vision", interface=interface)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         building.rename(out_dir)

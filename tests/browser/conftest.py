@@ -48,7 +48,11 @@ def small_interface(tmp_path_factory, make_random_agent):
     """interface.html from a real small run: a random IMPALA agent on CoinRun, 2 trajectories of 24
     frames, 2 layers, outputs value + all logits + groups, 4 NMF features."""
     from understanding_rl_vision.attribution import discover_layers
-    from understanding_rl_vision.config import ObservationSetConfig, ReductionConfig, TrajectoryConfig
+    from understanding_rl_vision.config import (
+        ObservationSetConfig,
+        ReductionConfig,
+        TrajectoryConfig,
+    )
     from understanding_rl_vision.pipeline import write_interface
     from understanding_rl_vision.rollout import collect_observation_set, collect_trajectories
 

@@ -5,9 +5,19 @@ import functools
 import http.server
 import threading
 
+import numpy as np
 import pytest
 
-from understanding_rl_vision.export import FeatureInfo, LayerInfo, Manifest, write_manifest
+from understanding_rl_vision.export import (
+    AttributionPayload,
+    FeatureInfo,
+    LayerInfo,
+    Manifest,
+    write_feature,
+    write_manifest,
+    write_payload,
+    write_trajectory,
+)
 from understanding_rl_vision.render import render_interface
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -23,7 +33,27 @@ def interface(tmp_path):
         observations=None,
     )  # fmt: skip
     write_manifest(tmp_path / "data", manifest)
+    write_start_payloads(tmp_path / "data", manifest)
     return render_interface(tmp_path, title="demo </script><b>x</b>")
+
+
+def write_start_payloads(data, manifest):
+    """What the page loads at start (all zero): every trajectory, the default layer's first map
+    and that layer's features."""
+    actions = len(manifest.action_names)
+    for t, n in enumerate(manifest.trajectory_lengths):
+        write_trajectory(data, t, frames=np.zeros((n, 8, 8, 3), np.uint8), rewards=np.zeros(n),
+                         firsts=np.eye(1, n)[0], actions=np.zeros(n, int), values=np.zeros(n),
+                         logits=np.zeros((n, actions)), advantages=np.zeros(n))  # fmt: skip
+    layer = manifest.layers[manifest.default_layer]
+    n, k, (_, h, w) = manifest.trajectory_lengths[0], len(layer.features), layer.shape
+    attribution = AttributionPayload(layer=manifest.default_layer, trajectory=0, output=0,
+                                     positive=np.zeros((n, k, h, w)), negative=np.zeros((n, k, h, w)),
+                                     residual=np.zeros((n, h, w)), totals=np.zeros((n, k)),
+                                     residual_totals=np.zeros(n), display_scale=1.0)  # fmt: skip
+    write_payload(data, attribution.key(), attribution)
+    for f in range(k):
+        write_feature(data, manifest.default_layer, f, thumbnail=np.zeros((8, 8, 3), np.uint8), popups=())
 
 
 def check_page(page, url):

@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 
 from ..common.files import atomic_path
+from ..config import InterfaceConfig
 
 DATA_DIRECTORY = "data"
 
@@ -29,12 +30,20 @@ def _script_safe(text: str) -> str:
     return text.replace("</", "<\\/").replace("<!--", "<\\!--")
 
 
-def render_interface(out_dir: str | os.PathLike[str], *, title: str, settings: dict[str, Any] | None = None) -> Path:
-    """Write ``out_dir/interface.html``; payloads are expected under ``out_dir/data/``."""
+def render_interface(
+    out_dir: str | os.PathLike[str],
+    *,
+    title: str,
+    interface: InterfaceConfig = InterfaceConfig(),
+    settings: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``out_dir/interface.html``; payloads are expected under ``out_dir/data/``.
+
+    The page's starting state comes from ``interface``; ``settings`` adds further entries."""
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader(__package__, "templates"), autoescape=True, keep_trailing_newline=True
     )
-    config = {"dataPath": f"{DATA_DIRECTORY}/", **(settings or {})}
+    config = {"dataPath": f"{DATA_DIRECTORY}/", "defaults": interface.page_defaults(), **(settings or {})}
     html = environment.get_template("interface.html.j2").render(
         title=title,
         config_json=jinja2.utils.markupsafe.Markup(_script_safe(json.dumps(config))),

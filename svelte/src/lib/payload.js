@@ -53,7 +53,10 @@ const waiting = new Map();
 export function installReceiver(target = window) {
   target.__rlv_receive = (key, payload) => {
     const entry = waiting.get(key);
-    if (entry) entry.resolve(payload);
+    if (entry) {
+      entry.received = true;
+      entry.resolve(payload);
+    }
   };
 }
 
@@ -62,14 +65,29 @@ export function loadPayload(key, base = "data/") {
   if (!waiting.has(key)) {
     let resolve, reject;
     const promise = new Promise((res, rej) => ((resolve = res), (reject = rej)));
-    waiting.set(key, { promise, resolve });
+    const entry = { promise, resolve, received: false };
+    waiting.set(key, entry);
     const script = document.createElement("script");
     script.src = `${base}${key}.js`;
+    script.onload = () => {
+      script.remove(); // it has run; the tag is no longer needed
+      if (!entry.received) {
+        if (waiting.get(key) === entry) waiting.delete(key);
+        reject(new Error(`${script.src} did not deliver payload ${key}`));
+      }
+    };
     script.onerror = () => {
       waiting.delete(key); // a later call may try again
+      script.remove();
       reject(new Error(`could not load ${script.src}`));
     };
     document.head.appendChild(script);
   }
   return waiting.get(key).promise;
+}
+
+/** Drop a loaded payload's JSON, so that memory is held only by what the caller decoded; a
+ * later loadPayload(key) adds the script again. */
+export function forgetPayload(key) {
+  waiting.delete(key);
 }

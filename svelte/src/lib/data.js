@@ -1,0 +1,282 @@
+// The page's data: payloads loaded lazily through payload.js, decoded once and cached.
+// Trajectories and features are small and kept; attribution payloads (one per layer x
+// trajectory x output, megabytes each) live in a bounded least-recently-used cache.
+
+import { decodeArray, decodeStored, forgetPayload, loadPayload } from "./payload.js";
+
+/** @typedef {import("./contract").Manifest} Manifest */
+/** @typedef {import("./contract").Sprites} Sprites */
+/** @typedef {import("./contract").TrajectoryPayload} TrajectoryPayload */
+/** @typedef {import("./contract").AttributionPayload} AttributionPayload */
+/** @typedef {import("./contract").FeaturePayload} FeaturePayload */
+
+/**
+ * @typedef {object} Trajectory  a decoded TrajectoryPayload
+ * @property {number} index
+ * @property {number} length   N
+ * @property {number} actionCount  A
+ * @property {Sprites} frames
+ * @property {Float32Array} rewards
+ * @property {Uint8Array} firsts
+ * @property {Int32Array} actions
+ * @property {Float32Array} values
+ * @property {Float32Array} logits  N x A, row-major
+ * @property {Float32Array} advantages
+ */
+
+/**
+ * @typedef {object} Attribution  a decoded AttributionPayload, maps kept quantised
+ * @property {string} key
+ * @property {number} frames  N
+ * @property {number} features  K
+ * @property {number} height  h
+ * @property {number} width  w
+ * @property {Uint8Array} positive  N x K x h x w, value = stored * positiveScale
+ * @property {number} positiveScale
+ * @property {Uint8Array} negative
+ * @property {number} negativeScale
+ * @property {Int8Array} residual  N x h x w
+ * @property {number} residualScale
+ * @property {Float32Array} totals  N x K
+ * @property {Float32Array} residualTotals  N
+ * @property {number} displayScale
+ * @property {number} totalsMax  largest |total| over frames, features and the residual
+ * @property {number} bytes
+ */
+
+/**
+ * @typedef {object} PopupImage
+ * @property {number} expand
+ * @property {number} subdiv
+ * @property {string} image  a URL
+ * @property {number} rows  cells along y (G)
+ * @property {number} cols  cells along x (G)
+ * @property {Int32Array} grid  rows x cols observation indices, -1 for none
+ */
+
+/** @typedef {{layer: number, feature: number, thumbnail: string, popups: PopupImage[]}} Feature */
+
+export const keys = {
+  trajectory: (t) => `traj-${t}`,
+  attribution: (l, t, o) => `attr-${l}-${t}-${o}`,
+  feature: (l, f) => `feat-${l}-${f}`,
+};
+
+let base = "data/";
+/** @param {string} dataPath the config's dataPath, ending in "/" */
+export function setDataPath(dataPath) {
+  base = dataPath;
+}
+
+const FILE_REF = /^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*\.png$/;
+const DATA_REF = /^data:image\/png;base64,[A-Za-z0-9+/]+={0,2}$/;
+
+/** The URL of an ImageRef; refuses anything but a PNG inside the data folder or a data: URL. */
+export function imageUrl(ref) {
+  if (typeof ref === "string" && FILE_REF.test(ref)) return base + ref;
+  if (typeof ref === "string" && DATA_REF.test(ref)) return ref;
+  throw new Error(`not an image reference: ${String(ref).slice(0, 60)}`);
+}
+
+/** Where image `index` of a sprite set is: {url, x, y, width, height} (Sprites.locate). */
+export function locate(sprites, index) {
+  const cell = index % sprites.per_sheet;
+  return {
+    url: imageUrl(sprites.sheets[Math.floor(index / sprites.per_sheet)]),
+    x: (cell % sprites.columns) * sprites.width,
+    y: Math.floor(cell / sprites.columns) * sprites.height,
+    width: sprites.width,
+    height: sprites.height,
+  };
+}
+
+async function loadOnce(key) {
+  const payload = await loadPayload(key, base);
+  forgetPayload(key); // what we decode below is all we keep
+  return payload;
+}
+
+function expect(payload, fields) {
+  for (const [name, value] of Object.entries(fields)) {
+    if (payload[name] !== value) throw new Error(`payload ${name} is ${payload[name]}, expected ${value}`);
+  }
+}
+
+// ------------------------------------------------------------------ trajectories
+
+const trajectories = new Map();
+
+/** @param {number} t @returns {Promise<Trajectory>} */
+export function getTrajectory(t) {
+  if (!trajectories.has(t)) {
+    const promise = loadOnce(keys.trajectory(t)).then(decodeTrajectory);
+    promise.catch(() => trajectories.delete(t)); // may be tried again
+    trajectories.set(t, promise);
+  }
+  return trajectories.get(t);
+}
+
+/** @param {TrajectoryPayload} p @returns {Promise<Trajectory>} */
+async function decodeTrajectory(p) {
+  expect(p, { kind: "trajectory" });
+  const [rewards, firsts, actions, values, logits, advantages] = await Promise.all(
+    [p.rewards, p.firsts, p.actions, p.values, p.logits, p.advantages].map(decodeArray),
+  );
+  return {
+    index: p.trajectory,
+    length: p.rewards.shape[0],
+    actionCount: p.logits.shape[1],
+    frames: p.frames,
+    rewards,
+    firsts: Uint8Array.from(firsts, (v) => (v ? 1 : 0)),
+    actions: Int32Array.from(actions),
+    values,
+    logits,
+    advantages,
+  };
+}
+
+/** Softmax of the policy logits at one frame. */
+export function policy(trajectory, frame) {
+  const a = trajectory.actionCount;
+  const row = trajectory.logits.subarray(frame * a, frame * a + a);
+  const top = Math.max(...row);
+  const exp = Array.from(row, (v) => Math.exp(v - top));
+  const sum = exp.reduce((x, y) => x + y, 0);
+  return exp.map((v) => v / sum);
+}
+
+const series = new WeakMap();
+
+/**
+ * An output's value at every frame, from the trajectory's values and logits: "value", one
+ * logit ("logit:NAME") or a group's summed logits ("group:NAME"), as the attribution explains
+ * them. Null for an output the trajectory payload cannot reproduce.
+ * @param {Trajectory} trajectory @param {Manifest} manifest @param {string} name
+ * @returns {Float32Array | null}
+ */
+export function outputSeries(trajectory, manifest, name) {
+  let byName = series.get(trajectory);
+  if (!byName) series.set(trajectory, (byName = new Map()));
+  if (!byName.has(name)) byName.set(name, computeSeries(trajectory, manifest, name));
+  return byName.get(name);
+}
+
+function computeSeries(trajectory, manifest, name) {
+  if (name === "value") return trajectory.values;
+  let indices = null;
+  if (name.startsWith("logit:")) {
+    const i = manifest.action_names.indexOf(name.slice("logit:".length));
+    if (i >= 0) indices = [i];
+  } else if (name.startsWith("group:")) {
+    indices = manifest.action_groups[name.slice("group:".length)] ?? null;
+  }
+  if (!indices) return null;
+  const { length: n, actionCount: a, logits } = trajectory;
+  const out = new Float32Array(n);
+  for (let f = 0; f < n; f++) for (const i of indices) out[f] += logits[f * a + i];
+  return out;
+}
+
+// ------------------------------------------------------------------ attribution
+
+const attributions = new Map(); // key -> {promise, bytes}, oldest first
+const CACHE_BYTES = 96 * 2 ** 20;
+const CACHE_KEEP = 4; // the most recent entries are never evicted (rows on screen)
+
+/** @returns {Promise<Attribution>} */
+export function getAttribution(layer, trajectory, output) {
+  const key = keys.attribution(layer, trajectory, output);
+  let entry = attributions.get(key);
+  if (entry) {
+    attributions.delete(key); // re-insert: most recently used
+    attributions.set(key, entry);
+    return entry.promise;
+  }
+  entry = { promise: null, bytes: 0 };
+  entry.promise = loadOnce(key).then((p) => {
+    expect(p, { kind: "attribution", layer, trajectory, output });
+    return decodeAttribution(key, p);
+  });
+  entry.promise.then(
+    (decoded) => {
+      entry.bytes = decoded.bytes;
+      evict();
+    },
+    () => attributions.get(key) === entry && attributions.delete(key),
+  );
+  attributions.set(key, entry);
+  return entry.promise;
+}
+
+function evict() {
+  let total = 0;
+  for (const entry of attributions.values()) total += entry.bytes;
+  let removable = attributions.size - CACHE_KEEP;
+  for (const [key, entry] of attributions) {
+    if (total <= CACHE_BYTES || removable <= 0) break;
+    if (!entry.bytes) continue; // still loading
+    attributions.delete(key);
+    total -= entry.bytes;
+    removable--;
+  }
+}
+
+/** @param {string} key @param {AttributionPayload} p @returns {Promise<Attribution>} */
+async function decodeAttribution(key, p) {
+  const [n, k, h, w] = p.positive.shape;
+  const [positive, negative, residual] = await Promise.all(
+    [p.positive, p.negative, p.residual].map(decodeStored),
+  );
+  const totals = await decodeArray(p.totals);
+  const residualTotals = await decodeArray(p.residual_totals);
+  let totalsMax = 0;
+  for (const v of totals) totalsMax = Math.max(totalsMax, Math.abs(v));
+  for (const v of residualTotals) totalsMax = Math.max(totalsMax, Math.abs(v));
+  return {
+    key,
+    frames: n,
+    features: k,
+    height: h,
+    width: w,
+    positive: positive.stored,
+    positiveScale: positive.scale,
+    negative: negative.stored,
+    negativeScale: negative.scale,
+    residual: residual.stored,
+    residualScale: residual.scale,
+    totals,
+    residualTotals,
+    displayScale: p.display_scale,
+    totalsMax,
+    bytes: positive.stored.byteLength * 2 + residual.stored.byteLength + totals.byteLength * 2,
+  };
+}
+
+// ------------------------------------------------------------------ features
+
+const features = new Map();
+
+/** @returns {Promise<Feature>} */
+export function getFeature(layer, feature) {
+  const key = keys.feature(layer, feature);
+  if (!features.has(key)) {
+    const promise = loadOnce(key).then(async (p) => {
+      expect(p, { kind: "feature", layer, feature });
+      const popups = await Promise.all(
+        p.popups.map(async (popup) => ({
+          expand: popup.expand_mult,
+          subdiv: popup.subdiv_mult,
+          image: imageUrl(popup.image),
+          rows: popup.grid.shape[0],
+          cols: popup.grid.shape[1],
+          grid: Int32Array.from(await decodeArray(popup.grid)),
+        })),
+      );
+      return { layer, feature, thumbnail: imageUrl(p.thumbnail), popups };
+    });
+    promise.catch(() => features.delete(key));
+    features.set(key, promise);
+  }
+  return features.get(key);
+}

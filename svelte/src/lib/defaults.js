@@ -1,0 +1,52 @@
+// Every default the page starts from, in one place. The manifest and the page's config (both
+// written by Python: config.InterfaceConfig.page_defaults) are the only sources; the page has
+// no defaults of its own, so a value that is missing or invalid is an error, not a guess.
+
+/** @typedef {import("./contract").Manifest} Manifest */
+
+/**
+ * @typedef {object} Defaults
+ * @property {number} trajectory  index into manifest.trajectory_lengths
+ * @property {number} layer       index into manifest.layers
+ * @property {number} fps         playback speed
+ * @property {number[]} outputs   one attribution row per entry: indices into manifest.outputs
+ * @property {boolean} overlay    draw attribution over the (greyscale) observation
+ * @property {boolean} combine    one image of positive + negative magnitude instead of two
+ * @property {boolean} residual   draw the residual (everything the features do not explain)
+ * @property {{expand_mult: number, subdiv_mult: number}} popup  zoom and density a popup opens at
+ * @property {number} scrubberFrames  frames visible in the scrubber and the line graphs
+ * @property {string} residualColor   #rrggbb of the residual in maps, bars and the legend
+ */
+
+const HEX = /^#[0-9a-fA-F]{6}$/;
+
+/**
+ * @param {{defaults?: Record<string, unknown>}} config the page's config (JSON from Python)
+ * @param {Manifest} manifest
+ * @returns {Defaults}
+ */
+export function resolveDefaults(config, manifest) {
+  const given = config.defaults ?? {};
+  const problems = [];
+  const take = (name, valid) => {
+    if (!(name in given) || !valid(given[name])) problems.push(name);
+    return given[name];
+  };
+  const index = (length) => (v) => Number.isInteger(v) && v >= 0 && v < length;
+  const bool = (v) => typeof v === "boolean";
+  const names = take("outputs", (v) => Array.isArray(v) && v.length > 0 && v.every((n) => manifest.outputs.includes(n)));
+  const defaults = {
+    trajectory: take("trajectory", index(manifest.trajectory_lengths.length)),
+    layer: manifest.default_layer,
+    fps: manifest.fps,
+    outputs: (names ?? []).map((name) => manifest.outputs.indexOf(name)),
+    overlay: take("overlay", bool),
+    combine: take("combine", bool),
+    residual: take("residual", bool),
+    popup: take("popup", (v) => v && Number.isInteger(v.expand_mult) && typeof v.subdiv_mult === "number"),
+    scrubberFrames: take("scrubberFrames", (v) => Number.isInteger(v) && v >= 8),
+    residualColor: take("residualColor", (v) => typeof v === "string" && HEX.test(v)),
+  };
+  if (problems.length) throw new Error(`the page's settings lack valid defaults for: ${problems.join(", ")}`);
+  return defaults;
+}

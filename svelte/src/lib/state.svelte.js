@@ -1,0 +1,249 @@
+// The page's state: what is selected and shown, in one object of Svelte 5 runes that every
+// section reads and changes through its methods. Frames, trajectories and layers are 0-indexed
+// here; the URL and the text on the page count from 1.
+
+import { resolveDefaults } from "./defaults.js";
+import { getTrajectory } from "./data.js";
+
+/** @typedef {import("./contract").Manifest} Manifest */
+/** @typedef {import("./contract").Bookmark} Bookmark */
+/** @typedef {import("./data.js").Trajectory} Trajectory */
+
+const clamp = (v, lo, hi) => Math.min(Math.max(v, lo), hi);
+const URL_WRITE_MS = 250; // browsers throttle frequent history.replaceState calls
+
+let nextRowId = 1;
+
+export class AppState {
+  // Selections and options start from the defaults (defaults.js) in the constructor.
+  trajectory = $state(0);
+  layer = $state(0);
+  frame = $state(0);
+  /** 0 paused, 1 forwards, -1 backwards */
+  playing = $state(0);
+  fps = $state(1);
+  /** @type {{id: number, output: number}[]} one attribution row each */
+  rows = $state([]);
+  overlay = $state(false);
+  combine = $state(false);
+  showResidual = $state(false);
+  /** the feature isolated in every attribution view: a feature index, "residual" or null */
+  hover = $state(null);
+  /** the open feature popup: {layer, feature, opener} or null */
+  popup = $state(null);
+  /** the first frame visible in the scrubber and line graphs while a drag holds it still */
+  heldStart = $state(null);
+  /** @type {Trajectory | null} the current trajectory once loaded */
+  traj = $state.raw(null);
+  trajError = $state("");
+
+  /** @param {Manifest} manifest @param {object} config */
+  constructor(manifest, config) {
+    this.manifest = manifest;
+    this.defaults = resolveDefaults(config, manifest);
+    const d = this.defaults;
+    this.trajectory = d.trajectory;
+    this.layer = d.layer;
+    this.fps = d.fps;
+    this.overlay = d.overlay;
+    this.combine = d.combine;
+    this.showResidual = d.residual;
+    this.rows = d.outputs.map((output) => ({ id: nextRowId++, output }));
+    this.bookmarks = [...manifest.bookmarks].sort((a, b) => a.trajectory - b.trajectory || a.frame - b.frame);
+    this.readUrl(typeof location === "undefined" ? "" : location.search);
+  }
+
+  get length() {
+    return this.manifest.trajectory_lengths[this.trajectory];
+  }
+
+  /** The current trajectory's data, or null while it loads. */
+  get data() {
+    return this.traj?.index === this.trajectory ? this.traj : null;
+  }
+
+  get layerInfo() {
+    return this.manifest.layers[this.layer];
+  }
+
+  /** First frame shown by the scrubber and line graphs: the window follows the frame. */
+  get windowStart() {
+    if (this.heldStart !== null) return this.heldStart;
+    const count = Math.min(this.defaults.scrubberFrames, this.length);
+    return clamp(this.frame - Math.floor(count / 2), 0, this.length - count);
+  }
+
+  get windowCount() {
+    return Math.min(this.defaults.scrubberFrames, this.length);
+  }
+
+  // ---------------------------------------------------------------- navigation
+
+  /** Go to a trajectory and frame (clamped). */
+  goto(trajectory, frame = 0) {
+    trajectory = clamp(Math.trunc(trajectory), 0, this.manifest.trajectory_lengths.length - 1);
+    if (trajectory !== this.trajectory) {
+      this.trajectory = trajectory;
+      this.heldStart = null;
+    }
+    this.setFrame(frame);
+  }
+
+  setFrame(frame) {
+    this.frame = clamp(Math.round(frame), 0, this.length - 1);
+  }
+
+  step(delta) {
+    this.setFrame(this.frame + delta);
+  }
+
+  setLayer(layer) {
+    if (layer >= 0 && layer < this.manifest.layers.length) {
+      this.layer = layer;
+      this.hover = null;
+    }
+  }
+
+  /** The bookmark before (direction -1) or after (+1) the current frame, or null. */
+  bookmarkFrom(direction) {
+    const here = [this.trajectory, this.frame];
+    const compare = (b) => b.trajectory - here[0] || b.frame - here[1];
+    if (direction > 0) return this.bookmarks.find((b) => compare(b) > 0) ?? null;
+    return this.bookmarks.findLast((b) => compare(b) < 0) ?? null;
+  }
+
+  jumpBookmark(direction) {
+    const bookmark = this.bookmarkFrom(direction);
+    if (bookmark) this.goto(bookmark.trajectory, bookmark.frame);
+  }
+
+  // ---------------------------------------------------------------- playback
+
+  #last = 0;
+  #handle = 0;
+
+  /** Play forwards (1) or backwards (-1); playing again in the same direction pauses. */
+  play(direction) {
+    if (this.playing === direction) return this.pause();
+    if (this.frame === (direction > 0 ? this.length - 1 : 0)) this.setFrame(direction > 0 ? 0 : this.length - 1);
+    this.playing = direction;
+    this.#last = performance.now();
+    cancelAnimationFrame(this.#handle);
+    this.#handle = requestAnimationFrame(this.#tick);
+  }
+
+  pause() {
+    this.playing = 0;
+    cancelAnimationFrame(this.#handle);
+  }
+
+  togglePlay() {
+    if (this.playing) this.pause();
+    else this.play(1);
+  }
+
+  /** Arrow keys: step while paused, choose the direction while playing. */
+  arrow(direction) {
+    if (!this.playing) this.step(direction);
+    else if (this.playing !== direction) this.play(direction);
+  }
+
+  #tick = (now) => {
+    if (!this.playing) return;
+    const period = 1000 / Math.max(this.fps, 0.1);
+    const steps = Math.floor((now - this.#last) / period);
+    if (steps > 0) {
+      this.#last += steps * period;
+      const next = this.frame + this.playing * steps;
+      this.setFrame(next);
+      if (next < 0 || next > this.length - 1) return this.pause();
+    }
+    this.#handle = requestAnimationFrame(this.#tick);
+  };
+
+  // ---------------------------------------------------------------- attribution rows
+
+  addRow() {
+    const shown = new Set(this.rows.map((row) => row.output));
+    const output = this.manifest.outputs.findIndex((_, i) => !shown.has(i));
+    this.rows.push({ id: nextRowId++, output: Math.max(output, 0) });
+  }
+
+  setRowOutput(id, output) {
+    const row = this.rows.find((r) => r.id === id);
+    if (row && output >= 0 && output < this.manifest.outputs.length) row.output = output;
+  }
+
+  removeRow(id) {
+    if (this.rows.length > 1) this.rows = this.rows.filter((row) => row.id !== id);
+  }
+
+  // ---------------------------------------------------------------- popup
+
+  openPopup(feature, opener = null) {
+    this.pause();
+    this.popup = { layer: this.layer, feature, opener };
+  }
+
+  closePopup() {
+    const opener = this.popup?.opener;
+    this.popup = null;
+    if (opener?.isConnected) opener.focus();
+  }
+
+  // ---------------------------------------------------------------- URL & loading
+
+  /** ?trajectory=&layer=&frame=, 1-indexed (layer also by label). */
+  readUrl(search) {
+    const params = new URLSearchParams(search);
+    const number = (name) => {
+      const text = params.get(name);
+      return text !== null && /^\d+$/.test(text) ? Number(text) - 1 : null;
+    };
+    const trajectory = number("trajectory");
+    if (trajectory !== null && trajectory < this.manifest.trajectory_lengths.length) this.trajectory = trajectory;
+    const layerText = params.get("layer");
+    const byLabel = this.manifest.layers.findIndex((layer) => layer.label === layerText);
+    const layer = byLabel >= 0 ? byLabel : number("layer");
+    if (layer !== null && layer >= 0 && layer < this.manifest.layers.length) this.layer = layer;
+    const frame = number("frame");
+    if (frame !== null) this.setFrame(frame);
+  }
+
+  urlFor(trajectory, frame, layer = this.layer) {
+    return `?trajectory=${trajectory + 1}&layer=${layer + 1}&frame=${frame + 1}`;
+  }
+
+  /** Effects that keep the URL and the loaded trajectory in step; call during component setup. */
+  connect() {
+    // The URL follows at most every URL_WRITE_MS, always ending on the latest state.
+    let timer = 0;
+    let latest = "";
+    let written = "";
+    const write = () => {
+      timer = 0;
+      if (latest === written) return;
+      written = latest;
+      try {
+        history.replaceState(history.state, "", latest);
+      } catch {
+        // some hosts refuse URL changes (e.g. sandboxed frames); the page works without
+      }
+      timer = setTimeout(write, URL_WRITE_MS);
+    };
+    $effect(() => {
+      latest = this.urlFor(this.trajectory, this.frame, this.layer);
+      if (!timer) timer = setTimeout(write, URL_WRITE_MS);
+    });
+    $effect(() => {
+      const t = this.trajectory;
+      let current = true;
+      this.trajError = "";
+      getTrajectory(t).then(
+        (traj) => current && (this.traj = traj),
+        (error) => current && (this.trajError = error.message),
+      );
+      return () => (current = false);
+    });
+  }
+}
