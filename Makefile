@@ -26,8 +26,12 @@ chromium:
 	  { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
 	  { echo "error: the browser tests need Chromium: apt-get install -y chromium"; exit 1; }; }
 
+# The suite CI runs (.ci/run): the Python tests, then the committed bundle against a fresh build
+# (that last step needs Node >= 20.19 and the npm registry; it fails, never skips, without them).
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
+	@command -v npm >/dev/null || { echo "error: the bundle check needs Node >= 20.19 and npm"; exit 1; }
+	$(MAKE) check-frontend
 
 # The page: Svelte sources in svelte/, built into the package (committed). Needs Node and npm.
 frontend:

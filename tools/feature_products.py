@@ -21,6 +21,7 @@ from understanding_rl_vision.agents import load_checkpoint
 from understanding_rl_vision.attribution import default_layer, discover_layers
 from understanding_rl_vision.config import ObservationSetConfig, TrajectoryConfig
 from understanding_rl_vision.demo import bundled_agent_path
+from understanding_rl_vision.export import read_manifest
 from understanding_rl_vision.pipeline import write_interface
 from understanding_rl_vision.rollout import collect_observation_set, collect_trajectories
 
@@ -50,7 +51,8 @@ def main() -> None:
     )  # fmt: skip
     print(f"rollouts {rollouts:.0f} s; attribution, NMF, feature images and export {time.perf_counter() - started:.0f} s")
     print(f"wrote {html}")
-    report(html.parent / "data", layers, 21, args.trajectories, args.steps)
+    data = html.parent / "data"
+    report(data, layers, len(read_manifest(data).outputs), args.trajectories, args.steps)
 
 
 def report(data: Path, layers, num_outputs: int, num_trajectories: int, num_steps: int) -> None:
