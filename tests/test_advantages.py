@@ -72,13 +72,13 @@ def test_bookmarks_pick_one_extreme_frame_per_episode():
         ]
     )
     marks = find_bookmarks(advantages, firsts, count=3)
-    # Episode maxima: 5.0 (0,1), 0.0 (0,5), 3.0 (1,0), 6.0 (1,2: earliest of the tie).
+    # Episode maxima: 5.0 (0,1), 0.0 (0,5: not a success), 3.0 (1,0), 6.0 (1,2: earliest tie).
     assert [(b.trajectory, b.frame, b.advantage) for b in marks.high] == [
         (1, 2, 6.0),
         (0, 1, 5.0),
         (1, 0, 3.0),
     ]
-    # Episode minima: 0.1 (0,0), -7.0 (0,4), -2.0 (1,1), -3.0 (1,4).
+    # Episode minima: 0.1 (0,0: not a failure), -7.0 (0,4), -2.0 (1,1), -3.0 (1,4).
     assert [(b.trajectory, b.frame, b.advantage) for b in marks.low] == [
         (0, 4, -7.0),
         (1, 4, -3.0),
@@ -109,4 +109,14 @@ def test_bookmarks_fewer_episodes_than_requested():
     advantages = np.array([[1.0, 2.0, 3.0]])
     marks = find_bookmarks(advantages, np.zeros((1, 3), bool), count=16)
     assert [(b.frame, b.advantage) for b in marks.high] == [(2, 3.0)]
-    assert [(b.frame, b.advantage) for b in marks.low] == [(0, 1.0)]
+    assert marks.low == ()  # no frame went worse than expected
+
+
+def test_successes_are_positive_and_failures_negative():
+    """With fewer episodes than bookmarks, an episode whose best frame is still below
+    expectation must not be listed as an unexpected success (nor the reverse)."""
+    advantages = np.array([[-1.0, -0.5, -2.0, 0.0], [0.5, 1.5, 0.25, 0.0]])
+    marks = find_bookmarks(advantages, np.zeros((2, 4), bool), count=16)
+    assert [(b.trajectory, b.frame, b.advantage) for b in marks.high] == [(1, 1, 1.5)]
+    assert [(b.trajectory, b.frame, b.advantage) for b in marks.low] == [(0, 2, -2.0)]
+    assert all(b.advantage > 0 for b in marks.high) and all(b.advantage < 0 for b in marks.low)

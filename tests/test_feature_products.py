@@ -33,12 +33,14 @@ def test_coinrun_layer_2b_from_attribution_to_payloads_and_back(coinrun_agent, t
         explained.forward(obs_inputs)
     images = feature_images(observation_set, captured[layer], reducer.components)
     feature = images[0]
-    written = write_feature(tmp_path, 0, 0, thumbnail=feature.thumbnail.image,
-                            popups=[(p.expand_mult, p.subdiv_mult, p.image, p.index_grid) for p in feature.popups])  # fmt: skip
+    written = write_feature(tmp_path, 0, 0, thumbnail=feature.thumbnail.image, popups=feature.popups)
     back = read_payload(tmp_path, written.key())
     np.testing.assert_array_equal(read_image(tmp_path, back.thumbnail), feature.thumbnail.image)
     for popup, original in zip(back.popups, feature.popups):
         np.testing.assert_array_equal(popup.grid, original.index_grid)
+        np.testing.assert_array_equal(popup.tops, original.tops)
+        np.testing.assert_array_equal(popup.lefts, original.lefts)
+        assert (popup.patch_height, popup.patch_width) == original.cell_size
         np.testing.assert_array_equal(read_image(tmp_path, popup.image), original.image)
 
     trajectories = collect_trajectories(agent, TrajectoryConfig(num_envs=1, num_steps=6), seed=0, progress=False)

@@ -71,7 +71,8 @@ def find_bookmarks(advantages: np.ndarray, firsts: np.ndarray, count: int = 16) 
     """The ``count`` episodes with the highest and the lowest extreme advantage.
 
     Each episode contributes at most one bookmark of each kind: its most extreme frame. Ties
-    resolve to the earliest frame.
+    resolve to the earliest frame. A success needs a positive advantage and a failure a negative
+    one, so an episode that only went worse than expected is never listed as a success.
     """
     advantages = np.asarray(advantages)
     num_steps = advantages.shape[1]
@@ -84,6 +85,7 @@ def find_bookmarks(advantages: np.ndarray, firsts: np.ndarray, count: int = 16) 
         order = np.lexsort((position, -sign * flat, episode))
         _, first_in_episode = np.unique(episode[order], return_index=True)
         best = order[first_in_episode]  # one frame per episode
+        best = best[sign * flat[best] > 0]
         ranked = best[np.lexsort((best, -sign * flat[best]))][:count]
         return tuple(
             Bookmark(int(i // num_steps), int(i % num_steps), float(flat[i])) for i in ranked

@@ -116,9 +116,7 @@ def _write_layer(agent, explained, data, index, layer, outputs, trajectories, ob
             activations.append(captured[layer.name].float().cpu())
     images = feature_images(observation_set, torch.cat(activations), reducer.components, feature_vis)
     for f, feature in enumerate(images):
-        write_feature(data, index, f, thumbnail=feature.thumbnail.image, popups=[
-            (p.expand_mult, p.subdiv_mult, p.image, p.index_grid) for p in feature.popups
-        ])  # fmt: skip
+        write_feature(data, index, f, thumbnail=feature.thumbnail.image, popups=feature.popups)
     for t in range(trajectories.num_envs):
         attribution = integrated_gradients(explained, agent.preprocess(trajectories.observations[t]), layer.name, outputs)
         for o in range(len(outputs)):

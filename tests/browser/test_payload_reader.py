@@ -8,12 +8,14 @@ import numpy as np
 from understanding_rl_vision.export import AttributionPayload, read_payload, write_payload
 from understanding_rl_vision.reduction import FeatureMaps
 
-READER = Path(__file__).parents[2] / "svelte" / "src" / "lib" / "payload.js"
+LIB = Path(__file__).parents[2] / "svelte" / "src" / "lib"
+READER, CONTRACT = LIB / "payload.js", LIB / "contract.js"
 
 
 def page_html(key: str) -> str:
     """A file:// page that loads one payload the way the interface will and decodes every array."""
-    module = READER.read_text().replace("export ", "")
+    reader = "\n".join(line for line in READER.read_text().splitlines() if not line.startswith("import "))
+    module = (CONTRACT.read_text() + reader).replace("export ", "")
     return f"""<!doctype html><html><head><meta charset="utf-8"></head><body><script type="module">
 {module}
 installReceiver();

@@ -26,6 +26,7 @@ from understanding_rl_vision.export import (
     bookmarks_from,
     check_against_manifest,
     feature_key,
+    javascript_contract,
     json_schema,
     read_image,
     read_manifest,
@@ -33,7 +34,6 @@ from understanding_rl_vision.export import (
     read_raw,
     read_sprite,
     trajectory_key,
-    typescript_declarations,
     write_feature,
     write_manifest,
     write_observations,
@@ -43,6 +43,7 @@ from understanding_rl_vision.export import (
 )
 from understanding_rl_vision.export.contract import record_types
 from understanding_rl_vision.export.schema import KEY_TEMPLATES, PAYLOAD_TYPES, array_spec
+from understanding_rl_vision.features import dataset_examples
 
 RNG = np.random.default_rng(0)
 PREFIX = "window.__rlv_receive("
@@ -189,17 +190,23 @@ def test_float64_non_contiguous_maps(tmp_path):
 
 def test_feature_round_trip(tmp_path):
     thumbnail = images(12, 12, 3)
-    popups = [(e, d, images(8 * e, 8 * e, 4), RNG.integers(-1, 70, (4, 4)))
+    observations, scores = images(70, 32, 48, 3), RNG.random((70, 8, 12), dtype=np.float32)
+    popups = [dataset_examples.popup(observations, scores, e, d)
               for e, d in [(1, 0.25), (2, 0.5), (4, 2.0)]]  # fmt: skip
     write_feature(tmp_path, 0, 2, thumbnail=thumbnail, popups=popups)
     back = read_payload(tmp_path, feature_key(0, 2))
     assert isinstance(back, FeaturePayload) and (back.layer, back.feature) == (0, 2)
     np.testing.assert_array_equal(read_image(tmp_path, back.thumbnail), thumbnail)
-    for popup, (expand, subdiv, image, grid) in zip(back.popups, popups, strict=True):
-        assert (popup.expand_mult, popup.subdiv_mult) == (expand, subdiv)
-        np.testing.assert_array_equal(read_image(tmp_path, popup.image), image)
+    for popup, original in zip(back.popups, popups, strict=True):
+        assert (popup.expand_mult, popup.subdiv_mult) == (original.expand_mult, original.subdiv_mult)
+        np.testing.assert_array_equal(read_image(tmp_path, popup.image), original.image)
+        np.testing.assert_array_equal(popup.grid, original.index_grid)
+        # non-square layer: Gy != Gx, and the patch boxes are the ones the mosaic was cut with
+        assert popup.grid.shape == (len(popup.tops), len(popup.lefts))
+        assert (popup.patch_height, popup.patch_width) == original.cell_size
+        np.testing.assert_array_equal(popup.tops, original.tops)
+        np.testing.assert_array_equal(popup.lefts, original.lefts)
         assert popup.grid.dtype == np.int32
-        np.testing.assert_array_equal(popup.grid, grid)
 
 
 def test_observation_set_images_retrievable(tmp_path):
@@ -337,7 +344,8 @@ def test_payloads_checked_against_the_manifest(tmp_path):
                               sheets=sprites.sheets[:1]), **trajectory_arrays(1))]  # fmt: skip
     for payload in good:
         check_against_manifest(m, payload)
-    popup = Popup(expand_mult=1, subdiv_mult=1.0, image="p.png", grid=grid + 1)
+    popup = Popup(expand_mult=1, subdiv_mult=1.0, image="p.png", grid=grid + 1, patch_height=2,
+                  patch_width=2, tops=np.zeros(len(grid), np.int32), lefts=np.zeros(grid.shape[1], np.int32))
     bad = [attribution(4, trajectory=0), attribution(5, trajectory=0, output=3),
            attribution(5, k=2, trajectory=0), attribution(5, h=5, trajectory=0),
            attribution(1, trajectory=2), attribution(1, trajectory=1, layer=1),
@@ -356,23 +364,30 @@ def test_bookmarks_from_advantages():
 # ---------------------------------------------------------------------------- the contract
 
 
-def test_json_schema_and_typescript_mention_every_field():
-    schema, ts = json_schema(), typescript_declarations()
+def test_json_schema_and_javascript_contract_mention_every_field():
+    schema, js = json_schema(), javascript_contract()
     classes = record_types()
     assert set(PAYLOAD_TYPES) <= set(classes)
     for cls in classes:
         props = schema["$defs"][cls.__name__]["properties"]
-        block = re.search(rf"export interface {cls.__name__} \{{\n(.*?)\n\}}", ts, re.DOTALL)
+        block = re.search(rf"@typedef {{object}} {cls.__name__}\n(.*?)\n \*/", js, re.DOTALL)
         assert block, cls.__name__
-        declared = re.findall(r"^  (\w+):", block.group(1), re.MULTILINE)
+        declared = re.findall(r"^ \* @property {[^}]+} (\w+)", block.group(1), re.MULTILINE)
         names = [f.name for f in dataclasses.fields(cls)]
         if cls in PAYLOAD_TYPES:
             names = ["kind", *names]
             assert props["kind"] == {"const": cls.KIND}
         assert list(props) == names and declared == names
+
+
+def test_the_page_runs_the_current_contract():
+    """svelte/src/lib/contract.js is generated; a schema change without regenerating it fails here
+    (regenerate: python -m understanding_rl_vision.export > svelte/src/lib/contract.js)."""
+    committed = Path(__file__).parents[2] / "svelte" / "src" / "lib" / "contract.js"
+    assert committed.read_text() == javascript_contract()
     for kind, template in KEY_TEMPLATES.items():
-        assert f"export function {kind}Key(" in ts
-        assert re.sub(r"{(\w+)}", r"${\1}", template) in ts
+        params = re.findall(r"{(\w+)}", template)
+        assert f"  {kind}: ({', '.join(params)}) => `" in committed.read_text()
 
 
 def _check(schema: dict, node: dict, value) -> None:
@@ -411,8 +426,8 @@ def test_written_payloads_meet_the_json_schema(tmp_path):
     write_manifest(tmp_path, manifest(write_observations(tmp_path, images(3, 4, 4, 3))))
     write_trajectory(tmp_path, 0, frames=images(4, 5, 5, 3), **trajectory_arrays(4))
     write_payload(tmp_path, "attr-0-1-2", attribution(2))
-    write_feature(tmp_path, 0, 0, thumbnail=images(4, 4, 3),
-                  popups=[(1, 0.5, images(8, 8, 4), np.full((2, 2), -1))])  # fmt: skip
+    write_feature(tmp_path, 0, 0, thumbnail=images(4, 4, 3), popups=[
+        dataset_examples.popup(images(3, 8, 8, 3), np.zeros((3, 4, 4), np.float32), 1, 0.5)])
     keys = [p.stem for p in tmp_path.glob("*.js")]
     assert sorted(keys) == ["attr-0-1-2", "feat-0-0", "manifest", "traj-0"]
     by_kind = {cls.KIND: cls.__name__ for cls in PAYLOAD_TYPES}

@@ -270,3 +270,17 @@ def test_thumbnail_and_popup_take_one_feature_map():
     thumb = thumbnail(obs, acts[:, 0], grid=2)
     assert thumb.image.shape == (32, 32, 3) and thumb.indices.shape == (4,)
     assert popup(obs, acts[:, 0], 4, 1.0).index_grid.shape == (4, 4)
+
+
+def test_patch_boxes_are_where_each_cell_was_cut_from(square_set):
+    """``tops``/``lefts`` + ``cell_size`` locate every patch in its observation (the interface
+    outlines that box), including patches that hang off the frame."""
+    obs, _, features = square_set
+    for pop in features[0].popups:
+        (gy, gx), (ph, pw) = pop.index_grid.shape, pop.cell_size
+        assert pop.tops.shape == (gy,) and pop.lefts.shape == (gx,) and pop.tops.dtype == np.int32
+        for row, col in zip(*np.nonzero(pop.index_grid >= 0)):
+            top, left = pop.tops[row], pop.lefts[col]
+            expected = crop_padded(obs, [pop.index_grid[row, col]], [top], [left], ph, pw)[0]
+            cell = pop.image[row * ph : (row + 1) * ph, col * pw : (col + 1) * pw, :3]
+            np.testing.assert_array_equal(cell, expected)

@@ -1,6 +1,6 @@
 """The interface's data: typed payloads (:mod:`.schema`), their encoding (:mod:`.codec`), files
 written atomically (:mod:`.writer`) and read back as the page reads them (:mod:`.reader`), and
-the generated JSON Schema / TypeScript contract (:mod:`.contract`)."""
+the generated JSON Schema / JavaScript contract (:mod:`.contract`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .codec import (
     quantise,
     to_json,
 )
-from .contract import json_schema, typescript_declarations
+from .contract import javascript_contract, json_schema
 from .reader import (
     check_against_manifest,
     parse_envelope,
@@ -65,9 +65,9 @@ __all__ = [
     "LayerInfo", "Manifest", "Popup", "Sprites", "TrajectoryPayload", "attribution_key",
     "bookmarks_from", "check_against_manifest",
     "check_key", "decode_array", "decode_png", "dequantise", "encode_array",
-    "encode_png", "estimate_bytes", "feature_key", "from_json", "json_schema", "parse_envelope",
+    "encode_png", "estimate_bytes", "feature_key", "from_json", "javascript_contract", "json_schema", "parse_envelope",
     "png_data_url", "quantise", "read_image", "read_manifest", "read_payload", "read_raw",
-    "read_sprite", "to_json", "trajectory_key", "typescript_declarations", "write_feature",
+    "read_sprite", "to_json", "trajectory_key", "write_feature",
     "write_image", "write_manifest", "write_observations", "write_payload", "write_sprites",
     "write_trajectory",
 ]  # fmt: skip

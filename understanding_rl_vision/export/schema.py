@@ -71,7 +71,7 @@ KEY_TEMPLATES: Mapping[str, str] = {
     "attribution": "attr-{layer}-{trajectory}-{output}",
     "feature": "feat-{layer}-{feature}",
 }
-"""One template per payload kind; TypeScript key functions are generated from the same text."""
+"""One template per payload kind; the page's key functions are generated from the same text."""
 OBS_PER_SHEET = 64
 """Observation-set images per sprite sheet: small sheets, so hovering loads little."""
 
@@ -309,14 +309,22 @@ class Popup(_Record):
 
     expand_mult: int = _doc("Patch size as a multiple of one layer position's pixels")
     subdiv_mult: float = _doc("Cells per layer position along each axis")
-    image: ImageRef = _doc("The G x G mosaic, RGBA PNG")
-    grid: np.ndarray = _array("Observation-set index per cell, -1 if empty", "G G", "int32",
+    image: ImageRef = _doc("The Gy x Gx mosaic, RGBA PNG")
+    grid: np.ndarray = _array("Observation-set index per cell, -1 if empty", "Gy Gx", "int32",
                               logical="int32")  # fmt: skip
+    patch_height: int = _doc("Observation pixels one patch covers vertically")
+    patch_width: int = _doc("Observation pixels one patch covers horizontally")
+    tops: np.ndarray = _array("Observation row of each mosaic row's patch top (< 0: padded)", "Gy",
+                              "int32", logical="int32")  # fmt: skip
+    lefts: np.ndarray = _array("Observation column of each mosaic column's patch left edge", "Gx",
+                               "int32", logical="int32")  # fmt: skip
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.expand_mult < 1 or not self.subdiv_mult > 0 or (self.grid < -1).any():
             raise ValueError("popups need expand_mult >= 1, subdiv_mult > 0, grid indices >= -1")
+        if self.patch_height < 1 or self.patch_width < 1:
+            raise ValueError("popup patches must be at least 1 x 1 pixels")
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)

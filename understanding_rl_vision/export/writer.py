@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -115,8 +115,25 @@ def write_trajectory(directory: str | os.PathLike[str], trajectory: int, *, fram
     return payload
 
 
-PopupImages = tuple[int, float, np.ndarray, np.ndarray]
-"""(expand_mult, subdiv_mult, RGBA mosaic, (G, G) observation indices)."""
+class PopupImages(Protocol):
+    """What :func:`write_feature` needs of one popup (``features.Popup`` has it), in observation
+    pixels, so the interface draws patches without knowing how they were cut."""
+
+    expand_mult: int
+    subdiv_mult: float
+    image: np.ndarray
+    """(Gy P_y, Gx P_x, 4) uint8 RGBA mosaic."""
+    index_grid: np.ndarray
+    """(Gy, Gx) observation index per cell, -1 if empty."""
+    tops: np.ndarray
+    """(Gy,) first observation row of each mosaic row's patch."""
+    lefts: np.ndarray
+    """(Gx,) first observation column of each mosaic column's patch."""
+
+    @property
+    def cell_size(self) -> tuple[int, int]:
+        """(P_y, P_x): the observation pixels one patch covers."""
+        ...
 
 
 def write_feature(
@@ -135,9 +152,11 @@ def write_feature(
         feature=feature,
         thumbnail=write_image(directory, f"{key}-thumb", thumbnail),
         popups=tuple(
-            Popup(expand_mult=int(expand), subdiv_mult=float(subdiv),
-                  image=write_image(directory, f"{key}-p{i}", image), grid=grid)
-            for i, (expand, subdiv, image, grid) in enumerate(popups)
+            Popup(expand_mult=int(p.expand_mult), subdiv_mult=float(p.subdiv_mult),
+                  image=write_image(directory, f"{key}-p{i}", p.image), grid=p.index_grid,
+                  patch_height=int(p.cell_size[0]), patch_width=int(p.cell_size[1]),
+                  tops=p.tops, lefts=p.lefts)
+            for i, p in enumerate(popups)
         ),
     )  # fmt: skip
     write_payload(directory, key, payload)

@@ -75,6 +75,10 @@ class Popup:
     """(G, G) int32 observation shown in each cell, -1 where no observation activates it (> 0)."""
     activations: np.ndarray
     """(G, G) float32 activation of the shown observation at the cell centre, 0 where empty."""
+    tops: np.ndarray
+    """(G,) int32 observation row of each mosaic row's patch top (may be negative: padded)."""
+    lefts: np.ndarray
+    """(G,) int32 observation column of each mosaic column's patch left edge."""
 
     __post_init__ = _freeze
 
@@ -266,8 +270,9 @@ def _popup(observations, by_position, expand_mult, subdiv_mult, max_reuse_fracti
     chosen, values = assign(by_position.reshape(gy * gx, n), max_uses)
     ph, pw = (min(big, max(1, int(_round(expand_mult * big / small))))
               for big, small in ((big_h, h), (big_w, w)))  # fmt: skip
-    tops = np.repeat(_tops((np.arange(gy) + 0.5) * big_h / gy, ph), gx)
-    lefts = np.tile(_tops((np.arange(gx) + 0.5) * big_w / gx, pw), gy)
+    row_tops = _tops((np.arange(gy) + 0.5) * big_h / gy, ph).astype(np.int32)
+    col_lefts = _tops((np.arange(gx) + 0.5) * big_w / gx, pw).astype(np.int32)
+    tops, lefts = np.repeat(row_tops, gx), np.tile(col_lefts, gy)
     cells = np.zeros((gy * gx, ph, pw, 4), np.uint8)
     if (filled := chosen >= 0).any():
         cells[filled, ..., :3] = crop_padded(
@@ -275,7 +280,7 @@ def _popup(observations, by_position, expand_mult, subdiv_mult, max_reuse_fracti
         alpha = _round(255 * values[filled] / values[filled].max())
         cells[filled, ..., 3] = np.clip(alpha, 0, 255)[:, None, None]
     return Popup(expand_mult, subdiv_mult, _mosaic(cells, gy, gx), chosen.reshape(gy, gx),
-                 values.reshape(gy, gx))  # fmt: skip
+                 values.reshape(gy, gx), row_tops, col_lefts)  # fmt: skip
 
 
 def _check_observations(observations) -> np.ndarray:

@@ -2,13 +2,14 @@
 // Trajectories and features are small and kept; attribution payloads (one per layer x
 // trajectory x output, megabytes each) live in a bounded least-recently-used cache.
 
+import { keys } from "./contract.js";
 import { decodeArray, decodeStored, forgetPayload, loadPayload } from "./payload.js";
 
-/** @typedef {import("./contract").Manifest} Manifest */
-/** @typedef {import("./contract").Sprites} Sprites */
-/** @typedef {import("./contract").TrajectoryPayload} TrajectoryPayload */
-/** @typedef {import("./contract").AttributionPayload} AttributionPayload */
-/** @typedef {import("./contract").FeaturePayload} FeaturePayload */
+/** @typedef {import("./contract.js").Manifest} Manifest */
+/** @typedef {import("./contract.js").Sprites} Sprites */
+/** @typedef {import("./contract.js").TrajectoryPayload} TrajectoryPayload */
+/** @typedef {import("./contract.js").AttributionPayload} AttributionPayload */
+/** @typedef {import("./contract.js").FeaturePayload} FeaturePayload */
 
 /**
  * @typedef {object} Trajectory  a decoded TrajectoryPayload
@@ -49,18 +50,16 @@ import { decodeArray, decodeStored, forgetPayload, loadPayload } from "./payload
  * @property {number} expand
  * @property {number} subdiv
  * @property {string} image  a URL
- * @property {number} rows  cells along y (G)
- * @property {number} cols  cells along x (G)
+ * @property {number} rows  cells along y (Gy)
+ * @property {number} cols  cells along x (Gx)
  * @property {Int32Array} grid  rows x cols observation indices, -1 for none
+ * @property {Int32Array} tops  per row: the observation row its patches start at
+ * @property {Int32Array} lefts  per column: the observation column its patches start at
+ * @property {number} patchHeight  observation pixels a patch covers
+ * @property {number} patchWidth
  */
 
 /** @typedef {{layer: number, feature: number, thumbnail: string, popups: PopupImage[]}} Feature */
-
-export const keys = {
-  trajectory: (t) => `traj-${t}`,
-  attribution: (l, t, o) => `attr-${l}-${t}-${o}`,
-  feature: (l, f) => `feat-${l}-${f}`,
-};
 
 let base = "data/";
 /** @param {string} dataPath the config's dataPath, ending in "/" */
@@ -255,6 +254,12 @@ async function decodeAttribution(key, p) {
 
 // ------------------------------------------------------------------ features
 
+/** An int32 array field (stored exactly, scale 1). */
+async function integers(encoded) {
+  if (encoded.dtype !== "int32") throw new Error(`expected int32, got ${encoded.dtype}`);
+  return (await decodeStored(encoded)).stored;
+}
+
 const features = new Map();
 
 /** @returns {Promise<Feature>} */
@@ -270,7 +275,11 @@ export function getFeature(layer, feature) {
           image: imageUrl(popup.image),
           rows: popup.grid.shape[0],
           cols: popup.grid.shape[1],
-          grid: Int32Array.from(await decodeArray(popup.grid)),
+          grid: await integers(popup.grid),
+          tops: await integers(popup.tops),
+          lefts: await integers(popup.lefts),
+          patchHeight: popup.patch_height,
+          patchWidth: popup.patch_width,
         })),
       );
       return { layer, feature, thumbnail: imageUrl(p.thumbnail), popups };

@@ -2,7 +2,7 @@
 // written by Python: config.InterfaceConfig.page_defaults) are the only sources; the page has
 // no defaults of its own, so a value that is missing or invalid is an error, not a guess.
 
-/** @typedef {import("./contract").Manifest} Manifest */
+/** @typedef {import("./contract.js").Manifest} Manifest */
 
 /**
  * @typedef {object} Defaults

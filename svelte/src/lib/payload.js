@@ -3,6 +3,8 @@
 // its arrays exactly as export/reader.py does: base64, inflate if deflated, little-endian
 // view, times scale.
 
+import { DTYPES, RECEIVER } from "./contract.js";
+
 const ARRAY_TYPES = {
   uint8: Uint8Array,
   int8: Int8Array,
@@ -11,6 +13,8 @@ const ARRAY_TYPES = {
   int32: Int32Array,
   float32: Float32Array,
 };
+const untyped = DTYPES.filter((dtype) => !(dtype in ARRAY_TYPES));
+if (untyped.length) throw new Error(`the page cannot decode dtypes ${untyped}`);
 
 function base64Bytes(text) {
   const binary = atob(text);
@@ -51,7 +55,7 @@ const waiting = new Map();
 
 /** Route window.__rlv_receive(key, payload) calls to the promises of loadPayload. */
 export function installReceiver(target = window) {
-  target.__rlv_receive = (key, payload) => {
+  target[RECEIVER] = (key, payload) => {
     const entry = waiting.get(key);
     if (entry) {
       entry.received = true;

@@ -5,8 +5,8 @@
 import { resolveDefaults } from "./defaults.js";
 import { getTrajectory } from "./data.js";
 
-/** @typedef {import("./contract").Manifest} Manifest */
-/** @typedef {import("./contract").Bookmark} Bookmark */
+/** @typedef {import("./contract.js").Manifest} Manifest */
+/** @typedef {import("./contract.js").Bookmark} Bookmark */
 /** @typedef {import("./data.js").Trajectory} Trajectory */
 
 const clamp = (v, lo, hi) => Math.min(Math.max(v, lo), hi);
