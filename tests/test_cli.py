@@ -1,4 +1,5 @@
-"""The command line: help, not-yet-landed commands, bad checkpoints. No tracebacks."""
+"""The command line: flags from the config, run and serve for real, bad input and Ctrl-C as one
+line and an exit status, never a traceback."""
 
 import subprocess
 import sys
@@ -24,12 +25,36 @@ def test_help_lists_every_command():
         assert command in result.stdout
 
 
-@pytest.mark.parametrize("command", ["serve"])
-def test_commands_not_landed_exit_2_and_say_so(command, capsys):
-    assert main([command]) == 2
-    err = capsys.readouterr().err
-    assert err.strip().endswith("not implemented yet: see README")
-    assert len(err.strip().splitlines()) == 1
+def test_every_config_field_is_a_flag_of_the_same_name():
+    from understanding_rl_vision.config import flat_field_owners
+    from understanding_rl_vision.config_flags import field_docs
+
+    result = run_cli("run", "--help")
+    assert result.returncode == 0
+    for name in flat_field_owners():
+        assert f"--{name.replace('_', '-')}" in result.stdout, name
+        assert field_docs()[name], f"{name} has no docstring for its help"
+    for flag in ("--num-envs", "--num-steps", "--layers", "--attr-policy", "--nmf-features", "--seed", "--device",
+                 "--obs-num-envs", "--num-obs", "--obs-every", "--discard-first-n", "--include-input",
+                 "--ig-steps", "--ig-rule", "--gamma", "--lam", "--num-bookmarks", "--no-resample",
+                 "--cache-dir", "--overwrite", "--quiet", "-o"):  # fmt: skip
+        assert flag in result.stdout
+
+
+def test_flags_become_typed_settings():
+    from understanding_rl_vision.cli import build_parser
+    from understanding_rl_vision.config import RunConfig
+    from understanding_rl_vision.config_flags import settings_from_args
+
+    args = build_parser().parse_args(["run", "x.safetensors", "--layers", "2b,3a", "--attr-policy", "--num-steps",
+                                      "64", "--gamma", "0.99", "--ig-rule", "gauss-legendre", "--subdiv-mults",
+                                      "0.5,1", "--no-overlay"])  # fmt: skip
+    settings = settings_from_args(args)
+    assert settings == {"layers": ("2b", "3a"), "attr_policy": True, "num_steps": 64, "gamma": 0.99,
+                        "ig_rule": "gauss-legendre", "subdiv_mults": (0.5, 1.0), "overlay": False}  # fmt: skip
+    config = RunConfig().replace(**settings)
+    assert config.trajectories.num_steps == 64 and config.interface.overlay is False
+    assert config.trajectories.num_envs == 8  # untouched settings keep the config's defaults
 
 
 def bad_checkpoints(tmp_path):
@@ -57,12 +82,87 @@ def test_run_with_bad_checkpoint_is_one_line_exit_2(tmp_path, case):
     assert expected in lines[0].lower()
 
 
-def test_run_with_valid_checkpoint_gets_past_loading(tmp_path, coinrun_agent, capsys):
-    from understanding_rl_vision.agents import save_checkpoint
+SMALL_FLAGS = ["--num-envs", "2", "--num-steps", "12", "--obs-num-envs", "2", "--num-obs", "6", "--obs-every", "2",
+               "--layers", "2b,3c", "--nmf-features", "3", "--quiet"]  # fmt: skip
 
-    path = save_checkpoint(coinrun_agent, tmp_path / "agent.safetensors")
-    assert main(["run", str(path)]) == 2
-    assert "interface is not implemented yet" in capsys.readouterr().err
+
+def test_run_writes_the_interface_and_says_how_to_open_it(tmp_path):
+    from understanding_rl_vision.demo import bundled_agent_path
+
+    result = run_cli("run", str(bundled_agent_path()), "-o", str(tmp_path / "out"), *SMALL_FLAGS)
+    assert result.returncode == 0, result.stderr
+    html = tmp_path / "out" / "interface.html"
+    assert html.is_file() and f"wrote {html}" in result.stdout
+    assert "understanding-rl-vision serve" in result.stdout and result.stderr == ""
+    again = run_cli("run", str(bundled_agent_path()), "-o", str(tmp_path / "out"), *SMALL_FLAGS)
+    assert again.returncode == 2 and again.stderr.strip().splitlines() == [
+        f"error: output folder {tmp_path / 'out'} exists; pass --overwrite to replace it"]
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--layers", "9z"], "9z"),
+    (["--env", "ALE/Breakout-v5"], "not ale/breakout-v5"),
+    (["--num-steps", "0"], "num_steps must be a positive integer"),
+    (["--gamma", "2"], "gamma must lie in [0, 1]"),
+])  # fmt: skip
+def test_bad_settings_are_one_line_exit_2(tmp_path, flags, expected):
+    from understanding_rl_vision.demo import bundled_agent_path
+
+    result = run_cli("run", str(bundled_agent_path()), "-o", str(tmp_path / "out"), *SMALL_FLAGS, *flags)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0].lower(), lines
+    assert not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_mid_run_then_rerun_resumes(tmp_path):
+    """A real SIGINT while attribution jobs run: exit 130, no interface.html, and the rerun
+    reuses the finished products (it is faster and prints the same success)."""
+    import signal
+    import time
+
+    from understanding_rl_vision.demo import bundled_agent_path
+
+    out, cache = tmp_path / "out", tmp_path / "out.cache"
+    flags = [*SMALL_FLAGS, "--num-envs", "4", "--num-steps", "48"]
+    process = subprocess.Popen([sys.executable, "-m", "understanding_rl_vision.cli", "run", str(bundled_agent_path()),
+                                "-o", str(out), *flags], stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while len(list(cache.glob("*/attribution-*.npz"))) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and err.strip().splitlines()[-1] == "interrupted", err
+    assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
+    finished = {p.name for p in cache.glob("*/*.npz")}
+    assert len(finished) >= 5 and len(finished) < 2 + 2 + 8  # rollouts, fits, some attribution
+    stamps = {p.name: p.stat().st_mtime_ns for p in cache.glob("*/*.npz")}
+    result = run_cli("run", str(bundled_agent_path()), "-o", str(out), *flags)
+    assert result.returncode == 0, result.stderr
+    assert (out / "interface.html").is_file()
+    after = {p.name: p.stat().st_mtime_ns for p in cache.glob("*/*.npz")}
+    assert len(after) == 12 and all(after[name] == stamps[name] for name in finished)  # not recomputed
+
+
+def test_serve_serves_an_output_folder(tmp_path):
+    import urllib.request
+
+    (tmp_path / "interface.html").write_text("<!doctype html><title>t</title>")
+    process = subprocess.Popen([sys.executable, "-m", "understanding_rl_vision.cli", "serve", str(tmp_path),
+                                "--port", "0"], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        line = process.stdout.readline()
+        url = line.split(" at ")[1].split(" ")[0]
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.read() == b"<!doctype html><title>t</title>"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_serve_refuses_a_folder_without_an_interface(tmp_path):
+    result = run_cli("serve", str(tmp_path))
+    assert result.returncode == 2 and "has no interface.html" in result.stderr
 
 
 def test_demo_without_bundled_agent_says_so(capsys, monkeypatch):
@@ -70,4 +170,4 @@ def test_demo_without_bundled_agent_says_so(capsys, monkeypatch):
 
     monkeypatch.setattr(demo, "bundled_agent_path", lambda: None)
     assert main(["demo"]) == 2
-    assert "no bundled agent yet" in capsys.readouterr().err
+    assert "lacks the bundled demo agent" in capsys.readouterr().err

@@ -1,7 +1,6 @@
 """The bundled demo agent ships inside the package and works with every landed command."""
 
 import json
-import re
 
 from understanding_rl_vision.agents import load_checkpoint, read_checkpoint_metadata
 from understanding_rl_vision.cli import main
@@ -20,20 +19,6 @@ def test_bundled_agent_is_package_data_and_small():
     assert meta["extra"]["steps_trained"] == 4_194_304
     agent = load_checkpoint(path)
     assert agent.action_names[:3] == ("LEFT+DOWN", "LEFT", "LEFT+UP")
-
-
-def test_demo_runs_the_landed_stages_on_the_bundled_agent(capsys):
-    assert main(["demo"]) == 0
-    out = capsys.readouterr().out
-    assert "bundled agent: impala agent for coinrun (easy mode)" in out
-    assert "collected 4096 frames" in out
-    ended = int(re.search(r"(\d+) episodes ended", out).group(1))
-    for kind in ("unexpected successes", "unexpected failures"):
-        count = int(re.search(kind + r": (\d+) bookmarks", out).group(1))
-        assert 1 <= count <= 16
-        if ended >= 16:  # at most one bookmark per episode, so 16 need at least 16 episodes
-            assert count == 16
-    assert "not implemented yet" in out  # the interface is honest about what is missing
 
 
 def test_evaluate_bundled_agent_for_a_few_episodes(capsys):

@@ -21,11 +21,11 @@ from understanding_rl_vision.rollout import collect_observation_set, collect_tra
 def test_coinrun_layer_2b_from_attribution_to_payloads_and_back(coinrun_agent, tmp_path):
     agent, layer = coinrun_agent, "stacks.1.res1"
     explained = explain_agent(agent)
-    observation_set = collect_observation_set(agent, ObservationSetConfig(num_envs=4, num_obs=6, obs_every=4),
+    observation_set = collect_observation_set(agent, ObservationSetConfig(obs_num_envs=4, num_obs=6, obs_every=4),
                                               seed=1, progress=False)  # fmt: skip
     obs_inputs = agent.preprocess(observation_set)
     value = integrated_gradients(explained, obs_inputs, layer, explained.outputs("value")).values[0]
-    reducer = ChannelReducer(ReductionConfig(num_features=4)).fit(value)
+    reducer = ChannelReducer(ReductionConfig(nmf_features=4)).fit(value)
     assert reducer.components.shape == (4, 32)
     np.testing.assert_allclose(reducer.components.sum(1), 1.0, rtol=1e-5)
 

@@ -55,7 +55,7 @@ def test_breakout_rollout_with_display_frames(breakout_agent):
 
 
 def test_observation_set_size_and_reproducibility(coinrun_agent):
-    config = ObservationSetConfig(num_envs=4, num_obs=3, obs_every=5)
+    config = ObservationSetConfig(obs_num_envs=4, num_obs=3, obs_every=5)
     obs = collect_observation_set(coinrun_agent, config, seed=1, progress=False)
     assert obs.shape == (12, 64, 64, 3) and obs.dtype == np.uint8
     np.testing.assert_array_equal(obs, collect_observation_set(coinrun_agent, config, seed=1, progress=False))

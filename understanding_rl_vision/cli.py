@@ -7,51 +7,94 @@ and exit status 2; Ctrl-C ends with status 130. Tracebacks are reserved for bugs
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from . import __version__
-from .errors import NotImplementedYet, UserError
+from .config_flags import add_run_flags, settings_from_args
+from .errors import UserError
 from .training.commands import configure_evaluate, configure_train, run_evaluate, run_train
+
+
+def _add_output_flags(parser: argparse.ArgumentParser, default_output: str) -> None:
+    parser.add_argument("-o", "--output", default=default_output,
+                        help=f"output folder for interface.html and its data (default: {default_output})")
+    parser.add_argument("--cache-dir", default=None,
+                        help="where computed products are cached (default: <output>.cache beside the output)")
+    parser.add_argument("--no-resample", dest="resample", action="store_false",
+                        help="only rebuild the interface from the cache; fail if anything is missing")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _configure_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="native .safetensors checkpoint")
+    _add_output_flags(parser, "rl-vision")
+    add_run_flags(parser)
+
+
+def _configure_demo(parser: argparse.ArgumentParser) -> None:
+    _add_output_flags(parser, "rl-vision-demo")
+    add_run_flags(parser)
+
+
+def _build(checkpoint, args: argparse.Namespace, base=None) -> int:
+    from . import rl_clarity
+
+    result = rl_clarity.run(
+        checkpoint, args.output, config=base, cache_dir=args.cache_dir, resample=args.resample,
+        overwrite=args.overwrite, progress=not args.quiet, **settings_from_args(args),
+    )  # fmt: skip
+    if result.path.is_file():
+        print(f"wrote {result.path}")
+        print(f"open it in a browser (file://{result.path}), or serve the folder: "
+              f"understanding-rl-vision serve {shlex.quote(str(result.directory))}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    return _build(args.checkpoint, args)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from . import demo
 
-    if demo.bundled_agent_path() is None:
-        raise NotImplementedYet("no bundled agent yet: this install lacks the demo agent; see README")
-    return demo.run_demo()
+    path = demo.bundled_agent_path()
+    if path is None:
+        raise UserError("this install lacks the bundled demo agent (understanding_rl_vision/data)")
+    print(f"bundled agent: {demo.describe_agent(path)}")
+    return _build(path, args, demo.DEMO_CONFIG)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from .agents import load_checkpoint
-
-    load_checkpoint(args.checkpoint)  # fails now, with one line, on a bad checkpoint
-    raise NotImplementedYet("run: the interface is not implemented yet: see README")
-
-
-def _not_yet(args: argparse.Namespace) -> int:
-    raise NotImplementedYet(f"{args.command}: not implemented yet: see README")
+def _configure_serve(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", nargs="?", default="rl-vision-demo", help="an output folder (default: rl-vision-demo)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
 
 
-def _configure_run(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="native .safetensors checkpoint")
+def _serve(args: argparse.Namespace) -> int:
+    from .serve import make_server, url_of
 
-
-def _no_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    server = make_server(args.directory, args.host, args.port)
+    print(f"serving {args.directory} at {url_of(server)} (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
 
 
 @dataclass(frozen=True)
 class Command:
     help: str
     handler: Callable[[argparse.Namespace], int]
-    configure: Callable[[argparse.ArgumentParser], None] = _no_arguments
+    configure: Callable[[argparse.ArgumentParser], None]
 
 
 COMMANDS: dict[str, Command] = {
-    "demo": Command("build the interface for the bundled CoinRun agent", _demo),
+    "demo": Command("build the interface for the bundled CoinRun agent", _demo, _configure_demo),
     "run": Command("build the interface for a checkpoint", _run, _configure_run),
     "train": Command("train a PPO agent and save native checkpoints", run_train, configure_train),
     "evaluate": Command(
@@ -59,7 +102,7 @@ COMMANDS: dict[str, Command] = {
         run_evaluate,
         configure_evaluate,
     ),
-    "serve": Command("serve an output folder on localhost", _not_yet),
+    "serve": Command("serve an output folder on localhost", _serve, _configure_serve),
 }
 
 

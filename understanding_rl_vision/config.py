@@ -6,9 +6,18 @@ and the CLI exposes each one under the same name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Literal
 
 from .errors import ConfigError
+
+
+def _positive(config: object, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{type(config).__name__}.{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -28,7 +37,7 @@ class TrajectoryConfig:
 class ObservationSetConfig:
     """The separate set of observations that NMF and feature visualisation are fitted on."""
 
-    num_envs: int = 32
+    obs_num_envs: int = 32
     """Parallel environments to draw observations from."""
     num_obs: int = 128
     """Observations kept per environment."""
@@ -36,7 +45,7 @@ class ObservationSetConfig:
     """Steps between two kept observations, so the set is not dominated by similar frames."""
 
     def __post_init__(self) -> None:
-        _positive(self, "num_envs", "num_obs", "obs_every")
+        _positive(self, "obs_num_envs", "num_obs", "obs_every")
 
 
 @dataclass(frozen=True)
@@ -63,17 +72,17 @@ class AdvantageConfig:
 class ReductionConfig:
     """NMF of a layer's channels into a few features, fitted on value-function attribution."""
 
-    num_features: int = 8
+    nmf_features: int = 8
     """NMF components per layer (capped at the layer's channel count)."""
-    seed: int = 0
+    nmf_seed: int = 0
     """Seed of the NMF initialisation, so the same input always gives the same features."""
-    max_iter: int = 1000
+    nmf_max_iter: int = 1000
     """Iteration cap for scikit-learn's NMF solver."""
 
     def __post_init__(self) -> None:
-        _positive(self, "num_features", "max_iter")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"ReductionConfig.seed must be a non-negative integer, got {self.seed!r}")
+        _positive(self, "nmf_features", "nmf_max_iter")
+        if not isinstance(self.nmf_seed, int) or self.nmf_seed < 0:
+            raise ConfigError(f"nmf_seed must be a non-negative integer, got {self.nmf_seed!r}")
 
 
 @dataclass(frozen=True)
@@ -104,8 +113,9 @@ class FeatureVisConfig:
 class InterfaceConfig:
     """How the page starts. The page has no defaults of its own: it receives these."""
 
-    outputs: tuple[str, ...] = ("value",)
-    """Outputs of the first attribution rows, one row each (names as in the manifest)."""
+    row_outputs: tuple[str, ...] = ("value",)
+    """Outputs of the attribution rows the page opens with, one row each (names as in the
+    manifest: value, logit:<action>, group:<name>)."""
     trajectory: int = 0
     """Trajectory shown first (0-based)."""
     overlay: bool = True
@@ -122,10 +132,14 @@ class InterfaceConfig:
     """Frames visible in the scrubber and the line graphs."""
     residual_color: str = "#888888"
     """Colour of the residual in maps, bars and the legend."""
+    fps: float = 12.0
+    """Frames per second when playing; the page's fps box starts here."""
 
     def __post_init__(self) -> None:
-        if not self.outputs:
-            raise ConfigError("InterfaceConfig.outputs needs at least one output")
+        if not self.row_outputs:
+            raise ConfigError("row_outputs needs at least one output")
+        if not self.fps > 0:
+            raise ConfigError(f"fps must be positive, got {self.fps}")
         _positive(self, "popup_expand_mult", "scrubber_frames")
         if self.trajectory < 0:
             raise ConfigError(f"InterfaceConfig.trajectory must be >= 0, got {self.trajectory}")
@@ -133,15 +147,120 @@ class InterfaceConfig:
     def page_defaults(self) -> dict[str, object]:
         """The page's ``config.defaults`` (names as the page spells them)."""
         return {
-            "outputs": list(self.outputs), "trajectory": self.trajectory, "overlay": self.overlay,
+            "outputs": list(self.row_outputs), "trajectory": self.trajectory, "overlay": self.overlay,
             "combine": self.combine, "residual": self.residual,
             "popup": {"expand_mult": self.popup_expand_mult, "subdiv_mult": self.popup_subdiv_mult},
             "scrubberFrames": self.scrubber_frames, "residualColor": self.residual_color,
         }  # fmt: skip
 
 
-def _positive(config: object, *names: str) -> None:
-    for name in names:
-        value = getattr(config, name)
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{type(config).__name__}.{name} must be a positive integer, got {value!r}")
+@dataclass(frozen=True)
+class LayerConfig:
+    """Which layers get attribution, NMF features and a place in the page's layer list."""
+
+    layers: tuple[str, ...] = ()
+    """Layers by label (2b) or module name; empty means every discovered bottleneck layer."""
+    discard_first_n: int = 0
+    """Drop this many of the earliest discovered layers (ignored when layers are named)."""
+    include_input: bool = False
+    """Also show the input layer, with plain gradients instead of integrated gradients."""
+    default_layer: str = ""
+    """Layer the page opens on, by label or name; empty means the middle one, as the original."""
+
+    def __post_init__(self) -> None:
+        if self.discard_first_n < 0:
+            raise ConfigError(f"discard_first_n must be >= 0, got {self.discard_first_n}")
+
+
+@dataclass(frozen=True)
+class AttributionConfig:
+    """Integrated gradients from each layer to the explained outputs."""
+
+    attr_policy: bool = False
+    """Also explain every policy logit and action group, not only the value function."""
+    ig_steps: int = 10
+    """Integration steps (the original used 10 right-Riemann steps)."""
+    ig_rule: Literal["riemann", "gauss-legendre"] = "riemann"
+    """Quadrature: right Riemann sum as the original, or Gauss-Legendre (fewer steps suffice)."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "ig_steps")
+        if self.ig_rule not in ("riemann", "gauss-legendre"):
+            raise ConfigError(f"ig_rule must be riemann or gauss-legendre, got {self.ig_rule!r}")
+
+    @property
+    def outputs(self) -> str | tuple[str, ...]:
+        """What to explain, as :meth:`ExplainedModel.outputs` takes it."""
+        return ("value", "logits", "groups") if self.attr_policy else "value"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run computes and shows. Field names are unique across the groups, so each
+    is also a keyword of ``rl_clarity.run`` and a CLI flag (``nmf_features`` -> ``--nmf-features``)."""
+
+    trajectories: TrajectoryConfig = TrajectoryConfig()
+    observation_set: ObservationSetConfig = ObservationSetConfig()
+    layer_selection: LayerConfig = LayerConfig()
+    attribution: AttributionConfig = AttributionConfig()
+    advantage: AdvantageConfig = AdvantageConfig()
+    reduction: ReductionConfig = ReductionConfig()
+    feature_vis: FeatureVisConfig = FeatureVisConfig()
+    interface: InterfaceConfig = InterfaceConfig()
+    seed: int = 0
+    """Seed of the trajectories and the observation set (environments and sampled actions)."""
+    device: str = "cpu"
+    """Torch device for the model: cpu, cuda, cuda:1, ... (results are gathered on the CPU)."""
+    env: str = ""
+    """Environment id (coinrun, ALE/Breakout-v5, ...); empty means the one the checkpoint records."""
+    title: str = ""
+    """Heading of the page; empty means the checkpoint's file name."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+
+    def flat(self) -> dict[str, object]:
+        """Every setting by its unique name."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _GROUPS:
+                out.update({g.name: getattr(value, g.name) for g in fields(value)})
+            else:
+                out[f.name] = value
+        return out
+
+    def replace(self, **settings: object) -> RunConfig:
+        """A copy with settings changed by their flat names; unknown names list the valid ones."""
+        owner = flat_field_owners()
+        unknown = sorted(set(settings) - set(owner))
+        if unknown:
+            raise ConfigError(f"unknown setting {', '.join(unknown)}; valid: {', '.join(owner)}")
+        changes: dict[str, object] = {}
+        by_group: dict[str, dict[str, object]] = {}
+        for name, value in settings.items():
+            if owner[name] is None:
+                changes[name] = value
+            else:
+                by_group.setdefault(owner[name], {})[name] = value
+        for group, values in by_group.items():
+            changes[group] = dataclasses.replace(getattr(self, group), **values)
+        return dataclasses.replace(self, **changes)
+
+
+_GROUPS = ("trajectories", "observation_set", "layer_selection", "attribution", "advantage",
+           "reduction", "feature_vis", "interface")  # fmt: skip
+
+
+def flat_field_owners() -> dict[str, str | None]:
+    """Flat setting name -> the RunConfig group holding it (None for top-level fields)."""
+    owners: dict[str, str | None] = {}
+    defaults = RunConfig()
+    for f in fields(RunConfig):
+        names = [g.name for g in fields(getattr(defaults, f.name))] if f.name in _GROUPS else [f.name]
+        for name in names:
+            if name in owners:
+                raise AssertionError(f"setting {name} is declared twice")  # a bug, caught by tests
+            owners[name] = f.name if f.name in _GROUPS else None
+    return owners

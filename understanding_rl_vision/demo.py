@@ -1,22 +1,22 @@
-"""``understanding-rl-vision demo``: the product on the bundled CoinRun agent, no checkpoint needed.
-
-Until the interface lands, the demo runs the stages that exist for real (load the bundled agent,
-collect trajectories, GAE, bookmarks), reports them, and says what comes next.
-"""
+"""``understanding-rl-vision demo``: the whole product on the bundled CoinRun agent, sized to
+finish in a few minutes on 2 CPU cores (the defaults of ``run`` are the original's, 8 x 512)."""
 
 from __future__ import annotations
 
 from importlib import resources
 from importlib.resources.abc import Traversable
 
-from .advantages import find_bookmarks, gae
-from .agents import load_checkpoint, read_checkpoint_metadata
-from .config import AdvantageConfig, TrajectoryConfig
-from .rollout import collect_trajectories
+from .agents import read_checkpoint_metadata
+from .config import RunConfig
 
 DEMO_AGENT = "demo-agent.safetensors"
-DEMO_TRAJECTORIES = TrajectoryConfig(num_envs=8, num_steps=512)
-DEMO_SEED = 0
+DEMO_CONFIG = RunConfig().replace(
+    num_envs=4, num_steps=256,  # trajectories shown
+    obs_num_envs=16, num_obs=64, obs_every=32,  # 1,024 observations for NMF and dataset examples
+    attr_policy=True,  # value, every logit and the action groups
+    title="Bundled CoinRun agent (demo)",
+)  # fmt: skip
+"""Every layer, policy attribution included, on a smaller sample than a default run."""
 
 
 def bundled_agent_path() -> Traversable | None:
@@ -35,34 +35,3 @@ def describe_agent(path: Traversable) -> str:
         f"{meta['architecture']['name']} agent for {env.get('game', '?')} "
         f"({env.get('distribution_mode', '?')} mode){trained}"
     )
-
-
-def run_demo(progress: bool = True) -> int:
-    """Run the available stages on the bundled agent and print what they found."""
-    path = bundled_agent_path()
-    assert path is not None, "callers check bundled_agent_path() first"
-    config, advantage_config = DEMO_TRAJECTORIES, AdvantageConfig()
-    print(f"bundled agent: {describe_agent(path)}")
-    print(
-        f"plan: {config.num_envs} trajectories x {config.num_steps} steps (seed {DEMO_SEED}), "
-        f"GAE, {advantage_config.num_bookmarks}+{advantage_config.num_bookmarks} bookmarks"
-    )
-    agent = load_checkpoint(path)
-    trajectories = collect_trajectories(agent, config, seed=DEMO_SEED, progress=progress)
-    advantages = gae(
-        trajectories.rewards, trajectories.values, trajectories.dones,
-        agent.gamma, agent.lam, trajectories.last_values,
-    )  # fmt: skip
-    marks = find_bookmarks(advantages, trajectories.firsts, advantage_config.num_bookmarks)
-    episodes = int(trajectories.dones.sum())
-    print(
-        f"collected {trajectories.num_envs * trajectories.num_steps} frames, {episodes} episodes "
-        f"ended, total reward {trajectories.rewards.sum():.0f}"
-    )
-    for title, kind in (("unexpected successes", marks.high), ("unexpected failures", marks.low)):
-        shown = ", ".join(f"traj {b.trajectory} frame {b.frame} ({b.advantage:+.2f})" for b in kind[:3])
-        print(f"{title}: {len(kind)} bookmarks; top: {shown}")
-    print("next: attribution, NMF features and feature images work through the Python API (README); "
-          "interface.html and `run` are not implemented yet")
-    return 0
-

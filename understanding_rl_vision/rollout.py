@@ -141,8 +141,8 @@ def collect_observation_set(
     """
     env_seed, action_seed = seeds_for(seed, 4)[2:]
     generator = torch.Generator().manual_seed(action_seed)
-    with open_env(agent, env_spec, config.num_envs, env_seed) as env:
-        kept = np.empty((config.num_envs, config.num_obs, *env.observation_shape), np.uint8)
+    with open_env(agent, env_spec, config.obs_num_envs, env_seed) as env:
+        kept = np.empty((config.obs_num_envs, config.num_obs, *env.observation_shape), np.uint8)
         total = config.num_obs * config.obs_every
         step = env.reset()
         with tqdm(total=total, desc="observation set", unit="step", disable=not progress) as bar:

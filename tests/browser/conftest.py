@@ -58,12 +58,12 @@ def small_interface(tmp_path_factory, make_random_agent):
 
     agent = make_random_agent("coinrun", "impala", distribution_mode="easy")
     trajectories = collect_trajectories(agent, TrajectoryConfig(num_envs=2, num_steps=24), seed=0, progress=False)
-    observation_set = collect_observation_set(agent, ObservationSetConfig(num_envs=4, num_obs=8, obs_every=4),
+    observation_set = collect_observation_set(agent, ObservationSetConfig(obs_num_envs=4, num_obs=8, obs_every=4),
                                               seed=1, progress=False)  # fmt: skip
     layers = discover_layers(agent.model, agent.preprocess(observation_set[:1]))
     chosen = [layers[3], layers[5]]  # 2b and 3b
     return write_interface(
         agent, tmp_path_factory.mktemp("run") / "interface", trajectories=trajectories,
         observation_set=observation_set, layers=chosen, default_layer=0,
-        reduction=ReductionConfig(num_features=4), num_bookmarks=2, env_id="coinrun", title="random agent",
+        reduction=ReductionConfig(nmf_features=4), num_bookmarks=2, env_id="coinrun", title="random agent",
     )  # fmt: skip

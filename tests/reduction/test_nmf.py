@@ -38,7 +38,7 @@ def unit(rows: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def fitted() -> tuple[np.ndarray, np.ndarray, np.ndarray, ChannelReducer, FeatureMaps]:
     attribution, directions, coefficients = synthetic()
-    reducer = ChannelReducer(ReductionConfig(num_features=4)).fit(attribution)
+    reducer = ChannelReducer(ReductionConfig(nmf_features=4)).fit(attribution)
     return attribution, directions, coefficients, reducer, reducer.transform(attribution)
 
 
@@ -73,7 +73,7 @@ def test_features_and_residual_reconstruct_channel_sums(fitted):
 
 def test_reconstruction_is_exact_for_features_that_do_not_fit():
     attribution = np.random.default_rng(3).standard_normal((6, 10, 5, 7)).astype(np.float32)
-    reducer = ChannelReducer(ReductionConfig(num_features=3)).fit(attribution)
+    reducer = ChannelReducer(ReductionConfig(nmf_features=3)).fit(attribution)
     maps = reducer.transform(attribution)
     channel_sum = attribution.astype(np.float64).sum(1)
     assert np.abs(maps.residual).max() > 0.1 * np.abs(channel_sum).max()  # a real residual
@@ -124,7 +124,7 @@ def test_scale_is_median_of_per_frame_peaks(fitted):
 
 def test_fewer_channels_than_features():
     attribution = synthetic(n=8, channels=3, k=2)[0]
-    reducer = ChannelReducer(ReductionConfig(num_features=8)).fit(attribution)
+    reducer = ChannelReducer(ReductionConfig(nmf_features=8)).fit(attribution)
     maps = reducer.transform(attribution)
     assert reducer.num_features == 3 and reducer.components.shape == (3, 3)
     assert maps.positive.shape == maps.negative.shape == (8, 3, 8, 8)
@@ -136,7 +136,7 @@ def test_fewer_channels_than_features():
 
 def test_all_zero_attribution():
     zeros = np.zeros((4, 5, 3, 3), dtype=np.float32)
-    reducer = ChannelReducer(ReductionConfig(num_features=3)).fit(zeros)
+    reducer = ChannelReducer(ReductionConfig(nmf_features=3)).fit(zeros)
     components = reducer.components
     assert components.shape == (3, 5) and np.isfinite(components).all()
     np.testing.assert_array_equal(components.sum(1), 1.0)
@@ -161,7 +161,7 @@ def test_single_observation_single_position():
 
 def test_same_seed_gives_identical_components():
     attribution = synthetic(seed=5)[0]
-    config = ReductionConfig(num_features=4, seed=7)
+    config = ReductionConfig(nmf_features=4, nmf_seed=7)
     first = ChannelReducer(config).fit(attribution).components
     second = ChannelReducer(config).fit(torch.from_numpy(attribution)).components
     np.testing.assert_array_equal(first, second)
@@ -171,7 +171,7 @@ def test_row_sample_is_seeded_and_still_recovers(monkeypatch):
     attribution, directions, _ = synthetic(seed=2)
     monkeypatch.setattr(nmf_module, "MAX_FIT_ROWS", 1000)
     fits = [
-        ChannelReducer(ReductionConfig(num_features=4, seed=seed)).fit(attribution).components
+        ChannelReducer(ReductionConfig(nmf_features=4, nmf_seed=seed)).fit(attribution).components
         for seed in (0, 0, 1)
     ]
     np.testing.assert_array_equal(fits[0], fits[1])
@@ -200,7 +200,7 @@ def test_bad_input_is_a_user_error(bad):
 def test_transform_checks_channels_and_fit():
     with pytest.raises(RuntimeError):
         ChannelReducer().transform(np.ones((1, 3, 2, 2)))
-    reducer = ChannelReducer(ReductionConfig(num_features=2)).fit(np.ones((1, 3, 2, 2)))
+    reducer = ChannelReducer(ReductionConfig(nmf_features=2)).fit(np.ones((1, 3, 2, 2)))
     with pytest.raises(UserError):
         reducer.transform(np.ones((1, 4, 2, 2)))
     with pytest.raises(UserError):

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..envs.actions import action_groups
 from ..envs.spec import EnvSpec
-from ..errors import ObservationShapeError
+from ..errors import ObservationShapeError, UserError
 
 DEFAULT_GAMMA = 0.999
 DEFAULT_LAMBDA = 0.95
@@ -105,6 +105,8 @@ class Agent:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sample actions from the policy: returns (actions, logits, values) as numpy arrays."""
         out = self(obs)
+        if not (torch.isfinite(out.logits).all() and torch.isfinite(out.value).all()):
+            raise UserError("the model's logits or value are NaN or infinite; the checkpoint's weights are broken")
         probs = torch.softmax(out.logits.float(), dim=-1)
         actions = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1)
         return actions.numpy(), out.logits.float().cpu().numpy(), out.value.float().cpu().numpy()

@@ -71,6 +71,13 @@ class ChannelReducer:
         self.config = config
         self._components: np.ndarray | None = None
 
+    @classmethod
+    def from_components(cls, components: np.ndarray, config: ReductionConfig = ReductionConfig()) -> ChannelReducer:
+        """A reducer with already fitted ``components`` (K, C), e.g. read back from a cache."""
+        reducer = cls(config)
+        reducer._components = np.asarray(components, np.float32)
+        return reducer
+
     @property
     def components(self) -> np.ndarray:
         """Fitted (K, C) float32 directions, non-negative, each row summing to 1."""
@@ -80,7 +87,7 @@ class ChannelReducer:
 
     @property
     def num_features(self) -> int:
-        """K, the number of fitted features: ``min(config.num_features, C)``."""
+        """K, the number of fitted features: ``min(config.nmf_features, C)``."""
         return self.components.shape[0]
 
     def fit(self, attribution: np.ndarray | torch.Tensor) -> ChannelReducer:
@@ -88,18 +95,18 @@ class ChannelReducer:
 
         Rows are the positive and negative parts of every position's channel vector; all-zero
         rows (which do not change the optimum) are dropped and at most :data:`MAX_FIT_ROWS` kept,
-        drawn with ``config.seed``. Features are ordered by how much of the data they explain.
+        drawn with ``config.nmf_seed``. Features are ordered by how much of the data they explain.
         """
         values = _as_array(attribution)
         channels = values.shape[1]
-        k = min(self.config.num_features, channels)
-        rows = _fit_rows(values, self.config.seed)
+        k = min(self.config.nmf_features, channels)
+        rows = _fit_rows(values, self.config.nmf_seed)
         components = np.zeros((k, channels))
         if len(rows):
             rows = rows / rows.max()  # keeps tiny or huge attribution well inside float range
             init = "nndsvda" if k <= min(rows.shape) else "random"  # nndsvd needs rank >= k
             config = self.config
-            nmf = NMF(k, init=init, solver="cd", max_iter=config.max_iter, random_state=config.seed)
+            nmf = NMF(k, init=init, solver="cd", max_iter=config.nmf_max_iter, random_state=config.nmf_seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)  # the cap is the config's
                 weights = nmf.fit_transform(rows)

@@ -1,0 +1,196 @@
+"""rl_clarity.run end to end on the bundled agent with tiny settings: the output agrees with its
+manifest, reruns and --no-resample reuse the cache, an interruption resumes without redoing
+finished jobs, and faults end in one clear error with nothing half-written that looks complete."""
+
+import errno
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from understanding_rl_vision import rl_clarity
+from understanding_rl_vision.agents import load_checkpoint, save_checkpoint
+from understanding_rl_vision.errors import UserError
+from understanding_rl_vision.export import (
+    attribution_key,
+    check_against_manifest,
+    feature_key,
+    read_manifest,
+    read_payload,
+    trajectory_key,
+)
+from understanding_rl_vision.pipeline import jobs
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+
+
+def count_jobs(monkeypatch) -> dict[str, int]:
+    """Count the jobs that actually compute (patched wrappers around the real functions)."""
+    calls = {"trajectories": 0, "observations": 0, "fit": 0, "attribution": 0}
+    for kind, name in [("trajectories", "run_trajectories"), ("observations", "run_observations"),
+                       ("fit", "run_fit"), ("attribution", "run_attribution")]:  # fmt: skip
+        real = getattr(jobs, name)
+
+        def counted(*args, _real=real, _kind=kind, **kwargs):
+            calls[_kind] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(jobs, name, counted)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def first_run(checkpoint, tmp_path_factory, small):
+    out = tmp_path_factory.mktemp("run") / "out"
+    result = rl_clarity.run(checkpoint, out, progress=False, **small)
+    return out, result
+
+
+def test_the_output_agrees_with_its_manifest(first_run):
+    out, result = first_run
+    assert result.path == out / "interface.html" and result.path.is_file()
+    data = out / "data"
+    manifest = read_manifest(data)
+    assert manifest.outputs == ("value",)
+    assert [layer.label for layer in manifest.layers] == ["2b", "3c"] and manifest.default_layer == 1
+    assert manifest.trajectory_lengths == (12, 12)
+    keys = [trajectory_key(t) for t in range(2)]
+    keys += [feature_key(l, f) for l in range(2) for f in range(len(manifest.layers[l].features))]
+    keys += [attribution_key(l, t, 0) for l in range(2) for t in range(2)]
+    for key in keys:
+        check_against_manifest(manifest, read_payload(data, key))
+    assert manifest.agent == "agent.safetensors" and manifest.fps == 12.0
+    assert all(b.advantage > 0 for b in manifest.bookmarks if b.kind == "high")
+    cache = out.parent / "out.cache"
+    assert len(list(cache.glob("*/*.npz"))) == 2 + 2 + 4  # rollouts, fits, attribution jobs
+    assert not list(cache.glob("*/.claims-*"))  # claim files are removed after a run
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out", "out.cache"]
+
+
+def test_a_rerun_computes_nothing_and_writes_the_same_bytes(first_run, checkpoint, tmp_path, monkeypatch, small):
+    out, _ = first_run
+    calls = count_jobs(monkeypatch)
+    again = tmp_path / "again"
+    rl_clarity.run(checkpoint, again, cache_dir=out.parent / "out.cache", progress=False, **small)
+    assert calls == {"trajectories": 0, "observations": 0, "fit": 0, "attribution": 0}
+    assert tree_digest(again) == tree_digest(out)
+
+
+def test_no_resample_rebuilds_from_the_cache_and_takes_new_page_settings(first_run, checkpoint, monkeypatch, small):
+    out, _ = first_run
+    calls = count_jobs(monkeypatch)
+    rl_clarity.run(checkpoint, out, resample=False, overwrite=True, progress=False, fps=5.0,
+                   **small)  # fmt: skip
+    assert sum(calls.values()) == 0
+    assert read_manifest(out / "data").fps == 5.0
+    with pytest.raises(UserError, match=r"--no-resample: 6 of 8 products .* not in the cache"):
+        rl_clarity.run(checkpoint, out, resample=False, overwrite=True, progress=False,
+                       **{**small, "nmf_features": 2})  # fmt: skip
+    assert read_manifest(out / "data").fps == 5.0  # the failed run left the output alone
+
+
+def test_an_interrupted_run_leaves_no_output_and_resumes_without_redoing_jobs(checkpoint, tmp_path, monkeypatch, small):
+    out = tmp_path / "out"
+    calls = count_jobs(monkeypatch)
+    real = jobs.run_attribution
+
+    def interrupted(*args, **kwargs):
+        if calls["attribution"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "run_attribution", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        rl_clarity.run(checkpoint, out, progress=False, **small)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.cache"]  # no output, no partial folder
+    finished = dict(calls)
+    assert finished == {"trajectories": 1, "observations": 1, "fit": 2, "attribution": 3}
+
+    calls = count_jobs(monkeypatch)
+    rl_clarity.run(checkpoint, out, progress=False, **small)
+    assert calls == {"trajectories": 0, "observations": 0, "fit": 0, "attribution": 1}  # only the unfinished
+    assert (out / "interface.html").is_file()
+
+
+def test_an_existing_output_is_refused_unless_overwrite(first_run, checkpoint, tmp_path, small):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="exists; pass --overwrite"):
+        rl_clarity.run(checkpoint, out, cache_dir=first_run[0].parent / "out.cache", progress=False, **small)
+    assert (out / "notes.txt").read_text() == "mine"
+    rl_clarity.run(checkpoint, out, cache_dir=first_run[0].parent / "out.cache", overwrite=True,
+                   progress=False, **small)  # fmt: skip
+    assert (out / "interface.html").is_file() and not (out / "notes.txt").exists()
+
+
+def test_disk_full_while_exporting_keeps_the_previous_output(first_run, checkpoint, tmp_path, monkeypatch, small):
+    out = tmp_path / "out"
+    shutil.copytree(first_run[0], out)
+    before = tree_digest(out)
+    from understanding_rl_vision.pipeline import export
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "data/attr-1-0-0.js")
+
+    monkeypatch.setattr(export, "write_payload", full)
+    with pytest.raises(UserError, match="cannot write data/attr-1-0-0.js: No space left on device"):
+        rl_clarity.run(checkpoint, out, cache_dir=first_run[0].parent / "out.cache", overwrite=True,
+                       progress=False, **small)  # fmt: skip
+    assert tree_digest(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_disk_full_while_caching_leaves_no_damaged_product(checkpoint, tmp_path, monkeypatch, small):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    with pytest.raises(UserError, match="No space left on device"):
+        rl_clarity.run(checkpoint, tmp_path / "out", progress=False, **small)
+    assert not list((tmp_path / "out.cache").rglob("*.npz")) and not (tmp_path / "out").exists()
+
+
+def test_nan_in_the_model_is_one_clear_error(checkpoint, tmp_path, small):
+    agent = load_checkpoint(checkpoint)
+    with torch.no_grad():
+        for parameter in agent.model.parameters():
+            parameter.fill_(float("nan"))
+    broken = save_checkpoint(agent, tmp_path / "nan.safetensors")
+    with pytest.raises(UserError, match="NaN or infinite"):
+        rl_clarity.run(broken, tmp_path / "out", progress=False, **small)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"layers": ("9z",)}, r"9z.*(2b|stacks)"),
+    ({"env": "starpilot"}, "trained on procgen:coinrun, not procgen:starpilot"),
+    ({"env": "nosuchgame"}, "nosuchgame"),
+    ({"row_outputs": ("logit:LEFT",)}, "add --attr-policy"),
+    ({"device": "cuda:7"}, "cuda:7"),
+    ({"default_layer": "1a"}, "not among the chosen layers"),
+    ({"nmf_featurez": 3}, "unknown setting nmf_featurez; valid: num_envs"),
+])  # fmt: skip
+def test_bad_settings_are_one_clear_error(checkpoint, tmp_path, settings, message, small):
+    with pytest.raises(UserError, match=message):
+        rl_clarity.run(checkpoint, tmp_path / "out", progress=False, **{**small, **settings})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_result_displays_the_page_in_a_notebook(first_run):
+    import urllib.request
+
+    _, result = first_run
+    html = result._repr_html_()
+    url = html.split('src="')[1].split('"')[0]
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/interface.html")
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200 and b"agent.safetensors" in response.read()
+    with urllib.request.urlopen(url.replace("interface.html", "data/manifest.js"), timeout=10) as response:
+        assert response.read().startswith(b"window.__rlv_receive(")

@@ -1,0 +1,9 @@
+"""From a loaded agent to the output folder: plan the jobs (:mod:`.plan`), compute each product
+into the cache (:mod:`.jobs`, shared across MPI ranks by :mod:`.parallel`), then export the page
+from the cache (:mod:`.export`). :func:`run_pipeline` runs the stages in order."""
+
+from .cache import Cache, file_digest
+from .plan import Plan, make_plan
+from .runner import RunOptions, default_cache_dir, run_pipeline
+
+__all__ = ["Cache", "Plan", "RunOptions", "default_cache_dir", "file_digest", "make_plan", "run_pipeline"]

@@ -1,0 +1,70 @@
+"""The run's products on disk, one ``.npz`` file each, named by what made them.
+
+A product's name ends in a digest of everything that determines it (the checkpoint's bytes, the
+config fields it depends on, the format version), so a changed setting can never return a stale
+product and an unchanged one is never computed twice: that is both the cache and the resume.
+Files appear atomically, so an interrupted write leaves nothing that looks finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..common.files import atomic_path
+from ..errors import UserError
+
+PRODUCT_VERSION = 1
+"""Bumped when a product's contents change meaning, so older caches are not read."""
+
+
+def digest(parts: Any) -> str:
+    """A short stable hex digest of JSON-able ``parts``."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{PRODUCT_VERSION}:{text}".encode()).hexdigest()[:16]
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes (the checkpoint), read in 1 MiB blocks."""
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+class Cache:
+    """Products under ``root/<checkpoint digest>/``."""
+
+    def __init__(self, root: str | os.PathLike[str], checkpoint_digest: str) -> None:
+        self.root = Path(root)
+        self.directory = self.root / checkpoint_digest[:16]
+
+    def path(self, name: str) -> Path:
+        return self.directory / f"{name}.npz"
+
+    def has(self, name: str) -> bool:
+        return self.path(name).is_file()
+
+    def save(self, name: str, arrays: dict[str, np.ndarray]) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.path(name)
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+        return path
+
+    def load(self, name: str) -> dict[str, np.ndarray]:
+        path = self.path(name)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {key: data[key] for key in data.files}
+        except FileNotFoundError:
+            raise UserError(f"{path} is missing from the cache") from None
+        except (OSError, ValueError) as exc:  # a damaged file: remove it so a rerun recomputes it
+            path.unlink(missing_ok=True)
+            raise UserError(f"damaged cache file {path} removed ({exc}); run again to recompute it") from None
