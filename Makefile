@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/understanding-rl-vision demo
+	$(BIN)/understanding-rl-vision demo --overwrite
 
 # The browser tests drive the system Chromium (Playwright cannot download browsers here).
 chromium:

@@ -47,7 +47,7 @@ def _build(checkpoint, args: argparse.Namespace, base=None) -> int:
         checkpoint, args.output, config=base, cache_dir=args.cache_dir, resample=args.resample,
         overwrite=args.overwrite, progress=not args.quiet, **settings_from_args(args),
     )  # fmt: skip
-    if result.path.is_file():
+    if result.rank == 0:
         print(f"wrote {result.path}")
         print(f"open it in a browser (file://{result.path}), or serve the folder: "
               f"understanding-rl-vision serve {shlex.quote(str(result.directory))}")
@@ -125,11 +125,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        if _reports(error):
+            print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        if _reports(None):
+            print("interrupted", file=sys.stderr)
         return 130
+
+
+def _reports(error: UserError | None) -> bool:
+    """Under mpiexec every rank meets the same bad input; rank 0 alone reports it, unless the
+    failure is this rank's own (then rank 0 may be stopped before it can)."""
+    from .pipeline.parallel import RankError, launched_rank
+
+    return launched_rank() == 0 or isinstance(error, RankError)
 
 
 if __name__ == "__main__":

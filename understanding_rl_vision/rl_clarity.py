@@ -34,20 +34,20 @@ def run(
     """
     from .agents import load_checkpoint
     from .pipeline import RunOptions, file_digest, run_pipeline
-    from .pipeline.parallel import Workers, note_fallback
+    from .pipeline.parallel import Workers, launched_rank, note_fallback
 
     config = (config or RunConfig()).replace(**settings)
     output = Path(output_dir).absolute() / "interface.html"
     workers = Workers.detect()
     if note_fallback(workers):
         print("note: mpi4py is not installed; this rank leaves the work to rank 0", file=sys.stderr)
-        return RunResult(output)
+        return RunResult(output, rank=launched_rank())
     path = Path(checkpoint)
     agent = load_checkpoint(path, device=check_device(config.device))
     options = RunOptions(cache_dir=cache_dir, resample=resample, overwrite=overwrite, progress=progress)
     html = run_pipeline(agent, file_digest(path), output_dir, config, options,
                         title=config.title or path.name, workers=workers)  # fmt: skip
-    return RunResult(html)
+    return RunResult(html, rank=workers.rank)
 
 
 def check_device(name: str) -> str:

@@ -46,6 +46,8 @@ class RunResult:
 
     path: Path
     """The interface.html written by the run."""
+    rank: int = 0
+    """This process's MPI rank; only rank 0 writes the output and reports it."""
     _server: http.server.HTTPServer | None = field(default=None, repr=False)
 
     @property

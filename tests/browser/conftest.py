@@ -45,25 +45,16 @@ def page(browser, console_errors):
 
 @pytest.fixture(scope="session")
 def small_interface(tmp_path_factory, make_random_agent):
-    """interface.html from a real small run: a random IMPALA agent on CoinRun, 2 trajectories of 24
-    frames, 2 layers, outputs value + all logits + groups, 4 NMF features."""
-    from understanding_rl_vision.attribution import discover_layers
-    from understanding_rl_vision.config import (
-        ObservationSetConfig,
-        ReductionConfig,
-        TrajectoryConfig,
-    )
-    from understanding_rl_vision.pipeline import write_interface
-    from understanding_rl_vision.rollout import collect_observation_set, collect_trajectories
+    """interface.html from a real small run: a random IMPALA agent on CoinRun saved as a checkpoint,
+    2 trajectories of 24 frames, layers 2b and 3b, value + every logit + groups, 4 NMF features."""
+    from understanding_rl_vision import rl_clarity
+    from understanding_rl_vision.agents import save_checkpoint
 
+    folder = tmp_path_factory.mktemp("run")
     agent = make_random_agent("coinrun", "impala", distribution_mode="easy")
-    trajectories = collect_trajectories(agent, TrajectoryConfig(num_envs=2, num_steps=24), seed=0, progress=False)
-    observation_set = collect_observation_set(agent, ObservationSetConfig(obs_num_envs=4, num_obs=8, obs_every=4),
-                                              seed=1, progress=False)  # fmt: skip
-    layers = discover_layers(agent.model, agent.preprocess(observation_set[:1]))
-    chosen = [layers[3], layers[5]]  # 2b and 3b
-    return write_interface(
-        agent, tmp_path_factory.mktemp("run") / "interface", trajectories=trajectories,
-        observation_set=observation_set, layers=chosen, default_layer=0,
-        reduction=ReductionConfig(nmf_features=4), num_bookmarks=2, env_id="coinrun", title="random agent",
-    )  # fmt: skip
+    checkpoint = save_checkpoint(agent, folder / "random.safetensors")
+    return rl_clarity.run(
+        checkpoint, folder / "interface", progress=False, num_envs=2, num_steps=24, obs_num_envs=4, num_obs=8,
+        obs_every=4, layers=("2b", "3b"), default_layer="2b", attr_policy=True, nmf_features=4, num_bookmarks=2,
+        title="random agent",
+    ).path

@@ -41,9 +41,10 @@ def file_digest(path: str | os.PathLike[str]) -> str:
 class Cache:
     """Products under ``root/<checkpoint digest>/``."""
 
-    def __init__(self, root: str | os.PathLike[str], checkpoint_digest: str) -> None:
+    def __init__(self, root: str | os.PathLike[str], checkpoint_digest: str, rank: int = 0) -> None:
         self.root = Path(root)
         self.directory = self.root / checkpoint_digest[:16]
+        self.rank = rank  # recorded in each product as ``made_by_rank``, for diagnosis
 
     def path(self, name: str) -> Path:
         return self.directory / f"{name}.npz"
@@ -55,14 +56,14 @@ class Cache:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.path(name)
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
+            np.savez(handle, **arrays, made_by_rank=np.int32(self.rank))
         return path
 
     def load(self, name: str) -> dict[str, np.ndarray]:
         path = self.path(name)
         try:
             with np.load(path, allow_pickle=False) as data:
-                return {key: data[key] for key in data.files}
+                return {key: data[key] for key in data.files if key != "made_by_rank"}
         except FileNotFoundError:
             raise UserError(f"{path} is missing from the cache") from None
         except (OSError, ValueError) as exc:  # a damaged file: remove it so a rerun recomputes it

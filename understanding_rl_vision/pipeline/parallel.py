@@ -29,6 +29,14 @@ _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
 POLL_SECONDS = 0.2
 
 
+class RankError(UserError):
+    """A failure inside one rank's job: that rank reports it (the others only stop)."""
+
+
+class OtherRankFailed(UserError):
+    """Another rank failed; this one stops (rank 0 repeats that rank's message)."""
+
+
 def launched_size() -> int:
     """How many ranks the launcher started, from its environment (1 when not under mpiexec)."""
     for name in _SIZE_VARIABLES:
@@ -161,7 +169,7 @@ def run_jobs(jobs: Iterable[Job], exists: Callable[[str], bool], run: Callable[[
         if pending and not progressed:
             message = claims.failure()
             if message is not None:
-                raise UserError(message)
+                raise OtherRankFailed(message)
             time.sleep(POLL_SECONDS)
 
 

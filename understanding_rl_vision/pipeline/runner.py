@@ -22,7 +22,7 @@ from ..errors import UserError
 from . import jobs
 from .export import write_output
 from .cache import Cache
-from .parallel import Claims, Workers, run_jobs
+from .parallel import Claims, OtherRankFailed, RankError, Workers, run_jobs
 from .plan import Job, Plan, make_plan
 
 STAGE_NAMES = {"trajectories": "rollouts", "observations": "rollouts", "fit": "layer fits",
@@ -61,7 +61,7 @@ def run_pipeline(agent: Agent, checkpoint_digest: str, output_dir: str | os.Path
     output_dir = Path(output_dir).absolute()
     check_output_dir(output_dir, options.overwrite)
     plan = make_plan(agent, config, checkpoint_digest)
-    cache = Cache(options.cache_dir or default_cache_dir(output_dir), checkpoint_digest)
+    cache = Cache(options.cache_dir or default_cache_dir(output_dir), checkpoint_digest, workers.rank)
     if not options.resample:
         missing = [job for job in plan.jobs if not cache.has(job.name)]
         if missing:
@@ -85,6 +85,7 @@ def _compute(agent: Agent, plan: Plan, cache: Cache, workers: Workers, progress:
     loaded: dict[str, object] = {}
 
     def run(job: Job) -> None:
+        bar(job)  # the stage's bar starts with its first job, so its clock and ETA are right
         if job.kind == "trajectories":
             jobs.run_trajectories(agent, plan, cache, progress)
         elif job.kind == "observations":
@@ -101,19 +102,30 @@ def _compute(agent: Agent, plan: Plan, cache: Cache, workers: Workers, progress:
 
     bars: dict[str, tqdm] = {}
 
-    def tick(job: Job) -> None:
+    def bar(job: Job) -> tqdm:
         stage = STAGE_NAMES[job.kind]
         if stage not in bars:
             total = sum(STAGE_NAMES[j.kind] == stage for j in plan.jobs)
             bars[stage] = tqdm(total=total, desc=stage, unit="job", disable=not progress)
-        bars[stage].update()
-        if bars[stage].n >= bars[stage].total:
-            bars[stage].close()
+        return bars[stage]
+
+    def tick(job: Job) -> None:
+        stage = bar(job)
+        stage.update()
+        if stage.n >= stage.total:
+            stage.close()
 
     try:
         run_jobs(plan.jobs, cache.has, run, claims, tick)
+    except OtherRankFailed:
+        raise
+    except UserError as exc:
+        if workers.size == 1:
+            raise
+        claims.fail(workers.rank, f"rank {workers.rank} failed: {exc}")
+        raise RankError(f"rank {workers.rank}: {exc}") from None
     except BaseException as exc:
-        claims.fail(workers.rank, f"rank {workers.rank} failed: {exc}" if workers.size > 1 else str(exc))
+        claims.fail(workers.rank, f"rank {workers.rank} failed: {type(exc).__name__} {exc}")
         raise
     finally:
         for bar in bars.values():

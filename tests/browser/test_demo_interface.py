@@ -1,0 +1,34 @@
+"""The README's first command: `understanding-rl-vision demo` builds the bundled agent's interface,
+and Chromium opens it from file:// with every layer and output, drawing attribution, with no
+console errors. First paint is printed (docs/benchmarks.md)."""
+
+import subprocess
+import sys
+
+from understanding_rl_vision.export import read_manifest
+
+DRAWN = "window.__rlv_metrics && window.__rlv_metrics.firstAttributionDraw !== null"
+
+
+def test_the_demo_command_builds_an_interface_that_opens_in_chromium(tmp_path, page):
+    out = tmp_path / "rl-vision-demo"
+    result = subprocess.run([sys.executable, "-m", "understanding_rl_vision.cli", "demo", "-o", str(out), "--quiet"],
+                            capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "bundled agent: impala agent for coinrun (easy mode)" in result.stdout
+    assert f"wrote {out / 'interface.html'}" in result.stdout
+    manifest = read_manifest(out / "data")
+    assert [layer.label for layer in manifest.layers] == ["1a", "1b", "2a", "2b", "3a", "3b", "3c"]
+    assert manifest.layers[manifest.default_layer].label == "2b"
+    assert len(manifest.outputs) == 1 + 15 + 5 and manifest.trajectory_lengths == (256,) * 3
+    assert manifest.bookmarks and all(b.advantage > 0 for b in manifest.bookmarks if b.kind == "high")
+
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto((out / "interface.html").as_uri())
+    page.wait_for_function(DRAWN, timeout=30_000)
+    first_paint = page.evaluate("window.__rlv_metrics.firstAttributionDraw")
+    print(f"\ndemo interface: first paint {first_paint:.0f} ms after navigation")
+    assert page.get_by_role("heading", name="Bundled CoinRun agent (demo)").count() == 1
+    assert page.locator("canvas.map").count() >= 2
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"demo output: {size / 1e6:.1f} MB")
