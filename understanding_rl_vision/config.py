@@ -220,17 +220,6 @@ class RunConfig:
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
 
-    def flat(self) -> dict[str, object]:
-        """Every setting by its unique name."""
-        out: dict[str, object] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in _GROUPS:
-                out.update({g.name: getattr(value, g.name) for g in fields(value)})
-            else:
-                out[f.name] = value
-        return out
-
     def replace(self, **settings: object) -> RunConfig:
         """A copy with settings changed by their flat names; unknown names list the valid ones."""
         owner = flat_field_owners()

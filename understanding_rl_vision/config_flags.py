@@ -82,8 +82,4 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
             if key.startswith("setting_") and value is not None}  # fmt: skip
 
 
-def every_flag() -> list[str]:
-    return [f"--{name.replace('_', '-')}" for name in flat_field_owners()]
-
-
-__all__ = ["add_run_flags", "every_flag", "field_docs", "settings_from_args"]
+__all__ = ["add_run_flags", "field_docs", "settings_from_args"]

@@ -21,9 +21,5 @@ class ObservationShapeError(UserError):
     """Observations whose shape does not fit the agent's architecture."""
 
 
-class NotImplementedYet(UserError):
-    """A command whose issue has not landed yet."""
-
-
 class ConfigError(UserError, ValueError):
     """A configuration value out of its valid range."""
