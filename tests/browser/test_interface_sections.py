@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from understanding_rl_vision.export import read_payload
@@ -416,6 +417,45 @@ def test_feature_popup(page, interface, manifest, screenshots):
     dialog.wait_for()
     page.mouse.click(5, 5)
     dialog.wait_for(state="hidden")
+
+
+def test_closing_the_popup_before_its_canvases_draw(page, interface, manifest):
+    """Choosing a patch and closing the dialog in one task, before the next animation frame:
+    the draws scheduled for the popup's canvases are dropped (a CI run once logged
+    "Cannot read properties of null (reading 'width')" from exactly this)."""
+    layer = manifest.layers[manifest.default_layer]
+    examples = [
+        (f, int(r), int(c))
+        for f in range(len(layer.features))
+        for r, c in zip(*np.nonzero(
+            read_payload(interface.parent / "data", f"feat-{manifest.default_layer}-{f}").popups[0].grid >= 0
+        ))
+    ]
+    assert manifest.observations is not None and examples, "the interface needs dataset examples"
+    open_page(page, interface)
+    for feature, row, col in examples[:: max(1, len(examples) // 5)][:5]:
+        page.locator(".legend button.item").nth(feature).click()
+        mosaic = page.get_by_role("dialog").locator("button.mosaic")
+        mosaic.wait_for()
+        settle(page)
+        keys = ["ArrowRight"] + ["ArrowDown"] * row + ["ArrowRight"] * col
+        closed = page.evaluate(
+            """(keys) => new Promise((done) => {
+                 const mosaic = document.querySelector("dialog button.mosaic");
+                 const press = (key) => mosaic.dispatchEvent(new KeyboardEvent("keydown", {key, bubbles: true}));
+                 keys.forEach(press);  // the cursor to the patch
+                 queueMicrotask(() => {
+                   press("Enter");  // choose it: its observation canvas appears and a draw is scheduled
+                   queueMicrotask(() => {
+                     document.querySelector("dialog button.close").click();
+                     requestAnimationFrame(() => requestAnimationFrame(() => done(!document.querySelector("dialog").open)));
+                   });
+                 });
+               })""",
+            keys,
+        )
+        assert closed
+    assert page.evaluate("document.querySelector('dialog canvas')") is None
 
 
 def test_runs_from_a_static_http_server(page, interface, manifest):

@@ -22,9 +22,16 @@ const jobs = new Map();
 let request = 0;
 let drawnThisPass = null;
 
-/** Draw on the next animation frame; a later call with the same id replaces the earlier one. */
-export function schedule(id, job) {
-  jobs.set(id, job);
+/**
+ * Draw on the next animation frame; a later call with the same id replaces the earlier one.
+ * The canvases are taken now and handed to `draw`; the job is dropped if any of them has left
+ * the page by then (a dialog closed, a row removed), since component state may already be null.
+ * @param {string} id
+ * @param {HTMLCanvasElement | HTMLCanvasElement[]} canvases
+ * @param {(...canvases: HTMLCanvasElement[]) => void} draw
+ */
+export function schedule(id, canvases, draw) {
+  jobs.set(id, { canvases: [canvases].flat(), draw });
   if (!request) request = requestAnimationFrame(flush);
 }
 
@@ -38,7 +45,9 @@ function flush() {
   drawnThisPass = null;
   const pending = [...jobs.values()];
   jobs.clear();
-  for (const job of pending) job();
+  for (const { canvases, draw } of pending) {
+    if (canvases.every((canvas) => canvas?.isConnected)) draw(...canvases);
+  }
   if (drawnThisPass !== null && drawnThisPass !== metrics.lastFrame) {
     metrics.framesDrawn++;
     metrics.lastFrame = drawnThisPass;
