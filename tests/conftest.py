@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from understanding_rl_vision.agents import make_agent
@@ -27,3 +31,14 @@ def coinrun_agent():
 @pytest.fixture(scope="session")
 def breakout_agent():
     return random_agent("ALE/Breakout-v5", "nature")
+
+
+@pytest.fixture(scope="session")
+def sb3_zips(tmp_path_factory) -> Path:
+    """PPO, A2C and DQN zips that real Stable-Baselines3 trained briefly on ALE Breakout, an MlpPolicy
+    zip, and SB3's own outputs on 16 observations (reference.npz); made in a subprocess so that
+    the tests' process never imports SB3."""
+    out = tmp_path_factory.mktemp("sb3")
+    script = Path(__file__).parent / "agents" / "sb3_reference.py"
+    subprocess.run([sys.executable, str(script), str(out)], check=True, capture_output=True, timeout=600)
+    return out

@@ -61,17 +61,20 @@ def bad_checkpoints(tmp_path):
     import torch
 
     pickle_path = tmp_path / "model.pt"
-    torch.save({"w": torch.zeros(2)}, pickle_path)
+    torch.save({"w": torch.zeros(2), "code": print}, pickle_path)  # unpickling would import a callable
+    unknown = tmp_path / "weights.pt"
+    torch.save({"w": torch.zeros(2)}, unknown)
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"\x13\x00\x00\x00\x00\x00\x00\x00{not json at all}   ")
     return {
         "missing": (tmp_path / "nope.safetensors", "not found"),
         "corrupt": (corrupt, ""),
-        "pickle": (pickle_path, "pickle"),
+        "pickle": (pickle_path, "without unpickling code"),
+        "unknown layout": (unknown, "matches no layout we know"),
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "corrupt", "pickle"])
+@pytest.mark.parametrize("case", ["missing", "corrupt", "pickle", "unknown layout"])
 def test_run_with_bad_checkpoint_is_one_line_exit_2(tmp_path, case):
     path, expected = bad_checkpoints(tmp_path)[case]
     result = run_cli("run", str(path))

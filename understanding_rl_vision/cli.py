@@ -30,7 +30,8 @@ def _add_output_flags(parser: argparse.ArgumentParser, default_output: str) -> N
 
 
 def _configure_run(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="native .safetensors checkpoint")
+    parser.add_argument("checkpoint", help="checkpoint: ours (.safetensors), a Stable-Baselines3 .zip, a CleanRL "
+                        "state dict or TorchScript (these need --env)")
     _add_output_flags(parser, "rl-vision")
     add_run_flags(parser)
 
@@ -86,6 +87,45 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_inspect(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="any checkpoint run accepts")
+    parser.add_argument("--env", default="", help="environment, for files that record none (action names, full check)")
+    parser.add_argument("--frame-stack", type=int, default=0, help="Atari frames per observation (default: from the weights)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from .agents import describe_file
+
+    report = describe_file(args.checkpoint, env=args.env, frame_stack=args.frame_stack)
+    print(json.dumps(report) if args.json else _format_report(report))
+    return 0
+
+
+def _format_report(report: dict) -> str:
+    arch = report.get("architecture")
+    env = report.get("env")
+    names = report.get("action_names")
+    lines = [
+        f"file:          {report['path']}",
+        f"format:        {report['format']}" + (f" ({report['layout']})" if report.get("layout") else ""),
+        f"architecture:  {arch['name']} {arch['kwargs']}" if arch else "architecture:  (not one of ours)",
+        f"observations:  {tuple(report['observation_shape'])} (H, W, C) uint8" if report.get("observation_shape") else "",
+        f"outputs:       {report.get('action_outputs', 'logits')} and a value",
+        f"actions:       {', '.join(names)}" if names else f"actions:       {report.get('num_actions', '?')} (names come from --env)",
+        f"environment:   {env['family']} {env}" if env else "environment:   not recorded (pass --env)",
+    ]
+    if report.get("layers"):
+        lines.append("layers:")
+        lines += [f"  {layer['name']:<28} {layer['type']:<12} {tuple(layer['shape']) if layer['shape'] else ''}"
+                  for layer in report["layers"]]  # fmt: skip
+    if report.get("note"):
+        lines.append(f"note: {report['note']}")
+    return "\n".join(line for line in lines if line)
+
+
 @dataclass(frozen=True)
 class Command:
     help: str
@@ -103,6 +143,7 @@ COMMANDS: dict[str, Command] = {
         configure_evaluate,
     ),
     "serve": Command("serve an output folder on localhost", _serve, _configure_serve),
+    "inspect": Command("say what a checkpoint file was recognised as", _inspect, _configure_inspect),
 }
 
 

@@ -212,13 +212,18 @@ class RunConfig:
     device: str = "cpu"
     """Torch device for the model: cpu, cuda, cuda:1, ... (results are gathered on the CPU)."""
     env: str = ""
-    """Environment id (coinrun, ALE/Breakout-v5, ...); empty means the one the checkpoint records."""
+    """Environment id (coinrun, ALE/Breakout-v5, ...); empty means the one the checkpoint records
+    (files from other libraries record none, so they need it)."""
+    frame_stack: int = 0
+    """Atari frames stacked per observation; 0 reads it from the network's first layer."""
     title: str = ""
     """Heading of the page; empty means the checkpoint's file name."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.frame_stack, int) or self.frame_stack < 0:
+            raise ConfigError(f"frame_stack must be a non-negative integer, got {self.frame_stack!r}")
 
     def replace(self, **settings: object) -> RunConfig:
         """A copy with settings changed by their flat names; unknown names list the valid ones."""

@@ -48,6 +48,15 @@ class Trajectories:
         return self.actions.shape[1]
 
 
+OBS_PART_ENVS = 8
+"""Environments per part of the observation set. Parts are separate jobs that MPI ranks share, so
+their size is fixed: the same seed gives the same observations however many ranks run."""
+
+
+def observation_parts(config: ObservationSetConfig) -> int:
+    return -(-config.obs_num_envs // OBS_PART_ENVS)
+
+
 def seeds_for(seed: int, count: int) -> list[int]:
     """Independent child seeds, so trajectories and the observation set never share a stream.
 
@@ -132,17 +141,27 @@ def collect_observation_set(
     env_spec: EnvSpec | None = None,
     seed: int = 0,
     progress: bool = True,
+    part: int | None = None,
 ) -> np.ndarray:
     """Observations (num_envs * num_obs, H, W, C) uint8, one kept every ``obs_every`` steps.
 
     A fresh stream of environments, separate from the trajectories, as in the original. The
     first observation is kept after ``obs_every`` steps, so reset frames are not over-represented.
     Ordered environment-major: index ``e * num_obs + k`` is environment e's k-th observation.
+    With ``part``, only environments ``[8 part, 8 part + 8)`` (:data:`OBS_PART_ENVS`), each
+    part with its own seeds; the parts concatenated in order are the set.
     """
-    env_seed, action_seed = seeds_for(seed, 4)[2:]
+    if part is None:
+        parts = [collect_observation_set(agent, config, env_spec=env_spec, seed=seed, progress=progress, part=p)
+                 for p in range(observation_parts(config))]  # fmt: skip
+        return np.concatenate(parts)
+    if not 0 <= part < observation_parts(config):
+        raise ValueError(f"part {part} of an observation set with {observation_parts(config)} parts")
+    count = min(OBS_PART_ENVS, config.obs_num_envs - part * OBS_PART_ENVS)
+    env_seed, action_seed = seeds_for(seed, 4 + 2 * part)[2 + 2 * part :]
     generator = torch.Generator().manual_seed(action_seed)
-    with open_env(agent, env_spec, config.obs_num_envs, env_seed) as env:
-        kept = np.empty((config.obs_num_envs, config.num_obs, *env.observation_shape), np.uint8)
+    with open_env(agent, env_spec, count, env_seed) as env:
+        kept = np.empty((count, config.num_obs, *env.observation_shape), np.uint8)
         total = config.num_obs * config.obs_every
         step = env.reset()
         with tqdm(total=total, desc="observation set", unit="step", disable=not progress) as bar:

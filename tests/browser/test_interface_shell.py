@@ -30,7 +30,7 @@ def interface(tmp_path):
         outputs=("value",), layers=(LayerInfo(name="stacks.1.res1", label="2b", shape=(32, 16, 16),
                                               features=(FeatureInfo(name="feature 1", color="#cc0000"),)),),
         default_layer=0, trajectory_lengths=(4, 4), observation_size=(64, 64), fps=12.0, bookmarks=(),
-        observations=None,
+        observations=None, action_outputs="logits",
     )  # fmt: skip
     write_manifest(tmp_path / "data", manifest)
     write_start_payloads(tmp_path / "data", manifest)

@@ -65,6 +65,7 @@ def manifest(observations=None, lengths=(5, 1)) -> Manifest:
         bookmarks=(Bookmark(kind="high", trajectory=0, frame=4, advantage=1.5),
                    Bookmark(kind="low", trajectory=1, frame=0, advantage=-2.0)),
         observations=observations,
+        action_outputs="logits",
     )  # fmt: skip
 
 

@@ -1,8 +1,11 @@
-"""Agents: the adapter the pipeline sees, built-in architectures and native checkpoints."""
+"""Agents: the adapter the pipeline sees, built-in architectures, and loaders for our own
+checkpoints and for files from Stable-Baselines3, CleanRL and TorchScript."""
 
 from .architectures import ARCHITECTURES, build_model, make_agent
-from .base import Agent, AgentOutput, ArchitectureSpec, Preprocessing
+from .base import Agent, AgentOutput, ArchitectureSpec, Preprocessing, agent_digest
 from .checkpoint import load_checkpoint, read_checkpoint_metadata, save_checkpoint
+from .custom import custom_agent
+from .formats import describe_file, load_agent
 
 __all__ = [
     "ARCHITECTURES",
@@ -10,7 +13,11 @@ __all__ = [
     "AgentOutput",
     "ArchitectureSpec",
     "Preprocessing",
+    "agent_digest",
     "build_model",
+    "custom_agent",
+    "describe_file",
+    "load_agent",
     "load_checkpoint",
     "make_agent",
     "read_checkpoint_metadata",

@@ -23,6 +23,8 @@ from ..envs.spec import EnvSpec
 from ..errors import ObservationShapeError, UserError
 from .base import DEFAULT_GAMMA, DEFAULT_LAMBDA, Agent, ArchitectureSpec
 
+HEADS = ("actor-critic", "q")
+"""``actor-critic``: policy logits and a value; ``q``: Q-values, and max_a Q as the value (DQN)."""
 HIDDEN_GAIN = math.sqrt(2.0)
 POLICY_GAIN = 0.01
 VALUE_GAIN = 1.0
@@ -56,8 +58,11 @@ class _ActorCritic(nn.Module):
     min_input_size: ClassVar[int]
     """Smallest height and width whose feature map survives every conv and pool."""
 
-    def __init__(self, observation_shape: Sequence[int], num_actions: int):
+    def __init__(self, observation_shape: Sequence[int], num_actions: int, head: str = "actor-critic"):
         super().__init__()
+        if head not in HEADS:
+            raise UserError(f"unknown head {head!r}; known: {', '.join(HEADS)}")
+        self.head = head
         shape = tuple(int(d) for d in observation_shape)
         if len(shape) != 3 or min(shape) < 1:
             raise ObservationShapeError(
@@ -90,28 +95,38 @@ class _ActorCritic(nn.Module):
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 gain = HIDDEN_GAIN
-                if module is self.policy:
+                if module is getattr(self, "policy", None):
                     gain = POLICY_GAIN
-                elif module is self.value:
+                elif module is getattr(self, "value", None):
                     gain = VALUE_GAIN
                 nn.init.orthogonal_(module.weight, gain=gain)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
     def _add_dense_head(self, hidden_size: int) -> None:
-        """flatten -> linear -> relu -> (policy, value): the head IMPALA and Nature share."""
+        """flatten -> linear -> relu -> (policy, value), or -> q for a Q-network: the head
+        IMPALA and Nature share."""
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(self._flat_size(), hidden_size)
         self.relu_fc = nn.ReLU()
-        self.policy = nn.Linear(hidden_size, self.num_actions)
-        self.value = nn.Linear(hidden_size, 1)
+        self._add_outputs(hidden_size)
         self._init_weights()
+
+    def _add_outputs(self, hidden_size: int) -> None:
+        if self.head == "q":
+            self.q = nn.Linear(hidden_size, self.num_actions)
+        else:
+            self.policy = nn.Linear(hidden_size, self.num_actions)
+            self.value = nn.Linear(hidden_size, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.relu_fc(self.fc(self.flatten(self.features(x))))
         return self.heads(hidden)
 
     def heads(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.head == "q":
+            q = self.q(hidden)
+            return q, q.max(dim=-1).values
         return self.policy(hidden), self.value(hidden).squeeze(-1)
 
 
@@ -156,8 +171,9 @@ class ImpalaCNN(_ActorCritic):
         num_actions: int,
         channels: Sequence[int] = (16, 32, 32),
         hidden_size: int = 256,
+        head: str = "actor-critic",
     ):
-        super().__init__(observation_shape, num_actions)
+        super().__init__(observation_shape, num_actions, head)
         if not channels:
             raise UserError("the impala architecture needs at least one stack of channels")
         in_channels = self.observation_shape[2]
@@ -181,8 +197,14 @@ class NatureCNN(_ActorCritic):
     name = "nature"
     min_input_size = 36  # 36 -> 8 -> 3 -> 1 through the three valid convs
 
-    def __init__(self, observation_shape: Sequence[int], num_actions: int, hidden_size: int = 512):
-        super().__init__(observation_shape, num_actions)
+    def __init__(
+        self,
+        observation_shape: Sequence[int],
+        num_actions: int,
+        hidden_size: int = 512,
+        head: str = "actor-critic",
+    ):
+        super().__init__(observation_shape, num_actions, head)
         self.conv1 = nn.Conv2d(self.observation_shape[2], 32, 8, stride=4)
         self.relu1 = nn.ReLU()
         self.conv2 = nn.Conv2d(32, 64, 4, stride=2)
@@ -299,4 +321,5 @@ def make_agent(
         lam=float(lam),
         env_spec=env_spec,
         architecture=spec,
+        action_outputs="q_values" if kwargs.get("head") == "q" else "logits",
     )

@@ -7,6 +7,9 @@ model's named modules for hooks, the action names and the discount settings for 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,22 +23,36 @@ from ..errors import ObservationShapeError, UserError
 
 DEFAULT_GAMMA = 0.999
 DEFAULT_LAMBDA = 0.95
+Q_EPSILON = 0.05
+"""A Q-network acts epsilon-greedily with this epsilon, the usual DQN evaluation setting."""
+ACTION_OUTPUTS = ("logits", "q_values")
+
+
+LAYOUTS = ("NCHW", "NHWC")
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How uint8 (N, H, W, C) observations become the model's float (N, C, H, W) input."""
+    """How uint8 (N, H, W, C) observations become the model's float input: scaled, and
+    channels first (``NCHW``, most CNNs) or left last (``NHWC``, models that permute inside)."""
 
     scale: float = 1.0 / 255.0
+    layout: str = "NCHW"
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise UserError(f"input layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
 
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
-        return obs.permute(0, 3, 1, 2).float().mul_(self.scale)
+        if self.layout == "NCHW":
+            obs = obs.permute(0, 3, 1, 2)
+        return obs.float().mul_(self.scale)
 
 
 @dataclass(frozen=True)
 class AgentOutput:
     logits: torch.Tensor  # (N, A) unnormalised policy logits (Q-values for DQN-style agents)
-    value: torch.Tensor  # (N,) state value
+    value: torch.Tensor  # (N,) state value (max_a Q for DQN-style agents)
 
 
 @dataclass(frozen=True)
@@ -50,7 +67,9 @@ class ArchitectureSpec:
 class Agent:
     """A model plus everything needed to feed it and explain it.
 
-    ``model`` maps preprocessed input (N, C, H, W) to ``(logits (N, A), value (N,))``.
+    ``model`` maps preprocessed input to ``(logits (N, A), value (N,))``, unless ``forward``
+    says how to get them from it (see :func:`~understanding_rl_vision.agents.custom_agent`);
+    its named submodules are the layers that can be explained.
     """
 
     model: nn.Module
@@ -61,6 +80,14 @@ class Agent:
     lam: float = DEFAULT_LAMBDA
     env_spec: EnvSpec | None = None
     architecture: ArchitectureSpec | None = None  # None for models we did not build
+    action_outputs: str = "logits"
+    """``logits`` (a policy) or ``q_values`` (a Q-network: acts epsilon-greedily, value = max Q)."""
+    forward: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
+    """Preprocessed input -> (logits, value), when calling ``model`` itself does not give them."""
+
+    def __post_init__(self) -> None:
+        if self.action_outputs not in ACTION_OUTPUTS:
+            raise UserError(f"action_outputs must be one of {', '.join(ACTION_OUTPUTS)}, got {self.action_outputs!r}")
 
     @property
     def num_actions(self) -> int:
@@ -72,11 +99,20 @@ class Agent:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        tensor = next(self.model.parameters(), None)
+        if tensor is None:
+            tensor = next(self.model.buffers(), None)
+        return torch.device("cpu") if tensor is None else tensor.device
 
     def named_layers(self) -> dict[str, nn.Module]:
         """Every submodule under its dotted ``named_modules`` name (the root is left out)."""
         return {name: module for name, module in self.model.named_modules() if name}
+
+    def traceable(self) -> nn.Module:
+        """A module computing ``(logits, value)`` from preprocessed input whose submodules carry
+        ``model``'s names, for tracing the graph (with a custom ``forward``, ``model`` alone is
+        not the whole computation)."""
+        return self.model if self.forward is None else _ForwardModule(self.model, self.forward)
 
     def check_observations(self, shape: tuple[int, ...]) -> None:
         """Fail with both shapes named when observations do not fit the architecture."""
@@ -93,7 +129,7 @@ class Agent:
         return self.preprocessing(obs)
 
     def forward_preprocessed(self, x: torch.Tensor) -> AgentOutput:
-        logits, value = self.model(x)
+        logits, value = self.forward(x) if self.forward is not None else self.model(x)
         return AgentOutput(logits=logits, value=value.reshape(-1))
 
     def __call__(self, obs: torch.Tensor | np.ndarray) -> AgentOutput:
@@ -103,10 +139,61 @@ class Agent:
     def act(
         self, obs: np.ndarray, generator: torch.Generator | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Sample actions from the policy: returns (actions, logits, values) as numpy arrays."""
+        """Sample actions from the policy, or epsilon-greedily from Q-values: returns (actions,
+        logits or Q-values, values) as numpy arrays."""
         out = self(obs)
         if not (torch.isfinite(out.logits).all() and torch.isfinite(out.value).all()):
             raise UserError("the model's logits or value are NaN or infinite; the checkpoint's weights are broken")
-        probs = torch.softmax(out.logits.float(), dim=-1)
-        actions = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1)
-        return actions.numpy(), out.logits.float().cpu().numpy(), out.value.float().cpu().numpy()
+        scores = out.logits.float().cpu()
+        if self.action_outputs == "q_values":
+            explore = torch.rand(len(scores), generator=generator) < Q_EPSILON
+            random = torch.randint(self.num_actions, (len(scores),), generator=generator)
+            actions = torch.where(explore, random, scores.argmax(dim=-1))
+        else:
+            actions = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=generator).squeeze(1)
+        return actions.numpy(), scores.numpy(), out.value.float().cpu().numpy()
+
+
+class _ForwardModule(nn.Module):
+    """``forward`` as a module that shares ``model``'s children (same objects, same names)."""
+
+    def __init__(self, model: nn.Module, forward: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]):
+        super().__init__()
+        self._modules = model._modules
+        self._call = forward
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, value = self._call(x)
+        return logits, value.reshape(-1)
+
+
+def agent_digest(agent: Agent) -> str:
+    """What the cache keys an in-memory agent by: its weights, class, settings and environment,
+    and the code of a custom ``forward`` (so editing a head function is a new agent)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(agent.model.state_dict().items()):
+        h.update(name.encode() + b"\0")
+        h.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    settings = {
+        "class": type(agent.model).__qualname__, "shape": agent.observation_shape, "actions": agent.action_names,
+        "preprocessing": [agent.preprocessing.scale, agent.preprocessing.layout], "gamma": agent.gamma,
+        "lam": agent.lam, "outputs": agent.action_outputs, "env": repr(agent.env_spec),
+    }  # fmt: skip
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    if agent.forward is not None:
+        h.update(_code_identity(agent.forward).encode())
+    return h.hexdigest()
+
+
+def _code_identity(function: Any, depth: int = 0) -> str:
+    """Bytecode and constants of a function and the functions it closes over."""
+    code = getattr(function, "__code__", None)
+    if code is None or depth > 3:
+        return repr(type(function))
+    parts = [code.co_code.hex(), repr(code.co_consts), repr(code.co_names)]
+    for cell in getattr(function, "__closure__", None) or ():
+        try:
+            parts.append(_code_identity(cell.cell_contents, depth + 1))
+        except ValueError:  # an empty cell
+            continue
+    return "|".join(parts)

@@ -50,7 +50,7 @@ def save_checkpoint(
         "env_spec": None if agent.env_spec is None else spec_to_dict(agent.env_spec),
         "gamma": agent.gamma,
         "lam": agent.lam,
-        "preprocessing": {"scale": agent.preprocessing.scale},
+        "preprocessing": {"scale": agent.preprocessing.scale, "layout": agent.preprocessing.layout},
         "library_version": __version__,
         "extra": dict(extra or {}),
     }
@@ -120,16 +120,22 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
         )
     model.load_state_dict(tensors, strict=True)
     model.to(device).eval()
-    scale = float((config.get("preprocessing") or {}).get("scale", Preprocessing().scale))
+    stored = config.get("preprocessing") or {}
+    try:
+        preprocessing = Preprocessing(float(stored.get("scale", Preprocessing.scale)),
+                                      str(stored.get("layout", Preprocessing.layout)))  # fmt: skip
+    except (UserError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"corrupt checkpoint metadata in {path}: preprocessing: {exc}") from None
     return Agent(
         model=model,
         observation_shape=shape,  # type: ignore[arg-type]
         action_names=names,
-        preprocessing=Preprocessing(scale=scale),
+        preprocessing=preprocessing,
         gamma=float(config["gamma"]),
         lam=float(config["lam"]),
         env_spec=env_spec,
         architecture=spec,
+        action_outputs="q_values" if spec.kwargs.get("head") == "q" else "logits",
     )
 
 

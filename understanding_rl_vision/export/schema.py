@@ -216,6 +216,7 @@ class Manifest:
     fps: float = _doc("Default playback speed, frames per second")
     bookmarks: tuple[Bookmark, ...] = _doc("High- and low-advantage frames")
     observations: Sprites | None = _doc("Observation set that popup grids index; null if none")
+    action_outputs: str = _doc('"logits" (a policy) or "q_values" (a Q-network; "logit:" outputs are Q-values)')
 
     def __post_init__(self) -> None:
         if self.format_version != FORMAT_VERSION:
@@ -234,6 +235,7 @@ class Manifest:
             (bool(self.outputs) and len(set(self.outputs)) == len(self.outputs), "unique outputs"),
             (all(n >= 1 for n in self.trajectory_lengths), "positive trajectory lengths"),
             (self.fps > 0, "a positive fps"),
+            (self.action_outputs in ("logits", "q_values"), 'action_outputs "logits" or "q_values"'),
             (all(0 <= i < len(self.action_names) for g in self.action_groups.values() for i in g),
              "action groups indexing action_names"),
             (all(0 <= b.trajectory < len(self.trajectory_lengths)

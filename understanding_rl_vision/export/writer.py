@@ -17,6 +17,7 @@ import numpy as np
 
 from ..common.files import atomic_path
 from ..errors import UserError
+from ..common.images import viewable
 from .codec import encode_png, pack_sprites, sprite_layout, to_json
 from .schema import (
     KEY_PATTERN,
@@ -100,8 +101,9 @@ def write_sprites(directory: str | os.PathLike[str], prefix: str, images: np.nda
 
 
 def write_observations(directory: str | os.PathLike[str], observations: np.ndarray) -> Sprites:
-    """The observation set as small sheets ``obs-<s>.png``, so the page loads only what it shows."""
-    return write_sprites(directory, "obs", observations, per_sheet=OBS_PER_SHEET)
+    """The observation set as small sheets ``obs-<s>.png``, so the page loads only what it shows
+    (stacked frames as their newest frame: :func:`~..common.images.viewable`)."""
+    return write_sprites(directory, "obs", viewable(observations), per_sheet=OBS_PER_SHEET)
 
 
 def write_trajectory(directory: str | os.PathLike[str], trajectory: int, *, frames: np.ndarray,

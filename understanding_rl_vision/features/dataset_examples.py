@@ -28,6 +28,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from ..common.images import viewable
 from ..config import FeatureVisConfig
 from ..errors import UserError
 
@@ -283,23 +284,15 @@ def _popup(observations, by_position, expand_mult, subdiv_mult, max_reuse_fracti
                  values.reshape(gy, gx), row_tops, col_lefts)  # fmt: skip
 
 
-def _check_observations(observations) -> np.ndarray:
-    obs = np.asarray(observations)
-    if obs.ndim != 4 or obs.shape[-1] not in (1, 3) or len(obs) == 0 or obs.dtype != np.uint8:
-        raise UserError("observations must be a non-empty uint8 array (N, H, W, 3) (or (N, H, W, 1)"
-                        f" greyscale), got {obs.dtype} {obs.shape}")  # fmt: skip
-    return np.repeat(obs, 3, axis=-1) if obs.shape[-1] == 1 else obs
-
-
 def feature_images(
     observations, activations, components, config: FeatureVisConfig = FeatureVisConfig()
 ) -> list[FeatureImages]:
     """Thumbnail and every configured popup of each feature, in ``components``' order.
 
-    ``observations`` (N, H, W, 3) uint8; ``activations`` (N, C, h, w) of one layer on them (numpy
+    ``observations`` (N, H, W, C) uint8 (shown as :func:`~..common.images.viewable` makes them); ``activations`` (N, C, h, w) of one layer on them (numpy
     or torch); ``components`` (K, C) feature directions in channel space (normalised here).
     """
-    obs = _check_observations(observations)
+    obs = viewable(observations)
     if not hasattr(activations, "shape"):
         activations = np.asarray(activations)
     if len(activations.shape) != 4 or activations.shape[0] != len(obs):

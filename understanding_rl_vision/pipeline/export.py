@@ -66,6 +66,7 @@ def write_output(directory: Path, agent: Agent, plan: Plan, cache: Cache, title:
         outputs=plan.outputs, layers=tuple(layer_infos), default_layer=plan.default_layer,
         trajectory_lengths=(trajectories.num_steps,) * trajectories.num_envs,
         observation_size=tuple(agent.observation_shape[:2]), fps=float(config.interface.fps),
+        action_outputs=agent.action_outputs,
         bookmarks=tuple(Bookmark(kind=kind, trajectory=b.trajectory, frame=b.frame, advantage=b.advantage)
                         for kind, group in (("high", marks.high), ("low", marks.low)) for b in group),
         observations=write_observations(data, load_observations(cache, plan)),

@@ -46,14 +46,14 @@ def load_trajectories(cache: Cache, plan: Plan) -> Trajectories:
     return Trajectories(**cache.load(plan.trajectories.name))
 
 
-def run_observations(agent: Agent, plan: Plan, cache: Cache, progress: bool) -> None:
+def run_observations(agent: Agent, plan: Plan, cache: Cache, job: Job, progress: bool) -> None:
     found = collect_observation_set(agent, plan.config.observation_set, env_spec=plan.env,
-                                    seed=plan.config.seed, progress=progress)  # fmt: skip
-    cache.save(plan.observations.name, {"observations": found})
+                                    seed=plan.config.seed, progress=progress, part=job.part)  # fmt: skip
+    cache.save(job.name, {"observations": found})
 
 
 def load_observations(cache: Cache, plan: Plan) -> np.ndarray:
-    return cache.load(plan.observations.name)["observations"]
+    return np.concatenate([cache.load(job.name)["observations"] for job in plan.observations])
 
 
 def _check_finite(*named: object) -> None:

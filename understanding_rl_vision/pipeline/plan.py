@@ -18,6 +18,7 @@ from ..attribution import Layer, default_layer, explain_agent, resolve_layers
 from ..config import RunConfig
 from ..envs import EnvSpec, parse_env_id, spec_to_dict
 from ..errors import UserError
+from ..rollout import observation_parts
 from .cache import digest
 
 INPUT = "input"
@@ -32,6 +33,7 @@ class Job:
     name: str
     layer: int = -1
     trajectory: int = -1
+    part: int = -1  # which part of the observation set
     needs: tuple[str, ...] = ()
     cost: float = 1.0  # relative, to start the longest jobs first
 
@@ -50,8 +52,9 @@ class Plan:
         return next(job for job in self.jobs if job.kind == "trajectories")
 
     @property
-    def observations(self) -> Job:
-        return next(job for job in self.jobs if job.kind == "observations")
+    def observations(self) -> tuple[Job, ...]:
+        """The observation set's parts, in order."""
+        return tuple(job for job in self.jobs if job.kind == "observations")
 
     def fit(self, layer: int) -> Job:
         return next(job for job in self.jobs if job.kind == "fit" and job.layer == layer)
@@ -62,23 +65,31 @@ class Plan:
 
 
 def choose_env(agent: Agent, requested: str) -> EnvSpec:
-    """The checkpoint's environment, or the requested one if it is the same game."""
+    """The agent's environment (with every option it records, e.g. the frame stack), which a
+    requested name must agree with."""
     if not requested:
         if agent.env_spec is None:
             raise UserError("the checkpoint records no environment; name one with --env")
         return agent.env_spec
     spec = parse_env_id(requested)
-    if agent.env_spec is not None and spec.id != agent.env_spec.id:
+    if agent.env_spec is None:
+        return spec
+    if spec.id != agent.env_spec.id:
         raise UserError(f"the checkpoint was trained on {agent.env_spec.id}, not {spec.id}; "
                         "omit --env to use the checkpoint's environment")  # fmt: skip
-    return spec
+    return agent.env_spec
 
 
 def choose_layers(agent: Agent, config: RunConfig) -> tuple[list[Layer], int]:
     """The selected layers (input first if included) and the index of the default one."""
     selection = config.layer_selection
     example = torch.zeros((1, *agent.observation_shape), dtype=torch.uint8)
-    layers = resolve_layers(agent.model, agent.preprocess(example.numpy()), list(selection.layers))
+    if agent.named_layers():
+        layers = resolve_layers(agent.traceable(), agent.preprocess(example.numpy()), list(selection.layers))
+    elif selection.layers:
+        raise UserError("this model's layers cannot be hooked (TorchScript); only the input can be explained")
+    else:
+        layers = []
     if not selection.layers:
         layers = layers[selection.discard_first_n :]
     if not layers and not selection.include_input:
@@ -113,19 +124,21 @@ def make_plan(agent: Agent, config: RunConfig, checkpoint_digest: str) -> Plan:
     base = {"checkpoint": checkpoint_digest, "env": spec_to_dict(env), "seed": config.seed}
     trajectories = Job("trajectories", "trajectories-" + digest(
         {**base, **dataclasses.asdict(config.trajectories)}))  # fmt: skip
-    observations = Job("observations", "observations-" + digest(
-        {**base, **dataclasses.asdict(config.observation_set)}))  # fmt: skip
+    observations = tuple(Job("observations", "observations-" + digest(
+        {**base, **dataclasses.asdict(config.observation_set), "part": part}), part=part)
+        for part in range(observation_parts(config.observation_set)))  # fmt: skip
+    parts = tuple(job.name for job in observations)
     integration = {"ig_steps": config.attribution.ig_steps, "ig_rule": config.attribution.ig_rule}
     fits, attributions = [], []
     for index, layer in enumerate(layers):
-        fit_name = "fit-" + digest({"observations": observations.name, "layer": layer.name, **integration,
+        fit_name = "fit-" + digest({"observations": parts, "layer": layer.name, **integration,
                                     **dataclasses.asdict(config.reduction), **dataclasses.asdict(config.feature_vis)})
         cost = float(torch.tensor(layer.shape).prod())
-        fits.append(Job("fit", fit_name, layer=index, needs=(observations.name,), cost=cost))
+        fits.append(Job("fit", fit_name, layer=index, needs=parts, cost=cost))
         for t in range(config.trajectories.num_envs):
             name = "attribution-" + digest({"fit": fit_name, "trajectories": trajectories.name,
                                             "trajectory": t, "outputs": outputs, **integration})  # fmt: skip
             attributions.append(Job("attribution", name, layer=index, trajectory=t,
                                     needs=(trajectories.name, fit_name), cost=cost * len(outputs)))  # fmt: skip
     by_cost = sorted(fits, key=lambda j: -j.cost) + sorted(attributions, key=lambda j: -j.cost)
-    return Plan(config, env, tuple(layers), default, outputs, (observations, trajectories, *by_cost))
+    return Plan(config, env, tuple(layers), default, outputs, (*observations, trajectories, *by_cost))

@@ -89,7 +89,7 @@ def _compute(agent: Agent, plan: Plan, cache: Cache, workers: Workers, progress:
         if job.kind == "trajectories":
             jobs.run_trajectories(agent, plan, cache, progress)
         elif job.kind == "observations":
-            jobs.run_observations(agent, plan, cache, progress)
+            jobs.run_observations(agent, plan, cache, job, progress)
         elif job.kind == "fit":
             jobs.run_fit(agent, explained, plan, cache, job)
         else:

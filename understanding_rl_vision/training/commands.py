@@ -51,7 +51,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def configure_evaluate(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="native .safetensors checkpoint, or bundled (demo)")
+    parser.add_argument("checkpoint", help="checkpoint (ours, Stable-Baselines3 .zip, CleanRL, TorchScript), or bundled")
+    parser.add_argument("--env", default="", help="environment, for files that record none (e.g. ALE/Breakout-v5)")
     parser.add_argument(
         "--episodes", type=int, default=500, help="episodes per policy (default: 500)"
     )
@@ -74,7 +75,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         checkpoint = demo.bundled_agent_path()
         if checkpoint is None:
             raise UserError("no bundled agent yet: pass the path of a checkpoint")
-    result = evaluate(checkpoint, args.episodes, num_envs=args.num_envs, seed=args.seed,
+    from ..agents import load_agent
+    from ..rl_clarity import check_device
+
+    agent = load_agent(checkpoint, env=args.env, device=check_device(args.device))
+    result = evaluate(agent, args.episodes, num_envs=args.num_envs, seed=args.seed,
                       greedy=args.greedy, device=args.device, progress=args.progress)  # fmt: skip
     print(json.dumps(result.to_dict()) if args.json else format_table(result))
     return 0

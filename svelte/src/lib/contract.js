@@ -86,6 +86,7 @@ export const keys = Object.freeze({
  * @property {number} fps  Default playback speed, frames per second
  * @property {Bookmark[]} bookmarks  High- and low-advantage frames
  * @property {(Sprites|null)} observations  Observation set that popup grids index; null if none
+ * @property {string} action_outputs  "logits" (a policy) or "q_values" (a Q-network; "logit:" outputs are Q-values)
  */
 
 /**

@@ -135,6 +135,20 @@ async function decodeTrajectory(p) {
   };
 }
 
+/**
+ * How an output is named on the page: as exported, except that a Q-network's "logit:" entries
+ * are its Q-values and its value is the largest of them.
+ * @param {{action_outputs: string}} manifest
+ * @param {string} name
+ */
+export function outputLabel(manifest, name) {
+  if (manifest.action_outputs !== "q_values") return name;
+  if (name === "value") return "value (max Q)";
+  if (name.startsWith("logit:")) return `Q:${name.slice("logit:".length)}`;
+  if (name.startsWith("group:")) return `Q group:${name.slice("group:".length)}`;
+  return name;
+}
+
 /** Softmax of the policy logits at one frame. */
 export function policy(trajectory, frame) {
   const a = trajectory.actionCount;

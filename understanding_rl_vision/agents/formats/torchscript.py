@@ -1,0 +1,123 @@
+"""TorchScript modules (``torch.jit.save``) that map observations to ``(logits, value)``.
+
+TorchScript runs its submodules in C++, where Python forward hooks never fire, so layers of a
+scripted module cannot be explained as they are. When its weights match a layout we know, we
+rebuild our own module from them and keep it only if it gives the scripted module's outputs on
+a probe batch; otherwise the module runs as it is and only the input is explained.
+
+Settings the module cannot carry sit in a JSON file beside it (``model.pt`` -> ``model.json``
+or ``model.pt.json``): ``env``, ``gamma``, ``lam``, ``scale`` (default 1/255), ``layout``
+(``NCHW`` default, or ``NHWC`` for modules that permute inside), ``action_outputs``
+(``logits`` default, or ``q_values``).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ...errors import CheckpointError, UserError
+from ..base import ACTION_OUTPUTS, Agent, Preprocessing
+from . import Foreign
+from .layouts import recognise
+
+METADATA_KEYS = ("env", "gamma", "lam", "scale", "layout", "action_outputs")
+
+
+def metadata_path(path: Path) -> Path | None:
+    for candidate in (path.with_suffix(".json"), path.with_name(path.name + ".json")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _metadata(path: Path) -> dict[str, Any]:
+    found = metadata_path(path)
+    if found is None:
+        return {}
+    try:
+        meta = json.loads(found.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read the TorchScript metadata {found}: {exc}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{found} must hold a JSON object with any of {', '.join(METADATA_KEYS)}")
+    unknown = sorted(set(meta) - set(METADATA_KEYS))
+    if unknown:
+        raise CheckpointError(f"{found}: unknown key(s) {', '.join(unknown)}; known: {', '.join(METADATA_KEYS)}")
+    if meta.get("action_outputs", "logits") not in ACTION_OUTPUTS:
+        raise CheckpointError(f"{found}: action_outputs must be one of {', '.join(ACTION_OUTPUTS)}")
+    return meta
+
+
+def read_torchscript(path: Path) -> Foreign:
+    try:
+        with warnings.catch_warnings():  # torch deprecates TorchScript; reading existing files is our job
+            warnings.simplefilter("ignore", DeprecationWarning)
+            scripted = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:  # torch raises RuntimeError and others; keep it to one line
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"cannot load the TorchScript module {path}: {first}") from None
+    scripted.eval()
+    for parameter in scripted.parameters():
+        parameter.requires_grad_(False)
+    meta = _metadata(path)
+    try:
+        preprocessing = Preprocessing(scale=float(meta.get("scale", 1 / 255)), layout=str(meta.get("layout", "NCHW")))
+    except (UserError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"TorchScript metadata for {path}: {exc}") from None
+    try:
+        found = recognise(scripted.state_dict(), str(path))
+    except CheckpointError:
+        found = None
+    if found is not None and meta.get("action_outputs", "logits") != (
+        "q_values" if found.architecture.kwargs.get("head") == "q" else "logits"
+    ):
+        found = None
+    return Foreign(
+        format="torchscript", path=path, recognised=found, scripted=scripted,
+        gamma=float(meta["gamma"]) if "gamma" in meta else None,
+        lam=float(meta["lam"]) if "lam" in meta else None,
+        preprocessing=preprocessing, env=str(meta.get("env", "")),
+        details={"metadata": str(metadata_path(path) or ""), "action_outputs": meta.get("action_outputs", "logits")},
+    )  # fmt: skip
+
+
+class ScriptedModel(nn.Module):
+    """Runs a scripted module as it is. The module is kept out of ``named_modules`` (in a plain
+    list), so no layer is offered for hooks that would never fire; only the input is explained."""
+
+    def __init__(self, scripted: torch.jit.ScriptModule):
+        super().__init__()
+        self.scripted = [scripted]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.scripted[0](x)
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise UserError("the TorchScript module must return (logits, value)")
+        return out[0], out[1].reshape(-1)
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        self.scripted[0]._apply(fn)
+        return super()._apply(fn, recurse)
+
+
+def rebuilt_matches(foreign: Foreign, model: nn.Module, shape: tuple[int, int, int]) -> bool:
+    """Whether our rebuilt module gives the scripted module's outputs on a random batch."""
+    assert foreign.scripted is not None
+    obs = torch.randint(0, 256, (4, *shape), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        theirs = foreign.scripted(foreign.preprocessing(obs))
+        ours = model(Preprocessing()(obs))
+    return all(torch.allclose(a.reshape(-1).float(), b.reshape(-1).float(), rtol=1e-4, atol=1e-5)
+               for a, b in zip(theirs, ours))  # fmt: skip
+
+
+def opaque_agent(foreign: Foreign, *, device: str | torch.device, **common: Any) -> Agent:
+    assert foreign.scripted is not None
+    model = ScriptedModel(foreign.scripted).to(device)
+    return Agent(model=model, action_outputs=foreign.details.get("action_outputs", "logits"), **common)
