@@ -23,3 +23,9 @@ class ObservationShapeError(UserError):
 
 class ConfigError(UserError, ValueError):
     """A configuration value out of its valid range."""
+
+
+def first_line(exc: BaseException) -> str:
+    """A third-party exception as one line (its first), or its type's name if it has no text."""
+    text = str(exc)
+    return text.splitlines()[0] if text.strip() else type(exc).__name__

@@ -96,7 +96,7 @@ def test_round_trip_is_exact(tmp_path: Path, name: str) -> None:
     assert meta["action_names"] == list(actions)
     assert meta["env_spec"]["family"] == env.family
     assert meta["gamma"] == 0.99 and meta["lam"] == 0.9
-    assert meta["preprocessing"] == {"scale": 1 / 255}
+    assert meta["preprocessing"] == {"scale": 1 / 255, "layout": "NCHW"}
     assert meta["library_version"] == understanding_rl_vision.__version__
     assert meta["extra"] == {"step": 12345}
     assert meta["format_version"] == 1

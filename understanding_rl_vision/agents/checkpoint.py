@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from .. import __version__
 from ..common.files import atomic_path
 from ..envs.spec import spec_from_dict, spec_to_dict
-from ..errors import CheckpointError, UserError
+from ..errors import CheckpointError, UserError, first_line
 from .architectures import build_model
 from .base import Agent, ArchitectureSpec, Preprocessing
 
@@ -111,8 +111,7 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
     try:
         tensors = load_file(path, device="cpu")
     except Exception as exc:  # safetensors' own error: keep it to one line
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"corrupt checkpoint {path}: {first}") from None
+        raise CheckpointError(f"corrupt checkpoint {path}: {first_line(exc)}") from None
     problem = _state_dict_mismatch(model.state_dict(), tensors)
     if problem:
         raise CheckpointError(

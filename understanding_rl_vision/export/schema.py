@@ -11,7 +11,7 @@ never read back), or ``data:`` URLs; an :data:`ImageRef` is either.
 
 Arrays are JSON objects (:class:`~.codec.EncodedArray` on the wire): stored dtype, shape,
 ``scale``, ``compression`` (``"none"`` or ``"deflate"``, i.e. zlib, which the browser inflates
-with ``DecompressionStream("deflate")``) and base64 ``data``, little-endian, C order. The page
+with ``DecompressionStream("deflate")``) and base85 ``data``, little-endian, C order. The page
 computes ``value = stored * scale`` (scale is 1 for unquantised arrays). Attribution maps are
 quantised: non-negative maps to uint8 with ``scale = max / 255``, the signed residual to int8
 with ``scale = max|x| / 127``; an all-zero map has scale 0. The error is at most ``scale / 2``.
@@ -33,7 +33,7 @@ Byte budget per frame (one layer, trajectory and output; K NMF features, h x w l
 Quantised: ``2*K*h*w`` (positive + negative, uint8) ``+ h*w`` (residual, int8) ``+ 4*(K+1)``
 (float32 totals), against ``4*(2*K+1)*h*w + 4*(K+1)`` as float32 (:func:`estimate_bytes`).
 Measured on integrated-gradient attribution of the bundled CoinRun agent (value output, 64
-frames, 10 steps), reduced by an 8-feature NMF; deflate level 6, before base64's 4/3:
+frames, 10 steps), reduced by an 8-feature NMF; deflate level 6, before base85's 5/4:
 
 =======  ===  ========  =========  ===================  =====================
 layer    K    float32   quantised  quantised + deflate  zeros (positive map)
@@ -43,8 +43,8 @@ layer    K    float32   quantised  quantised + deflate  zeros (positive map)
 =======  ===  ========  =========  ===================  =====================
 
 Level 9 saves under 2 % more at 4-7x the time; reordering axes or delta-coding along time
-did not help. So a 512-frame trajectory costs about 0.8 MB (16 x 16) or 3.3 MB (32 x 32) of
-``.js`` per output after base64, and the page loads one at a time. The trajectory payload adds
+did not help. So a 512-frame trajectory costs about 0.8 MB (16 x 16) or 3.1 MB (32 x 32) of
+``.js`` per output after base85, and the page loads one at a time. The trajectory payload adds
 ``17 + 4*A`` bytes per frame before deflate; its frames are PNG sprite sheets.
 """
 
@@ -388,7 +388,7 @@ class ByteBudget:
 
     float32: int  # the same maps stored as raw float32
     quantised: int  # what is encoded (before deflate)
-    base64: int  # quantised after base64, the worst case on disk (deflate only shrinks it)
+    text: int  # quantised after base85, the worst case on disk (deflate only shrinks it)
 
 
 def estimate_bytes(h: int, w: int, features: int, frames: int = 1) -> ByteBudget:
@@ -396,4 +396,5 @@ def estimate_bytes(h: int, w: int, features: int, frames: int = 1) -> ByteBudget
     maps, totals = features * h * w, 4 * (features + 1)
     quantised = frames * (2 * maps + h * w + totals)
     float32 = frames * (4 * (2 * maps + h * w) + totals)
-    return ByteBudget(float32, quantised, 4 * -(-quantised // 3))
+    whole, rest = divmod(quantised, 4)
+    return ByteBudget(float32, quantised, 5 * whole + (rest + 1 if rest else 0))

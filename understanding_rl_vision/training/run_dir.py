@@ -27,7 +27,7 @@ import torch
 from ..agents import Agent, read_checkpoint_metadata, save_checkpoint
 from ..common.files import atomic_path
 from ..envs import Episode
-from ..errors import CheckpointError, UserError
+from ..errors import CheckpointError, UserError, first_line
 from .config import PPOConfig, make_config
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -140,8 +140,7 @@ def _read_state(save_dir: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated or foreign: one line, not a traceback
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"cannot read the training state {path}: {first}") from None
+        raise UserError(f"cannot read the training state {path}: {first_line(exc)}") from None
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise UserError(f"{path} is not a training state this version can resume")
     return state

@@ -21,7 +21,8 @@ export const keys = Object.freeze({
 /** @typedef {"uint8"|"int8"|"uint16"|"int16"|"int32"|"float32"} DType */
 
 /**
- * An array: base64 `data`, zlib-deflated if `compression` is "deflate", little-endian,
+ * An array: base85 `data` (RFC 1924 alphabet), zlib-deflated if `compression` is "deflate",
+ * little-endian,
  * C order; value = stored * scale (1 for unquantised arrays).
  * @typedef {object} EncodedArray
  * @property {DType} dtype

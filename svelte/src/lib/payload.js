@@ -1,6 +1,6 @@
 // The page's side of the data contract (understanding_rl_vision/export/schema.py): load a
 // payload through a <script> tag, which works from file:// where fetch does not, and decode
-// its arrays exactly as export/reader.py does: base64, inflate if deflated, little-endian
+// its arrays exactly as export/reader.py does: base85, inflate if deflated, little-endian
 // view, times scale.
 
 import { DTYPES, RECEIVER } from "./contract.js";
@@ -16,10 +16,42 @@ const ARRAY_TYPES = {
 const untyped = DTYPES.filter((dtype) => !(dtype in ARRAY_TYPES));
 if (untyped.length) throw new Error(`the page cannot decode dtypes ${untyped}`);
 
-function base64Bytes(text) {
-  const binary = atob(text);
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+// RFC 1924's alphabet, as Python's base64.b85encode writes it.
+const BASE85 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+-;<=>?@^_`{|}~";
+const DIGIT = new Int8Array(128).fill(-1);
+for (let i = 0; i < BASE85.length; i++) DIGIT[BASE85.charCodeAt(i)] = i;
+
+/** base85 text -> bytes: 5 characters per 4 bytes; a last group of n + 1 characters holds n
+ * bytes (decoded as if padded with the highest digit, as Python does). */
+export function base85Bytes(text) {
+  const groups = Math.floor(text.length / 5);
+  const rest = text.length % 5;
+  if (rest === 1) throw new Error("corrupt base85 data (length)");
+  const bytes = new Uint8Array(groups * 4 + (rest ? rest - 1 : 0));
+  const digit = (i) => {
+    const code = text.charCodeAt(i);
+    const d = code < 128 ? DIGIT[code] : -1;
+    if (d < 0) throw new Error(`corrupt base85 data (character ${JSON.stringify(text[i])})`);
+    return d;
+  };
+  const value = (start, count) => {
+    let v = 0;
+    for (let j = 0; j < 5; j++) v = v * 85 + (j < count ? digit(start + j) : 84);
+    if (v > 0xffffffff) throw new Error("corrupt base85 data (overflow)");
+    return v;
+  };
+  let o = 0;
+  for (let g = 0; g < groups; g++) {
+    const v = value(g * 5, 5);
+    bytes[o++] = v >>> 24;
+    bytes[o++] = (v >>> 16) & 255;
+    bytes[o++] = (v >>> 8) & 255;
+    bytes[o++] = v & 255;
+  }
+  if (rest) {
+    const v = value(groups * 5, rest);
+    for (let j = 0; j < rest - 1; j++) bytes[o++] = (v >>> (24 - 8 * j)) & 255;
+  }
   return bytes;
 }
 
@@ -32,7 +64,7 @@ async function inflate(bytes) {
 export async function decodeStored(encoded) {
   const Type = ARRAY_TYPES[encoded.dtype];
   if (!Type) throw new Error(`unknown dtype ${encoded.dtype}`);
-  let bytes = base64Bytes(encoded.data);
+  let bytes = base85Bytes(encoded.data);
   if (encoded.compression === "deflate") bytes = await inflate(bytes);
   const count = encoded.shape.reduce((a, b) => a * b, 1);
   if (bytes.byteLength !== count * Type.BYTES_PER_ELEMENT) {

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from ...envs import AtariSpec, EnvSpec, parse_env_id
-from ...errors import CheckpointError, UserError
+from ...errors import CheckpointError, UserError, first_line
 from ..architectures import build_model
 from ..base import DEFAULT_GAMMA, DEFAULT_LAMBDA, Agent, Preprocessing
 from ..checkpoint import FORMAT, load_checkpoint
@@ -94,15 +94,16 @@ def _has_our_metadata(path: Path, length: int) -> bool:
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A ``torch.save``'d or safetensors state dict, without unpickling code."""
     try:
-        if path.suffix == ".safetensors" or path.read_bytes()[8:9] == b"{":
+        with open(path, "rb") as handle:
+            safetensors = handle.read(9)[8:9] == b"{"
+        if safetensors:
             from safetensors.torch import load_file
 
             state = load_file(path, device="cpu")
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refuses arbitrary objects with an UnpicklingError
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"cannot read {path} as a state dict without unpickling code: {first}") from None
+        raise CheckpointError(f"cannot read {path} as a state dict without unpickling code: {first_line(exc)}") from None
     for key in ("state_dict", "model_state_dict", "model"):  # common wrappers around a state dict
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

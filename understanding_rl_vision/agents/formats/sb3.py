@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ...errors import CheckpointError
+from ...errors import CheckpointError, first_line
 from .layouts import Recognised, recognise
 
 PIXEL_POLICIES = {"ActorCriticCnnPolicy", "CnnPolicy"}
@@ -118,8 +118,7 @@ def read_sb3(path: Path) -> SB3Agent:
     try:
         state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch's unpickler raises many types; keep it to one line
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"cannot read policy.pth in {path}: {first}") from None
+        raise CheckpointError(f"cannot read policy.pth in {path}: {first_line(exc)}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"policy.pth in {path} is not a state dict")
     recognised = recognise(state, f"policy.pth in {path}")

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...errors import CheckpointError, UserError
+from ...errors import CheckpointError, UserError, first_line
 from ..base import ACTION_OUTPUTS, Agent, Preprocessing
 from . import Foreign
 from .layouts import recognise
@@ -60,8 +60,7 @@ def read_torchscript(path: Path) -> Foreign:
             warnings.simplefilter("ignore", DeprecationWarning)
             scripted = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # torch raises RuntimeError and others; keep it to one line
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"cannot load the TorchScript module {path}: {first}") from None
+        raise CheckpointError(f"cannot load the TorchScript module {path}: {first_line(exc)}") from None
     scripted.eval()
     for parameter in scripted.parameters():
         parameter.requires_grad_(False)
