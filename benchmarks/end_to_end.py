@@ -3,7 +3,8 @@ value attribution, the original's observation set (32 envs x 128 obs, every 128 
 
 Runs the CLI twice from an empty cache, once as one process and once under ``mpiexec -n 2``, and
 measures wall time, peak resident memory (the largest process; /usr/bin/time) and output size.
-Goals (issue 7): <= 15 min, <= 4 GB, <= 100 MB, and 2 ranks >= 1.6x faster than 1.
+Goals (issue 7): <= 15 min, <= 4 GB, <= 100 MB, and 2 ranks >= 1.6x faster than 1. Also
+printed: how many cores each run kept busy on average (user + system CPU time / wall time).
 
     .venv/bin/python benchmarks/end_to_end.py [--work /tmp/e2e] [-- extra run flags]
 
@@ -30,14 +31,15 @@ def measure(label: str, command: list[str], out: Path) -> dict[str, float]:
         shutil.rmtree(stale, ignore_errors=True)
     rss_file = out.parent / f"{out.name}.rss"
     started = time.perf_counter()
-    result = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *command])
+    result = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", str(rss_file), *command])
     wall = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"{label} failed with exit status {result.returncode}")
-    peak_kb = max(int(line) for line in rss_file.read_text().split() if line.isdigit())
-    numbers = {"wall_s": wall, "peak_rss_mb": peak_kb / 1024, "output_mb": folder_bytes(out) / 1e6}
+    peak_kb, user, system = rss_file.read_text().split()[-3:]  # time's last line (mpiexec may add some)
+    numbers = {"wall_s": wall, "peak_rss_mb": int(peak_kb) / 1024, "output_mb": folder_bytes(out) / 1e6,
+               "cores": (float(user) + float(system)) / wall}  # fmt: skip
     print(f"{label}: wall {wall:.1f} s, peak RSS {numbers['peak_rss_mb']:.0f} MB (largest process), "
-          f"output {numbers['output_mb']:.1f} MB", flush=True)  # fmt: skip
+          f"output {numbers['output_mb']:.1f} MB, {numbers['cores']:.2f} cores busy on average", flush=True)  # fmt: skip
     return numbers
 
 

@@ -4,6 +4,8 @@ compute the same logits, values and Q-values."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import zipfile
 
@@ -76,3 +78,13 @@ def test_zip_without_policy_weights(sb3_zips, tmp_path):
 def test_sb3_zip_needs_an_env(sb3_zips):
     with pytest.raises(Exception, match="does not record its environment; name it with --env"):
         load_agent(sb3_zips / "ppo.zip")
+
+
+def test_evaluate_command_takes_an_sb3_zip(sb3_zips):
+    result = subprocess.run([sys.executable, "-m", "understanding_rl_vision.cli", "evaluate", str(sb3_zips / "dqn.zip"),
+                             "--env", "ALE/Breakout-v5", "--episodes", "2", "--num-envs", "2", "--json",
+                             "--no-progress"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["episodes"] == 2 and report["env"] == "ALE/Breakout-v5"
+    assert report["env_spec"]["frame_stack"] == 4 and report["mean_return"] >= 0

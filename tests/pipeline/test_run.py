@@ -194,3 +194,31 @@ def test_the_result_displays_the_page_in_a_notebook(first_run):
         assert response.status == 200 and b"agent.safetensors" in response.read()
     with urllib.request.urlopen(url.replace("interface.html", "data/manifest.js"), timeout=10) as response:
         assert response.read().startswith(b"window.__rlv_receive(")
+
+
+def test_jobs_compute_on_one_thread_in_one_lane_per_core(checkpoint, tmp_path, monkeypatch, small):
+    """Products must be the same bytes from one process or N ranks, and torch's CPU results depend
+    on the thread count; so every job runs on one thread, the process's cores run one lane each,
+    and the caller's thread setting comes back."""
+    import os
+    import threading
+
+    seen = []
+    for name in ("run_trajectories", "run_observations", "run_fit", "run_attribution"):
+        real = getattr(jobs, name)
+
+        def spy(*args, _real=real, **kwargs):
+            seen.append((threading.get_ident(), torch.get_num_threads()))
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(jobs, name, spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        rl_clarity.run(checkpoint, tmp_path / "out", progress=False, **small)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert len(seen) == 1 + 1 + 2 + 4 and {threads for _, threads in seen} == {1}
+    lanes, cores = len({lane for lane, _ in seen}), len(os.sched_getaffinity(0))
+    assert lanes == 1 if cores == 1 else 2 <= lanes <= cores  # two lanes start at once: both get work

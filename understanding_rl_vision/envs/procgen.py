@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
+import threading
 import warnings
 from typing import Any
 
@@ -39,11 +41,20 @@ _MODE_GAMES: dict[str, tuple[str, ...]] = {
 FULL_RES = 512
 
 
+_IMPORT_LOCK = threading.Lock()
+
+
 def _import_procgen() -> Any:
-    """Import procgen without the deprecated ``gym`` package's stderr notice and warnings."""
-    with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import procgen
+    """Import procgen without the deprecated ``gym`` package's stderr notice and warnings.
+
+    Once, under a lock: swapping ``sys.stderr`` is process-wide, and two threads swapping it at
+    once can leave the swapped-in buffer in place for good."""
+    with _IMPORT_LOCK:
+        if "procgen" in sys.modules:
+            return sys.modules["procgen"]
+        with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import procgen
     return procgen
 
 

@@ -15,7 +15,8 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,24 +87,33 @@ class Workers:
         """True on every rank when ``ok`` is true on every rank."""
         return bool(self.comm.allreduce(int(ok), op=_min())) if self.comm is not None else ok
 
-    def share_cores(self) -> None:
-        """Give each rank on this machine an equal share of the cores for torch's threads."""
+    def local_size(self) -> int:
+        """Ranks on this machine, which share its cores."""
         if self.comm is None:
-            return
-        local = self.comm.Split_type(_shared()).Get_size()
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+            return 1
+        from mpi4py import MPI
+
+        return int(self.comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size())
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the block's torch work on one thread. CPU results depend on how many threads split a
+    reduction (on the bundled agent, 1 and 2 threads give values 1e-6 apart, enough to move
+    quantised maps by a step), and a product must be the same bytes whichever process computes
+    it, alone or as one of N ranks. Cores are used by lanes (:mod:`.runner`) and ranks instead."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _min() -> Any:
     from mpi4py import MPI
 
     return MPI.MIN
-
-
-def _shared() -> Any:
-    from mpi4py import MPI
-
-    return MPI.COMM_TYPE_SHARED
 
 
 class Claims:

@@ -7,9 +7,11 @@ and the output folder appears only complete: it is built beside its final place 
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from ..errors import UserError
 from . import jobs
 from .export import write_output
 from .cache import Cache
-from .parallel import Claims, OtherRankFailed, RankError, Workers, run_jobs
+from .parallel import Claims, OtherRankFailed, RankError, Workers, one_thread, run_jobs
 from .plan import Job, Plan, make_plan
 
 STAGE_NAMES = {"trajectories": "rollouts", "observations": "rollouts", "fit": "layer fits",
@@ -68,7 +70,8 @@ def run_pipeline(agent: Agent, checkpoint_digest: str, output_dir: str | os.Path
             raise UserError(f"--no-resample: {len(missing)} of {len(plan.jobs)} products for this checkpoint and "
                             f"config are not in the cache {cache.directory}; run once without --no-resample")  # fmt: skip
     try:
-        _compute(agent, plan, cache, workers, options.progress and workers.is_root)
+        with one_thread():
+            _compute(agent, plan, cache, workers, options.progress and workers.is_root)
         if workers.is_root:
             _publish(output_dir, lambda building: _export(building, agent, plan, cache, title, options.progress))
         workers.barrier()
@@ -79,27 +82,9 @@ def run_pipeline(agent: Agent, checkpoint_digest: str, output_dir: str | os.Path
 
 
 def _compute(agent: Agent, plan: Plan, cache: Cache, workers: Workers, progress: bool) -> None:
-    workers.share_cores()
+    """Run the missing jobs on this rank's lanes: threads that each take the next ready job and
+    compute it on one CPU thread, on their own copy of the model (hooks are per module)."""
     claims = Claims.open(cache.directory, workers)
-    explained = explain_agent(agent)
-    loaded: dict[str, object] = {}
-
-    def run(job: Job) -> None:
-        bar(job)  # the stage's bar starts with its first job, so its clock and ETA are right
-        if job.kind == "trajectories":
-            jobs.run_trajectories(agent, plan, cache, progress)
-        elif job.kind == "observations":
-            jobs.run_observations(agent, plan, cache, job, progress)
-        elif job.kind == "fit":
-            jobs.run_fit(agent, explained, plan, cache, job)
-        else:
-            if "trajectories" not in loaded:
-                loaded["trajectories"] = jobs.load_trajectories(cache, plan)
-            fit = plan.fit(job.layer)
-            if fit.name not in loaded:
-                loaded[fit.name] = cache.load(fit.name)["components"]
-            jobs.run_attribution(agent, explained, plan, cache, job, loaded["trajectories"], loaded[fit.name])
-
     bars: dict[str, tqdm] = {}
 
     def bar(job: Job) -> tqdm:
@@ -115,24 +100,86 @@ def _compute(agent: Agent, plan: Plan, cache: Cache, workers: Workers, progress:
         if stage.n >= stage.total:
             stage.close()
 
+    failures: list[BaseException] = []
+
+    def side_lane(copy: Agent) -> None:
+        try:
+            run_jobs(plan.jobs, cache.has, _runner(copy, plan, cache, progress=False), claims)
+        except OtherRankFailed:
+            pass
+        except BaseException as exc:  # the main lane reports it
+            failures.append(exc)
+            claims.fail(workers.rank, f"rank {workers.rank} failed: {_describe(exc)}")
+
+    sides = [threading.Thread(target=side_lane, args=(copy,), daemon=True) for copy in _lane_agents(agent, workers)]
     try:
-        run_jobs(plan.jobs, cache.has, run, claims, tick)
-    except OtherRankFailed:
-        raise
-    except UserError as exc:
-        if workers.size == 1:
+        for thread in sides:
+            thread.start()
+        try:
+            run_jobs(plan.jobs, cache.has, _runner(agent, plan, cache, progress, start=bar), claims, tick)
+        except BaseException as exc:
+            if not isinstance(exc, OtherRankFailed):
+                claims.fail(workers.rank, f"rank {workers.rank} failed: {_describe(exc)}")
+            for thread in sides:  # they stop after their current job
+                thread.join()
+            if isinstance(exc, OtherRankFailed) and failures:
+                raise failures[0] from None  # this process's own lane failed: its error, not a rank's message
             raise
-        claims.fail(workers.rank, f"rank {workers.rank} failed: {exc}")
+        for thread in sides:
+            thread.join()
+        if failures:
+            raise failures[0]
+    except (UserError, KeyboardInterrupt) as exc:
+        if isinstance(exc, OtherRankFailed) or workers.size == 1 or not isinstance(exc, UserError):
+            raise
         raise RankError(f"rank {workers.rank}: {exc}") from None
-    except BaseException as exc:
-        claims.fail(workers.rank, f"rank {workers.rank} failed: {type(exc).__name__} {exc}")
-        raise
     finally:
-        for bar in bars.values():
-            bar.close()
+        for stage in bars.values():
+            stage.close()
     workers.barrier()
     if workers.is_root:
         claims.remove()
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__} {exc}"
+
+
+def _lane_agents(agent: Agent, workers: Workers) -> list[Agent]:
+    """Copies of the agent for this rank's extra lanes: its share of the cores, less the main lane.
+    Agents we did not build (custom forwards, TorchScript) keep one lane: they may share state
+    a copy would not."""
+    if agent.architecture is None or agent.forward is not None or agent.device.type != "cpu":
+        return []
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return [copy.deepcopy(agent) for _ in range(max(1, cores // workers.local_size()) - 1)]
+
+
+def _runner(agent: Agent, plan: Plan, cache: Cache, progress: bool, start=lambda job: None):
+    """What one lane does with a claimed job."""
+    explained = explain_agent(agent)
+    loaded: dict[str, object] = {}
+
+    def run(job: Job) -> None:
+        start(job)  # the stage's bar starts with its first job, so its clock and ETA are right
+        if job.kind == "trajectories":
+            jobs.run_trajectories(agent, plan, cache, progress)
+        elif job.kind == "observations":
+            jobs.run_observations(agent, plan, cache, job, progress)
+        elif job.kind == "fit":
+            jobs.run_fit(agent, explained, plan, cache, job)
+        else:
+            if "trajectories" not in loaded:
+                loaded["trajectories"] = jobs.load_trajectories(cache, plan)
+            fit = plan.fit(job.layer)
+            if fit.name not in loaded:
+                loaded[fit.name] = cache.load(fit.name)["components"]
+            jobs.run_attribution(agent, explained, plan, cache, job, loaded["trajectories"], loaded[fit.name])
+
+    return run
 
 
 def _export(building: Path, agent: Agent, plan: Plan, cache: Cache, title: str, progress: bool) -> None:
