@@ -127,7 +127,7 @@ def test_ctrl_c_mid_run_then_rerun_resumes(tmp_path):
     from understanding_rl_vision.demo import bundled_agent_path
 
     out, cache = tmp_path / "out", tmp_path / "out.cache"
-    flags = [*SMALL_FLAGS, "--num-envs", "4", "--num-steps", "96"]
+    flags = [*SMALL_FLAGS, "--num-envs", "4", "--num-steps", "320"]  # attribution jobs of seconds each
     process = subprocess.Popen([sys.executable, "-m", "understanding_rl_vision.cli", "run", str(bundled_agent_path()),
                                 "-o", str(out), *flags], stderr=subprocess.PIPE, text=True)  # fmt: skip
     # wait (however slow the machine) until some but not all attribution jobs are done
@@ -135,6 +135,7 @@ def test_ctrl_c_mid_run_then_rerun_resumes(tmp_path):
         time.sleep(0.02)
     assert process.poll() is None, "the run ended before it could be interrupted"
     process.send_signal(signal.SIGINT)
+    assert len(list(cache.glob("*/attribution-*.npz"))) < 8, "too late: every attribution job had finished"
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130 and err.strip().splitlines()[-1] == "interrupted", err
     assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
