@@ -128,8 +128,11 @@ def test_ctrl_c_mid_run_then_rerun_resumes(tmp_path):
 
     out, cache = tmp_path / "out", tmp_path / "out.cache"
     flags = [*SMALL_FLAGS, "--num-envs", "4", "--num-steps", "320"]  # attribution jobs of seconds each
+    # A shell that starts a job in the background (nohup, `&`) makes it ignore SIGINT, and children
+    # inherit that; give the child the default disposition, so Python turns SIGINT into Ctrl-C.
     process = subprocess.Popen([sys.executable, "-m", "understanding_rl_vision.cli", "run", str(bundled_agent_path()),
-                                "-o", str(out), *flags], stderr=subprocess.PIPE, text=True)  # fmt: skip
+                                "-o", str(out), *flags], stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     # wait (however slow the machine) until some but not all attribution jobs are done
     while not list(cache.glob("*/attribution-*.npz")) and process.poll() is None:
         time.sleep(0.02)
