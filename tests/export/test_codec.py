@@ -195,3 +195,9 @@ def test_sprite_layout_fits_and_packs(count, h, w):
         ref, x, y = sprites.locate(i)
         sheet = sheets[int(ref[2:-4])]
         np.testing.assert_array_equal(sheet[y : y + h, x : x + w], images[i])
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 5, 7, 8, 1001])
+def test_base85_is_the_standard_encoding(size):
+    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes() + b"\xff" * (size > 4)
+    assert codec.b85encode(data) == base64.b85encode(data).decode("ascii")
