@@ -25,8 +25,6 @@ from ..envs import EnvSpec, make_vec_env, parse_env_id
 from ..errors import UserError
 from .base import DEFAULT_GAMMA, DEFAULT_LAMBDA, Agent, Preprocessing
 
-Head = Callable[[torch.Tensor], torch.Tensor]
-
 
 def custom_agent(
     module: nn.Module,
