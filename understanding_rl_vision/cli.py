@@ -7,14 +7,18 @@ and exit status 2; Ctrl-C ends with status 130. Tracebacks are reserved for bugs
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 from . import __version__
 from .config_flags import add_run_flags, settings_from_args
-from .errors import UserError
+from .errors import UserError, first_line
 from .training.commands import configure_evaluate, configure_train, run_evaluate, run_train
 
 
@@ -50,7 +54,7 @@ def _build(checkpoint, args: argparse.Namespace, base=None) -> int:
     )  # fmt: skip
     if result.rank == 0:
         print(f"wrote {result.path}")
-        print(f"open it in a browser (file://{result.path}), or serve the folder: "
+        print(f"open it in a browser ({result.path.as_uri()}), or serve the folder: "
               f"understanding-rl-vision serve {shlex.quote(str(result.directory))}")
     return 0
 
@@ -71,8 +75,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _configure_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", nargs="?", default="rl-vision-demo", help="an output folder (default: rl-vision-demo)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    parser.add_argument("--port", type=_port, default=8000, help="port (default: 8000; 0 picks a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535)")
+    return int(text)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -147,13 +157,28 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad flags end like every other bad input: one ``error:`` line and status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same clean-up runs."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="understanding-rl-vision",
         description="Show why a pixel-based reinforcement-learning agent does what it does.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     for name, command in COMMANDS.items():
         command_parser = sub.add_parser(name, help=command.help, description=command.help)
         command_parser.set_defaults(handler=command.handler)
@@ -163,16 +188,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return args.handler(args)
     except UserError as error:
         if _reports(error):
             print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except OSError as error:  # the machine, not a bug: a full disk, a permission, a file in the way
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or first_line(error)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory; lower the sizes (see --help)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, Terminated)
         if _reports(None):
-            print("interrupted", file=sys.stderr)
-        return 130
+            print("terminated" if terminated else "interrupted", file=sys.stderr)
+        return _exit_now_if_lanes_run(143 if terminated else 130)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_now_if_lanes_run(code: int) -> int:
+    runner = sys.modules.get("understanding_rl_vision.pipeline.runner")  # no run, no lanes
+    if runner is not None and runner.lanes_running():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _reports(error: UserError | None) -> bool:

@@ -67,7 +67,8 @@ def run(
         agent.model.to(check_device(config.device))
         identity, title = agent_digest(agent), "custom agent"
     config = _explainable(agent, config)
-    options = RunOptions(cache_dir=cache_dir, resample=resample, overwrite=overwrite, progress=progress)
+    options = RunOptions(cache_dir=cache_dir, resample=resample, overwrite=overwrite, progress=progress,
+                         checkpoint=None if checkpoint is None else Path(checkpoint))  # fmt: skip
     html = run_pipeline(agent, identity, output_dir, config, options,
                         title=config.title or title, workers=workers)  # fmt: skip
     return RunResult(html, rank=workers.rank)

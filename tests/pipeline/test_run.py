@@ -3,6 +3,7 @@ manifest, reruns and --no-resample reuse the cache, an interruption resumes with
 finished jobs, and faults end in one clear error with nothing half-written that looks complete."""
 
 import errno
+import gc
 import hashlib
 import shutil
 from pathlib import Path
@@ -119,15 +120,18 @@ def test_an_interrupted_run_leaves_no_output_and_resumes_without_redoing_jobs(ch
 
 
 def test_an_existing_output_is_refused_unless_overwrite(first_run, checkpoint, tmp_path, small):
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "notes.txt").write_text("mine")
-    with pytest.raises(UserError, match="exists; pass --overwrite"):
-        rl_clarity.run(checkpoint, out, cache_dir=first_run[0].parent / "out.cache", progress=False, **small)
-    assert (out / "notes.txt").read_text() == "mine"
-    rl_clarity.run(checkpoint, out, cache_dir=first_run[0].parent / "out.cache", overwrite=True,
-                   progress=False, **small)  # fmt: skip
-    assert (out / "interface.html").is_file() and not (out / "notes.txt").exists()
+    out, cache = tmp_path / "out", first_run[0].parent / "out.cache"
+    rl_clarity.run(checkpoint, out, cache_dir=cache, progress=False, **small)
+    before = tree_digest(out)
+    with pytest.raises(UserError, match="exists; pass --overwrite to replace an earlier output"):
+        rl_clarity.run(checkpoint, out, cache_dir=cache, progress=False, **{**small, "fps": 3.0})
+    assert tree_digest(out) == before
+    rl_clarity.run(checkpoint, out, cache_dir=cache, overwrite=True, progress=False, **{**small, "fps": 3.0})
+    assert read_manifest(out / "data").fps == 3.0
+    (out / "notes.txt").write_text("mine")  # a file of the user's makes it no longer ours alone
+    with pytest.raises(UserError, match=r"holds 1 file\(s\) \(notes.txt\) that this tool did not write"):
+        rl_clarity.run(checkpoint, out, cache_dir=cache, overwrite=True, progress=False, **small)
+    assert (out / "notes.txt").read_text() == "mine" and read_manifest(out / "data").fps == 3.0
 
 
 def test_disk_full_while_exporting_keeps_the_previous_output(first_run, checkpoint, tmp_path, monkeypatch, small):
@@ -151,10 +155,15 @@ def test_disk_full_while_caching_leaves_no_damaged_product(checkpoint, tmp_path,
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(np, "savez", full)
-    with pytest.raises(UserError, match="No space left on device"):
+    unraisable = []
+    monkeypatch.setattr(np.lib.format, "write_array", full)
+    monkeypatch.setattr("sys.unraisablehook", unraisable.append)
+    with pytest.raises(UserError, match=r"cannot write .*out\.cache/\w+/trajectories-\w+\.npz: No space left"):
         rl_clarity.run(checkpoint, tmp_path / "out", progress=False, **small)
+    gc.collect()
+    assert unraisable == []  # no half-open zip file whose late close prints "Exception ignored"
     assert not list((tmp_path / "out.cache").rglob("*.npz")) and not (tmp_path / "out").exists()
+    assert not [p for p in (tmp_path / "out.cache").rglob("*") if p.is_file()]  # no temporary left
 
 
 def test_nan_in_the_model_is_one_clear_error(checkpoint, tmp_path, small):
@@ -166,6 +175,7 @@ def test_nan_in_the_model_is_one_clear_error(checkpoint, tmp_path, small):
     with pytest.raises(UserError, match="NaN or infinite"):
         rl_clarity.run(broken, tmp_path / "out", progress=False, **small)
     assert not (tmp_path / "out").exists()
+    assert not list((tmp_path / "out.cache").glob("*/.claims-*"))  # a failed run leaves no claims folder
 
 
 @pytest.mark.parametrize("settings, message", [

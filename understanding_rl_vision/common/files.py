@@ -9,10 +9,23 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def _umask() -> int:
+def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (leftovers of dead ones may be removed)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 @contextmanager
@@ -21,18 +34,36 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
 
     The data is fsynced before the rename, and the file gets the usual permissions (0666 less
     the umask) rather than ``mkstemp``'s private 0600. On any error the temporary file is removed
-    and ``path`` is left as it was.
+    and ``path`` is left as it was; an ``OSError`` without a file name (a full disk) gets
+    ``path``'s. The temporary name carries the process id, so a later run can tell a killed
+    process's leftover (:func:`remove_stale_temporaries`) from a file still being written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     os.close(fd)
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None or exc.filename == tmp:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(directory: str | os.PathLike[str]) -> int:
+    """Remove :func:`atomic_path` temporaries in ``directory`` whose process is gone; their count."""
+    removed = 0
+    for leftover in Path(directory).glob(".*.*.tmp"):
+        pid = leftover.name.rsplit(".", 3)[-3] if leftover.name.count(".") >= 4 else ""
+        if pid.isdigit() and not process_alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..common.files import atomic_path
+from ..common.files import atomic_path, remove_stale_temporaries
 from ..errors import UserError
 
 PRODUCT_VERSION = 1
@@ -45,6 +46,8 @@ class Cache:
         self.root = Path(root)
         self.directory = self.root / checkpoint_digest[:16]
         self.rank = rank  # recorded in each product as ``made_by_rank``, for diagnosis
+        if rank == 0 and self.directory.is_dir():
+            remove_stale_temporaries(self.directory)  # files a killed run was writing
 
     def path(self, name: str) -> Path:
         return self.directory / f"{name}.npz"
@@ -55,8 +58,8 @@ class Cache:
     def save(self, name: str, arrays: dict[str, np.ndarray]) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.path(name)
-        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, **arrays, made_by_rank=np.int32(self.rank))
+        with atomic_path(path) as tmp:
+            write_npz(tmp, {**arrays, "made_by_rank": np.int32(self.rank)})
         return path
 
     def load(self, name: str) -> dict[str, np.ndarray]:
@@ -69,3 +72,12 @@ class Cache:
         except (OSError, ValueError) as exc:  # a damaged file: remove it so a rerun recomputes it
             path.unlink(missing_ok=True)
             raise UserError(f"damaged cache file {path} removed ({exc}); run again to recompute it") from None
+
+
+def write_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` that closes its zip file on a failed write (a full disk): numpy's leaves it
+    open, and its late close prints an "Exception ignored" traceback."""
+    with open(path, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for key, value in arrays.items():
+            with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)

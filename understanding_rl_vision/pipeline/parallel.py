@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from ..agents.base import Agent
+from ..common.files import process_alive
 from ..errors import UserError
 from .plan import Job
 
@@ -124,9 +126,15 @@ class Claims:
 
     @classmethod
     def open(cls, cache_dir: Path, workers: Workers) -> Claims:
-        name = workers.broadcast(f".claims-{uuid.uuid4().hex[:12]}" if workers.is_root else None)
+        """A new claims folder; rank 0's process id in its name lets a later run remove the
+        folders of runs that were killed (those still running keep theirs)."""
+        name = workers.broadcast(f".claims-{os.getpid()}-{uuid.uuid4().hex[:12]}" if workers.is_root else None)
         directory = cache_dir / name
         if workers.is_root:
+            for stale in cache_dir.glob(".claims-*-*"):
+                pid = stale.name.split("-")[1]
+                if not (pid.isdigit() and process_alive(int(pid))):
+                    shutil.rmtree(stale, ignore_errors=True)
             directory.mkdir(parents=True)
         workers.barrier()
         return cls(directory)
@@ -181,6 +189,19 @@ def run_jobs(jobs: Iterable[Job], exists: Callable[[str], bool], run: Callable[[
             if message is not None:
                 raise OtherRankFailed(message)
             time.sleep(POLL_SECONDS)
+
+
+def lanes_per_process(agent: Agent, workers: Workers) -> int:
+    """How many lanes (threads with their own model copy) each process runs: its share of the
+    cores. Agents we did not build (custom forwards, TorchScript) and agents off the CPU get
+    one: they may share state a copy would not."""
+    if agent.architecture is None or agent.forward is not None or agent.device.type != "cpu":
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // workers.local_size())
 
 
 def note_fallback(workers: Workers) -> bool:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
-import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +23,14 @@ from ..errors import UserError
 from . import jobs
 from .export import write_output
 from .cache import Cache
-from .parallel import Claims, OtherRankFailed, RankError, Workers, one_thread, run_jobs
+from .parallel import Claims, OtherRankFailed, RankError, Workers, lanes_per_process, one_thread, run_jobs
 from .plan import Job, Plan, make_plan
+from .publish import check_target, publish
+from .resources import check_resources
 
+LANE_PREFIX = "understanding-rl-vision-lane-"
+INTERRUPT_WAIT_SECONDS = 0.5
+"""How long Ctrl-C waits for the other lanes to finish their jobs before leaving them."""
 STAGE_NAMES = {"trajectories": "rollouts", "observations": "rollouts", "fit": "layer fits",
                "attribution": "attribution"}  # fmt: skip
 
@@ -40,7 +44,9 @@ class RunOptions:
     resample: bool = True
     """False only rebuilds the page from the cache, and fails if a product is missing."""
     overwrite: bool = False
-    """Replace an existing output folder (otherwise refuse)."""
+    """Replace an earlier output of this tool (otherwise refuse an existing folder)."""
+    checkpoint: Path | None = None
+    """The checkpoint file, which the output folder must not hold."""
     progress: bool = True
     """Progress bars with ETAs on stderr (rank 0 only)."""
 
@@ -49,21 +55,16 @@ def default_cache_dir(output_dir: Path) -> Path:
     return output_dir.parent / f"{output_dir.name}.cache"
 
 
-def check_output_dir(output_dir: Path, overwrite: bool) -> None:
-    if output_dir.exists() and not output_dir.is_dir():
-        raise UserError(f"output {output_dir} exists and is not a folder")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        raise UserError(f"output folder {output_dir} exists; pass --overwrite to replace it")
-
-
 def run_pipeline(agent: Agent, checkpoint_digest: str, output_dir: str | os.PathLike[str], config: RunConfig,
                  options: RunOptions = RunOptions(), *, title: str = "", workers: Workers | None = None) -> Path:  # fmt: skip
     """Compute what is missing and write ``output_dir``; returns its interface.html (every rank)."""
     workers = workers or Workers.detect()
     output_dir = Path(output_dir).absolute()
-    check_output_dir(output_dir, options.overwrite)
+    cache_dir = Path(options.cache_dir or default_cache_dir(output_dir))
+    target = check_target(output_dir, overwrite=options.overwrite, cache_dir=cache_dir, checkpoint=options.checkpoint)
+    check_resources(agent, config, cache_dir, output_dir, checkpoint_digest=checkpoint_digest, workers=workers)
     plan = make_plan(agent, config, checkpoint_digest)
-    cache = Cache(options.cache_dir or default_cache_dir(output_dir), checkpoint_digest, workers.rank)
+    cache = Cache(cache_dir, checkpoint_digest, workers.rank)
     if not options.resample:
         missing = [job for job in plan.jobs if not cache.has(job.name)]
         if missing:
@@ -73,7 +74,7 @@ def run_pipeline(agent: Agent, checkpoint_digest: str, output_dir: str | os.Path
         with one_thread():
             _compute(agent, plan, cache, workers, options.progress and workers.is_root)
         if workers.is_root:
-            _publish(output_dir, lambda building: _export(building, agent, plan, cache, title, options.progress))
+            publish(target, lambda building: _export(building, agent, plan, cache, title, options.progress))
         workers.barrier()
     except OSError as exc:  # disk full, permissions: one line, and the cache stays consistent
         where = f" {exc.filename}" if exc.filename else ""
@@ -111,7 +112,8 @@ def _compute(agent: Agent, plan: Plan, cache: Cache, workers: Workers, progress:
             failures.append(exc)
             claims.fail(workers.rank, f"rank {workers.rank} failed: {_describe(exc)}")
 
-    sides = [threading.Thread(target=side_lane, args=(copy,), daemon=True) for copy in _lane_agents(agent, workers)]
+    sides = [threading.Thread(target=side_lane, args=(copy,), name=f"{LANE_PREFIX}{i + 1}", daemon=True)
+             for i, copy in enumerate(_lane_agents(agent, workers))]  # fmt: skip
     try:
         for thread in sides:
             thread.start()
@@ -120,8 +122,12 @@ def _compute(agent: Agent, plan: Plan, cache: Cache, workers: Workers, progress:
         except BaseException as exc:
             if not isinstance(exc, OtherRankFailed):
                 claims.fail(workers.rank, f"rank {workers.rank} failed: {_describe(exc)}")
-            for thread in sides:  # they stop after their current job
-                thread.join()
+            # The other lanes stop after their current job. Ctrl-C does not wait for it (an
+            # attribution job can take a minute): those threads are daemons, and whatever they
+            # were writing is a temporary file that the next run removes.
+            deadline = time.monotonic() + (INTERRUPT_WAIT_SECONDS if isinstance(exc, KeyboardInterrupt) else 1e9)
+            for thread in sides:
+                thread.join(max(0.0, deadline - time.monotonic()))
             if isinstance(exc, OtherRankFailed) and failures:
                 raise failures[0] from None  # this process's own lane failed: its error, not a rank's message
             raise
@@ -129,7 +135,9 @@ def _compute(agent: Agent, plan: Plan, cache: Cache, workers: Workers, progress:
             thread.join()
         if failures:
             raise failures[0]
-    except (UserError, KeyboardInterrupt) as exc:
+    except BaseException as exc:
+        if workers.size == 1:
+            claims.remove()  # with more ranks, the others read the failure from it; the next run removes it
         if isinstance(exc, OtherRankFailed) or workers.size == 1 or not isinstance(exc, UserError):
             raise
         raise RankError(f"rank {workers.rank}: {exc}") from None
@@ -141,21 +149,20 @@ def _compute(agent: Agent, plan: Plan, cache: Cache, workers: Workers, progress:
         claims.remove()
 
 
+def lanes_running() -> bool:
+    """Whether a lane left running by an interrupted run is still in its job. Such a thread is
+    inside torch, which aborts the process if the interpreter finalises under it: the CLI then
+    ends the process at once instead (every file is written atomically, so nothing is lost)."""
+    return any(thread.name.startswith(LANE_PREFIX) and thread.is_alive() for thread in threading.enumerate())
+
+
 def _describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__} {exc}"
 
 
 def _lane_agents(agent: Agent, workers: Workers) -> list[Agent]:
-    """Copies of the agent for this rank's extra lanes: its share of the cores, less the main lane.
-    Agents we did not build (custom forwards, TorchScript) keep one lane: they may share state
-    a copy would not."""
-    if agent.architecture is None or agent.forward is not None or agent.device.type != "cpu":
-        return []
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return [copy.deepcopy(agent) for _ in range(max(1, cores // workers.local_size()) - 1)]
+    """Copies of the agent for this process's extra lanes (the first lane uses ``agent``)."""
+    return [copy.deepcopy(agent) for _ in range(lanes_per_process(agent, workers) - 1)]
 
 
 def _runner(agent: Agent, plan: Plan, cache: Cache, progress: bool, start=lambda job: None):
@@ -186,25 +193,3 @@ def _export(building: Path, agent: Agent, plan: Plan, cache: Cache, title: str, 
     total = len(plan.layers) * plan.config.trajectories.num_envs
     with tqdm(total=total, desc="export", unit="job", disable=not progress) as bar:
         write_output(building, agent, plan, cache, title, bar.update)
-
-
-def _publish(output_dir: Path, write) -> None:
-    """Run ``write(folder)`` on a fresh sibling folder and, only if it succeeds, put the folder in
-    ``output_dir``'s place; the previous output survives any failure."""
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.partial-"))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(building, 0o777 & ~umask)  # mkdtemp's 0700 would hide a hosted site from its server
-    try:
-        write(building)
-        if output_dir.exists():
-            old = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.old-"))
-            os.rmdir(old)
-            output_dir.rename(old)
-            building.rename(output_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            building.rename(output_dir)
-    finally:
-        shutil.rmtree(building, ignore_errors=True)

@@ -11,7 +11,7 @@ from typing import Any
 from ..errors import UserError
 from .config import PPOConfig, field_docs, field_type, make_config
 from .evaluate import evaluate, format_table
-from .ppo import train
+from .ppo import check_memory, train
 from .run_dir import saved_config
 
 _ARG_TYPES = {"int": int, "float": float, "str": str}
@@ -78,6 +78,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..agents import load_agent
     from ..rl_clarity import check_device
 
+    check_memory(args.num_envs, 1, "evaluating")
     agent = load_agent(checkpoint, env=args.env, device=check_device(args.device))
     result = evaluate(agent, args.episodes, num_envs=args.num_envs, seed=args.seed,
                       greedy=args.greedy, device=args.device, progress=args.progress)  # fmt: skip

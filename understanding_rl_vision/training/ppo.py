@@ -24,8 +24,10 @@ from tqdm.auto import tqdm
 
 from ..advantages import gae
 from ..agents import Agent, make_agent
+from ..common.machine import available_memory, format_bytes
 from ..envs import EnvSpec, make_vec_env
 from ..envs.gymnasium_env import MAX_SEED
+from ..errors import UserError
 from .config import PPOConfig, torch_device
 from .run_dir import (
     CHECKPOINT,
@@ -129,6 +131,30 @@ def _seeds(config: PPOConfig) -> dict[str, int]:
     return {"agent": int(agent), "env": int(env), "sampling": int(sampling)}
 
 
+FRAME_BYTES = 84 * 84 * 4
+"""An upper bound of one stored observation: Atari's four stacked 84x84 frames (Procgen's is 64x64x3)."""
+STEP_BYTES = 64
+"""Per stored step besides the frame: action, log-probability, value, reward, done, advantage, return."""
+ENV_BYTES = 2_000_000
+"""One environment's own memory (a Procgen game or an emulator)."""
+
+
+def check_memory(num_envs: int, num_steps: int, what: str = "training") -> None:
+    """Refuse, before any environment exists, ``num_envs`` environments that store ``num_steps``
+    steps each and cannot fit in memory (else environments are made until the machine runs out)."""
+    per_env = num_steps * (FRAME_BYTES + STEP_BYTES) + ENV_BYTES
+    available = available_memory()
+    if available is None or num_envs * per_env <= available:
+        return
+    steps = (available // num_envs - ENV_BYTES) // (FRAME_BYTES + STEP_BYTES)
+    if steps >= 1:
+        fits = f"lower --num-steps (at most ~{steps:,} fit) or --num-envs"
+    else:
+        fits = f"lower --num-envs (at most ~{available // per_env:,} fit)" if per_env <= available else "lower both"
+    raise UserError(f"{what} with {num_envs:,} envs x {num_steps:,} steps needs about "
+                    f"{format_bytes(num_envs * per_env)} of memory but {format_bytes(available)} is available; {fits}")  # fmt: skip
+
+
 def train(
     config: PPOConfig,
     save_dir: str | os.PathLike[str],
@@ -143,6 +169,9 @@ def train(
     update number, so a resumed run is a faithful continuation, not a bit-exact replay.
     """
     save_dir = Path(save_dir)
+    if save_dir.exists() and not save_dir.is_dir():
+        raise UserError(f"--save-dir {save_dir} exists and is not a folder")
+    check_memory(config.num_envs, config.num_steps)
     device = torch_device(config.device)
     env_spec = config.env_spec()
     if resume:
