@@ -83,7 +83,7 @@ def test_sb3_zip_needs_an_env(sb3_zips):
 def test_evaluate_command_takes_an_sb3_zip(sb3_zips):
     result = subprocess.run([sys.executable, "-m", "understanding_rl_vision.cli", "evaluate", str(sb3_zips / "dqn.zip"),
                              "--env", "ALE/Breakout-v5", "--episodes", "2", "--num-envs", "2", "--json",
-                             "--no-progress"], capture_output=True, text=True, timeout=300)  # fmt: skip
+                             "--quiet"], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["episodes"] == 2 and report["env"] == "ALE/Breakout-v5"

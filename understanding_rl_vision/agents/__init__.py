@@ -5,7 +5,8 @@ from .architectures import ARCHITECTURES, build_model, make_agent
 from .base import Agent, AgentOutput, ArchitectureSpec, Preprocessing, agent_digest
 from .checkpoint import load_checkpoint, read_checkpoint_metadata, save_checkpoint
 from .custom import custom_agent
-from .formats import describe_file, load_agent
+from .formats import load_agent
+from .formats.describe import describe_file
 
 __all__ = [
     "ARCHITECTURES",

@@ -7,9 +7,9 @@ model's named modules for hooks, the action names and the discount settings for 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 

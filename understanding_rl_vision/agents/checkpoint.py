@@ -8,6 +8,7 @@ Every way a file can be wrong becomes a one-line :class:`CheckpointError`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -18,14 +19,22 @@ from safetensors.torch import load_file, save_file
 
 from .. import __version__
 from ..common.files import atomic_path
-from ..envs.spec import spec_from_dict, spec_to_dict
+from ..envs.spec import EnvSpec, spec_from_dict, spec_to_dict
 from ..errors import CheckpointError, UserError, first_line
-from .architectures import build_model
 from .base import Agent, ArchitectureSpec, Preprocessing
+from .limits import (
+    check_fraction,
+    check_num_actions,
+    check_observation_shape,
+    check_scale,
+    is_number,
+    load_json,
+)
+from .rebuild import float32_weights, planned_model
+from .safetensors_header import Header, read_header, read_prefix, regular_file_size
 
 FORMAT = "understanding-rl-vision"
 FORMAT_VERSION = 1
-_MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
 _BYO_HINT = "see the README 'Bring your own agent'"
 _REQUIRED = ("architecture", "observation_shape", "action_names", "gamma", "lam")
 
@@ -90,40 +99,29 @@ def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Agent:
-    """Rebuild the saved agent, in eval mode, on ``device``."""
+    """Rebuild the saved agent, in eval mode, on ``device``. Nothing is allocated before the
+    metadata and the tensor index agree with each other and with the caps in ``limits``."""
     path = Path(path)
-    _, config = _read_header(path)
+    header, config = _read_header(path)
     arch = config["architecture"]
-    if not isinstance(arch, dict) or not isinstance(arch.get("name"), str):
-        raise CheckpointError(f"corrupt checkpoint metadata in {path}: bad 'architecture' entry")
-    try:
-        spec = ArchitectureSpec(arch["name"], dict(arch.get("kwargs") or {}))
-        shape = tuple(int(d) for d in config["observation_shape"])
-        names = tuple(str(n) for n in config["action_names"])
-        env = config.get("env_spec")
-        env_spec = None if env is None else spec_from_dict(env)
-        model = build_model(spec, shape, len(names))
-    except UserError as exc:
-        raise CheckpointError(f"cannot rebuild the agent in {path}: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"corrupt checkpoint metadata in {path}: {exc}") from None
-
+    spec = ArchitectureSpec(arch["name"], dict(arch.get("kwargs") or {}))
+    shape = tuple(config["observation_shape"])
+    names = tuple(config["action_names"])
+    env_spec = _env_spec(config.get("env_spec"), path)
+    found = {name: entry[1] for name, entry in header.tensors.items()}
+    misfit = f"checkpoint weights in {path} do not fit the {spec.name!r} architecture"
+    model = planned_model(spec, shape, len(names), found, str(path), misfit)
     try:
         tensors = load_file(path, device="cpu")
-    except Exception as exc:  # safetensors' own error: keep it to one line
+    except Exception as exc:  # noqa: BLE001  # safetensors' own error: keep it to one line
         raise CheckpointError(f"corrupt checkpoint {path}: {first_line(exc)}") from None
-    problem = _state_dict_mismatch(model.state_dict(), tensors)
-    if problem:
-        raise CheckpointError(
-            f"checkpoint weights in {path} do not fit the {spec.name!r} architecture: {problem}"
-        )
-    model.load_state_dict(tensors, strict=True)
+    model.load_state_dict(float32_weights(tensors, str(path)), strict=True)
     model.to(device).eval()
     stored = config.get("preprocessing") or {}
     try:
         preprocessing = Preprocessing(float(stored.get("scale", Preprocessing.scale)),
                                       str(stored.get("layout", Preprocessing.layout)))  # fmt: skip
-    except (UserError, TypeError, ValueError) as exc:
+    except UserError as exc:
         raise CheckpointError(f"corrupt checkpoint metadata in {path}: preprocessing: {exc}") from None
     return Agent(
         model=model,
@@ -138,27 +136,52 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
     )
 
 
-def _state_dict_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
-    """A one-line summary of missing, unexpected and wrongly shaped tensors ('' if none)."""
+def _env_spec(value: Any, path: Path) -> EnvSpec | None:
+    """The stored environment, with every field of the type its default has."""
+    if value is None:
+        return None
+    try:
+        spec = spec_from_dict(value)
+    except UserError as exc:
+        raise CheckpointError(f"cannot rebuild the agent in {path}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"corrupt checkpoint metadata in {path}: env_spec: {exc}") from None
+    for item in dataclasses.fields(spec):
+        default, stored = item.default, getattr(spec, item.name)
+        kind = type(default) if isinstance(default, (bool, int, float, str)) else None
+        fits = kind is None or (is_number(stored) if kind is float else type(stored) is kind)
+        if not fits:
+            raise CheckpointError(f"corrupt checkpoint metadata in {path}: env_spec {item.name} must be a "
+                                  f"{kind.__name__}, not {stored!r:.40}")  # type: ignore[union-attr]  # fmt: skip
+    return spec
 
-    def listing(items: list[str]) -> str:
-        return ", ".join(items[:3]) + (f", ... ({len(items) - 3} more)" if len(items) > 3 else "")
 
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    shapes = [
-        f"{k} {tuple(found[k].shape)} vs {tuple(expected[k].shape)} expected"
-        for k in sorted(set(expected) & set(found))
-        if found[k].shape != expected[k].shape
-    ]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing ({listing(missing)})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected ({listing(unexpected)})")
-    if shapes:
-        parts.append(f"{len(shapes)} with the wrong shape ({listing(shapes)})")
-    return "; ".join(parts)
+def _check_config(config: dict[str, Any], path: Path) -> None:
+    """Every field ``load_checkpoint`` and ``read_checkpoint_metadata``'s callers use, by type and
+    range: a hand-edited file fails here with the field named, never later with a traceback."""
+    what = f"corrupt checkpoint metadata in {path}"
+    arch = config["architecture"]
+    if not (isinstance(arch, dict) and isinstance(arch.get("name"), str)
+            and isinstance(arch.get("kwargs") or {}, dict)):  # fmt: skip
+        raise CheckpointError(f"{what}: bad 'architecture' entry")
+    check_observation_shape(config["observation_shape"], what)
+    names = config["action_names"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"{what}: action_names must be a list of strings")
+    check_num_actions(len(names), what)
+    check_fraction(config["gamma"], "gamma", what)
+    check_fraction(config["lam"], "lam", what)
+    stored = config.get("preprocessing")
+    if stored is not None:
+        if not isinstance(stored, dict):
+            raise CheckpointError(f"{what}: preprocessing must be an object with scale and layout")
+        check_scale(stored.get("scale", Preprocessing.scale), what)
+        if not isinstance(stored.get("layout", Preprocessing.layout), str):
+            raise CheckpointError(f"{what}: preprocessing layout must be a string")
+    if not isinstance(config.get("env_spec"), (dict, type(None))):
+        raise CheckpointError(f"{what}: env_spec must be an object or null")
+    if not isinstance(config.get("extra", {}), dict):
+        raise CheckpointError(f"{what}: extra must be an object")
 
 
 def _is_pickle(prefix: bytes) -> bool:
@@ -166,60 +189,25 @@ def _is_pickle(prefix: bytes) -> bool:
     return len(prefix) >= 2 and prefix[0] == 0x80 and 2 <= prefix[1] <= 5
 
 
-def _read_header(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def _read_header(path: Path) -> tuple[Header, dict[str, Any]]:
     """Parse the safetensors header ourselves, so every failure gets a precise one-line error.
 
-    Returns the header (tensor index) and our configuration. Nothing here unpickles: pickled
-    files are recognised by their first bytes and refused.
+    Returns the checked header (tensor index) and our configuration, every field of which has
+    been checked. Nothing here unpickles: pickled files are recognised by their first bytes and
+    refused.
     """
-    if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if path.is_dir():
-        inside = sorted(p.name for p in path.glob("*.safetensors"))[:3]
-        hint = f"; did you mean {', '.join(str(path / n) for n in inside)}?" if inside else ""
-        raise CheckpointError(f"checkpoint path is a directory, not a file: {path}{hint}")
-    size = path.stat().st_size
-    if size == 0:
-        raise CheckpointError(f"checkpoint is empty (0 bytes): {path}")
-    try:
-        with open(path, "rb") as handle:
-            prefix = handle.read(8)
-            length = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
-            raw = handle.read(min(length, size)) if 0 < length <= _MAX_HEADER else b""
-    except OSError as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
-    looks_safetensors = raw[:1] == b"{"
-    if not looks_safetensors:
+    size = regular_file_size(path)
+    prefix = read_prefix(path, 9)
+    if prefix[8:9] != b"{":
         if prefix.startswith(b"PK\x03\x04") or _is_pickle(prefix):
             raise CheckpointError(
                 f"{path} is a pickled PyTorch file (torch.save); we never unpickle checkpoints "
                 f"because unpickling can run arbitrary code: convert it or {_BYO_HINT}"
             )
         raise CheckpointError(f"not a safetensors file (unrecognised content): {path}")
-    if 8 + length > size or len(raw) < length:
-        raise CheckpointError(f"checkpoint is truncated (header cut short, {size} bytes): {path}")
-    try:
-        header = json.loads(raw.decode("utf-8"))
-        if not isinstance(header, dict):
-            raise ValueError("header is not a JSON object")
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise CheckpointError(f"corrupt safetensors header in {path}: {exc}") from None
-
-    ends = [
-        entry["data_offsets"][1]
-        for key, entry in header.items()
-        if key != "__metadata__"
-        and isinstance(entry, dict)
-        and isinstance(entry.get("data_offsets"), list)
-        and len(entry["data_offsets"]) == 2
-        and isinstance(entry["data_offsets"][1], int)
-    ]
-    expected_size = 8 + length + max(ends, default=0)
-    if size < expected_size:
-        raise CheckpointError(f"checkpoint is truncated ({size} of {expected_size} bytes): {path}")
-
-    meta = header.get("__metadata__") or {}
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    header = read_header(path, size, "checkpoint")
+    meta = header.metadata
+    if meta.get("format") != FORMAT:
         raise CheckpointError(
             f"not an understanding-rl-vision checkpoint (a safetensors file without our "
             f"metadata): {path}; to use weights from another library, {_BYO_HINT}"
@@ -235,16 +223,16 @@ def _read_header(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             f"checkpoint {path} has format version {version}, newer than the {FORMAT_VERSION} "
             f"this understanding-rl-vision {__version__} reads; upgrade the package"
         )
-    try:
-        config = json.loads(meta.get("config", ""))
-        if not isinstance(config, dict):
-            raise ValueError("config is not a JSON object")
-    except ValueError as exc:
-        raise CheckpointError(f"corrupt checkpoint metadata in {path}: {exc}") from None
+    if version < 1:
+        raise CheckpointError(f"corrupt checkpoint metadata in {path}: bad format_version {version}")
+    config = load_json(meta.get("config", ""), f"the checkpoint metadata in {path}")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"corrupt checkpoint metadata in {path}: config is not a JSON object")
     missing = [key for key in _REQUIRED if key not in config]
     if missing:
         raise CheckpointError(
             f"corrupt checkpoint metadata in {path}: missing {', '.join(missing)}"
         )
+    _check_config(config, path)
     config["format_version"] = version
     return header, config

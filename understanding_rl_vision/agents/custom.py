@@ -33,7 +33,7 @@ def custom_agent(
     value: Callable[[object], torch.Tensor],
     env: str | EnvSpec,
     features: Callable[[torch.Tensor], object] | None = None,
-    preprocessing: Preprocessing = Preprocessing(),
+    preprocessing: Preprocessing = Preprocessing(),  # noqa: B008  # frozen: one shared default is safe
     action_outputs: str = "logits",
     action_names: Sequence[str] | None = None,
     gamma: float = DEFAULT_GAMMA,
@@ -71,7 +71,7 @@ def _check(agent: Agent, obs: object) -> None:
             out = agent(obs)  # type: ignore[arg-type]
     except UserError:
         raise
-    except Exception as exc:  # the user's functions may raise anything
+    except Exception as exc:  # noqa: BLE001  # the user's functions may raise anything
         raise UserError(f"the custom agent failed on an observation of shape {tuple(obs.shape)}: "  # type: ignore[attr-defined]
                         f"{type(exc).__name__}: {exc}") from None  # fmt: skip
     n = len(obs)  # type: ignore[arg-type]

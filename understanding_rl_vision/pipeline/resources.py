@@ -48,7 +48,7 @@ from pathlib import Path
 import torch
 
 from ..agents.base import Agent
-from ..attribution import explain_agent
+from ..attribution import INPUT_CHUNK, INPUT_LAYER, explain_agent
 from ..attribution.hooks import forward_hooks
 from ..attribution.integrated_gradients import DEFAULT_MEMORY_BUDGET
 from ..config import RunConfig
@@ -60,9 +60,8 @@ from ..export.schema import OBS_PER_SHEET, estimate_bytes
 from ..features.dataset_examples import MIN_THUMBNAIL_PX, THUMBNAIL_CELLS, popup_cells
 from ..reduction.nmf import CHUNK_ROWS, MAX_FIT_ROWS
 from ..rollout import OBS_PART_ENVS, observation_parts
-from .jobs import BATCH as INPUT_BATCH
 from .parallel import Workers, lanes_per_process
-from .plan import INPUT, Plan, choose_env, choose_layers
+from .plan import Plan, choose_env, choose_layers
 
 BASELINE_BYTES = 1_200_000_000
 """One process before any job: Python, torch, scikit-learn, the environment library (procgen
@@ -127,7 +126,7 @@ class LayerShape:
 
     @property
     def is_input(self) -> bool:
-        return self.label == INPUT
+        return self.label == INPUT_LAYER
 
 
 @dataclass(frozen=True)
@@ -175,15 +174,15 @@ def _shapes_of(agent: Agent, plan: Plan | RunConfig) -> Shapes:
     for layer in layers:
         c, h, w = layer.shape
         names = [name for name, _ in sizes]
-        if layer.name == INPUT or layer.name not in names:
-            above, below = ([size for _, size in sizes] if layer.name == INPUT else []), []
+        if layer.name == INPUT_LAYER or layer.name not in names:
+            above, below = ([size for _, size in sizes] if layer.name == INPUT_LAYER else []), []
         else:
             position = len(names) - 1 - names[::-1].index(layer.name)
             above, below = [size for _, size in sizes[position + 1 :]], [size for _, size in sizes[: position + 1]]
         above = above or [8 * c * h * w]  # unknown (a model we cannot hook): a guess of its size
         below = below or [c * h * w, math.prod(agent.observation_shape)]
         shapes.append(LayerShape(layer.label, c, h, w, sum(above), max(above), max(below)))
-    params = sum(p.numel() * p.elementformat_bytes() for p in agent.model.parameters())
+    params = sum(p.numel() * p.element_size() for p in agent.model.parameters())
     return Shapes(tuple(agent.observation_shape), _frame_shape(env, agent.observation_shape), agent.num_actions,
                   outputs, tuple(shapes), params)  # fmt: skip
 
@@ -355,7 +354,7 @@ class _Sizes:
             return 4 * (steps * (layer.above_sum + 3 * layer.above_max + layer.size) + 2 * outputs * layer.size)
 
         steps = 1 if layer.is_input else self.config.attribution.ig_steps
-        budget = DEFAULT_MEMORY_BUDGET if not layer.is_input else INPUT_BATCH * per_frame(1)
+        budget = DEFAULT_MEMORY_BUDGET if not layer.is_input else INPUT_CHUNK * per_frame(1)
         # A chunk is as many frames as the budget allows, at least one: its graph takes at most
         # max(budget, one frame's). The forward pass below the layer holds every frame of the
         # chunk, so fewer steps (larger chunks) can take more memory there.
@@ -390,7 +389,7 @@ class _Sizes:
             "nmf": [Part(10 * N * S + 18 * N * hw, what, knobs),
                     Part(rows * (layer.channels * 8 * 6 + K * 8 * 3), f"NMF of layer {layer.label}")],
             "activations": [Part(12 * N * S, what, knobs),
-                            Part(INPUT_BATCH * 8 * max(layer.below_max, layer.above_max),
+                            Part(INPUT_CHUNK * 8 * max(layer.below_max, layer.above_max),
                                  f"layer {layer.label}'s activations")],
             "pictures": [Part(8 * N * S + 4 * N * K * hw + 4 * N * hw, what, knobs),
                          self._pictures_work(layer, K), self._pictures(layer, K)],
@@ -544,7 +543,7 @@ def check_resources(agent: Agent, config: RunConfig | Plan, cache_dir: str | os.
     judges and every rank raises the same error, so no rank waits for one that left.
     """
     workers = workers or Workers.detect()
-    lanes, processes = lanes_per_process(agent, workers), workers.localformat_bytes()
+    lanes, processes = lanes_per_process(agent, workers), workers.local_size()
     verdict: str | UserError | None = None
     if workers.is_root:
         try:

@@ -9,60 +9,35 @@ caller (``--env``); its observation shape and action names complete the agent.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from ...envs import AtariSpec, EnvSpec, parse_env_id
 from ...errors import CheckpointError, UserError, first_line
-from ..architectures import build_model
 from ..base import DEFAULT_GAMMA, DEFAULT_LAMBDA, Agent, Preprocessing
 from ..checkpoint import FORMAT, load_checkpoint
-from .layouts import LAYOUTS, Recognised, recognise
+from ..limits import MAX_HEADER_BYTES, load_json
+from ..rebuild import float32_weights, planned_model
+from ..safetensors_header import declared_header_length, read_header, read_prefix, regular_file_size
+from .archive import load_torch, open_zip
+from .foreign import Foreign
+from .layouts import LAYOUTS, recognise
 from .sb3 import is_sb3_zip, read_sb3
 
-__all__ = ["LAYOUTS", "Foreign", "describe_file", "load_agent", "read_foreign", "sniff_format"]
+__all__ = ["LAYOUTS", "Foreign", "load_agent", "read_foreign", "sniff_format"]
 
 FORMATS = ("understanding-rl-vision", "stable-baselines3", "torchscript", "state-dict")
 
 
-@dataclass(frozen=True)
-class Foreign:
-    """A file from another library, read as far as it goes without an environment."""
-
-    format: str
-    path: Path
-    recognised: Recognised | None  # None: a TorchScript module whose weights match no layout
-    scripted: torch.jit.ScriptModule | None = None
-    observation_shape: tuple[int, int, int] | None = None  # (H, W, C) when the file says
-    gamma: float | None = None
-    lam: float | None = None
-    preprocessing: Preprocessing = Preprocessing()
-    env: str = ""  # from a TorchScript's metadata JSON
-    details: dict[str, Any] = field(default_factory=dict)  # for `inspect`
-
-
 def sniff_format(path: Path) -> str:
     """One of :data:`FORMATS`, from the file's first bytes and, for zips, its member names."""
-    if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if path.is_dir():
-        raise CheckpointError(f"checkpoint path is a directory, not a file: {path}")
-    with open(path, "rb") as handle:
-        head = handle.read(16)
-    if len(head) == 0:
-        raise CheckpointError(f"checkpoint is empty (0 bytes): {path}")
+    regular_file_size(path)
+    head = read_prefix(path, 16)
     if head.startswith(b"PK\x03\x04"):
-        try:
-            with zipfile.ZipFile(path) as archive:
-                names = set(archive.namelist())
-        except zipfile.BadZipFile as exc:
-            raise CheckpointError(f"corrupt zip file {path}: {exc}") from None
+        with open_zip(path, str(path), total_cap=None) as archive:
+            names = set(archive.namelist())
         if is_sb3_zip(names):
             return "stable-baselines3"
         if any("/code/" in name or name.startswith("code/") for name in names):
@@ -71,8 +46,8 @@ def sniff_format(path: Path) -> str:
             return "state-dict"
         raise CheckpointError(f"{path} is a zip file but neither a Stable-Baselines3 model, a TorchScript "
                               "module nor a torch.save file")  # fmt: skip
-    length = int.from_bytes(head[:8], "little") if len(head) >= 9 else 0
-    if 0 < length < 100_000_000 and head[8:9] == b"{":
+    length = declared_header_length(head) if len(head) >= 9 else 0
+    if length > 0 and head[8:9] == b"{":
         return "understanding-rl-vision" if _has_our_metadata(path, length) else "state-dict"
     if head[:1] == b"\x80":  # a legacy (non-zip) torch.save pickle
         return "state-dict"
@@ -81,29 +56,33 @@ def sniff_format(path: Path) -> str:
 
 
 def _has_our_metadata(path: Path, length: int) -> bool:
-    with open(path, "rb") as handle:
-        handle.seek(8)
-        try:
-            header = json.loads(handle.read(length))
-        except ValueError:
-            return True  # let the native reader report the corruption precisely
+    """Whether the safetensors header names our format; a header we cannot parse counts as ours,
+    so that the native reader reports what is wrong with it precisely."""
+    if length > MAX_HEADER_BYTES:
+        return True
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(8)
+            header = load_json(handle.read(length), str(path), MAX_HEADER_BYTES)
+    except (OSError, CheckpointError):
+        return True
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     return isinstance(meta, dict) and meta.get("format") == FORMAT
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A ``torch.save``'d or safetensors state dict, without unpickling code."""
-    try:
-        with open(path, "rb") as handle:
-            safetensors = handle.read(9)[8:9] == b"{"
-        if safetensors:
-            from safetensors.torch import load_file
+    size = regular_file_size(path)
+    if read_prefix(path, 9)[8:9] == b"{":
+        from safetensors.torch import load_file
 
+        read_header(path, size, "state dict")  # sizes and offsets checked before the file is mapped
+        try:
             state = load_file(path, device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # weights_only refuses arbitrary objects with an UnpicklingError
-        raise CheckpointError(f"cannot read {path} as a state dict without unpickling code: {first_line(exc)}") from None
+        except Exception as exc:  # noqa: BLE001  # safetensors' own error: keep it to one line
+            raise CheckpointError(f"cannot read {path} as a safetensors state dict: {first_line(exc)}") from None
+    else:
+        state = load_torch(path, str(path), f"cannot read {path} as a state dict without unpickling code")
     for key in ("state_dict", "model_state_dict", "model"):  # common wrappers around a state dict
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -174,9 +153,10 @@ def complete(foreign: Foreign, spec: EnvSpec, device: str | torch.device = "cpu"
     with make_vec_env(spec, num_envs=1, seed=0) as env:
         shape, names = tuple(env.observation_shape), tuple(env.action_names)
     found = foreign.recognised
-    common = dict(observation_shape=shape, action_names=names, env_spec=spec, preprocessing=foreign.preprocessing,
-                  gamma=DEFAULT_GAMMA if foreign.gamma is None else foreign.gamma,
-                  lam=DEFAULT_LAMBDA if foreign.lam is None else foreign.lam)  # fmt: skip
+    common = {"observation_shape": shape, "action_names": names, "env_spec": spec,
+              "preprocessing": foreign.preprocessing,
+              "gamma": DEFAULT_GAMMA if foreign.gamma is None else foreign.gamma,
+              "lam": DEFAULT_LAMBDA if foreign.lam is None else foreign.lam}  # fmt: skip
     if found is None:  # an opaque TorchScript module
         from .torchscript import opaque_agent
 
@@ -187,12 +167,10 @@ def complete(foreign: Foreign, spec: EnvSpec, device: str | torch.device = "cpu"
     if found.num_actions != len(names):
         raise UserError(f"{foreign.path.name} has {found.num_actions} actions but {spec.id} has {len(names)}; "
                         "is this the environment it was trained on?")  # fmt: skip
-    model = build_model(found.architecture, shape, len(names))
-    try:
-        model.load_state_dict(found.state_dict, strict=True)
-    except RuntimeError as exc:
-        detail = str(exc).splitlines()[-1].strip() if str(exc) else ""
-        raise UserError(f"{foreign.path.name} does not fit {spec.id}'s observations {shape}: {detail}") from None
+    found_shapes = {name: tuple(tensor.shape) for name, tensor in found.state_dict.items()}
+    model = planned_model(found.architecture, shape, len(names), found_shapes, str(foreign.path),
+                          f"{foreign.path.name} does not fit {spec.id}'s observations {shape}")  # fmt: skip
+    model.load_state_dict(float32_weights(found.state_dict, str(foreign.path)), strict=True)
     if foreign.scripted is not None:
         from .torchscript import opaque_agent, rebuilt_matches
 
@@ -219,10 +197,3 @@ def load_agent(
         return load_checkpoint(path, device=device)
     foreign = read_foreign(path)
     return complete(foreign, environment(foreign, env, frame_stack), device)
-
-
-def describe_file(path: str | os.PathLike[str], *, env: str = "", frame_stack: int = 0) -> dict[str, Any]:
-    """What ``inspect`` prints: format, architecture, layers with shapes, actions, environment."""
-    from .describe import describe
-
-    return describe(Path(path), env=env, frame_stack=frame_stack)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +10,11 @@ import torch
 
 from ...attribution.hooks import capture
 from ...envs import spec_to_dict
-from ...errors import UserError
-from ..architectures import build_model
-from ..base import Agent
+from ...errors import UserError, first_line
+from ..base import Agent, Preprocessing
 from ..checkpoint import load_checkpoint
-from . import environment, read_foreign, sniff_format
+from ..rebuild import MisfitError, float32_weights, planned_model
+from . import Foreign, environment, read_foreign, sniff_format
 
 
 def layer_shapes(agent: Agent) -> list[dict[str, Any]]:
@@ -21,7 +22,13 @@ def layer_shapes(agent: Agent) -> list[dict[str, Any]]:
     names = list(agent.named_layers())
     example = torch.zeros((1, *agent.observation_shape), dtype=torch.uint8)
     with capture(agent.model, names) as captured, torch.no_grad():
-        agent(example.numpy())
+        try:
+            agent(example.numpy())
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001  # a TorchScript module run as it is may raise anything
+            raise UserError(f"the model fails on an observation of shape {agent.observation_shape} (H, W, C): "
+                            f"{first_line(exc)}") from None  # fmt: skip
     return [
         {"name": name, "type": type(module).__name__,
          "shape": list(captured[name].shape[1:]) if isinstance(captured.get(name), torch.Tensor) else None}
@@ -65,18 +72,42 @@ def describe(path: Path, *, env: str = "", frame_stack: int = 0) -> dict[str, An
     # No environment: what the weights alone say; names and the env need --env.
     report["env"] = None
     report["note"] = "the file records no environment: pass --env for action names and a full check"
-    if found is not None:
-        h, w = foreign.observation_shape[:2] if foreign.observation_shape else found.input_size
-        shape = (h, w, found.in_channels)
-        try:
-            model = build_model(found.architecture, shape, found.num_actions)
-        except UserError:
-            return report
-        model.load_state_dict(found.state_dict)
-        agent = Agent(model=model, observation_shape=shape, action_names=tuple(f"action {i}" for i in range(found.num_actions)),
-                      preprocessing=foreign.preprocessing, architecture=found.architecture,
-                      action_outputs="q_values" if found.architecture.kwargs.get("head") == "q" else "logits")  # fmt: skip
+    try:
+        agent = weights_agent(foreign)
+    except MisfitError as exc:
+        if foreign.observation_shape is not None or exc.names != {"fc.weight"}:
+            raise
+        # only the dense layer misfits: the input size guessed from it is wrong (non-square frames)
+        report["note"] = f"{exc}; pass --env to check the weights against real observations"
+        return report
+    if agent is not None:
         report |= {k: v for k, v in _agent_summary(agent).items() if k not in ("env", "gamma", "lam")}
         report["action_names"] = None
-        report["num_actions"] = found.num_actions
+        report["num_actions"] = agent.num_actions
     return report
+
+
+def weights_agent(foreign: Foreign) -> Agent | None:
+    """The agent the weights alone imply, with placeholder action names and the input size the
+    file records or its dense layer implies; None for an opaque TorchScript module. (A rebuilt
+    TorchScript module takes our default input, as :func:`complete` makes it.)"""
+    found = foreign.recognised
+    if found is None:
+        return None
+    h, w = foreign.observation_shape[:2] if foreign.observation_shape else found.input_size
+    shape = (h, w, found.in_channels)
+    found_shapes = {name: tuple(tensor.shape) for name, tensor in found.state_dict.items()}
+    model = planned_model(found.architecture, shape, found.num_actions, found_shapes, str(foreign.path),
+                          f"the weights in {foreign.path} do not fit one {found.architecture.name!r} network "
+                          f"on {shape} (H, W, C) observations")  # fmt: skip
+    model.load_state_dict(float32_weights(found.state_dict, str(foreign.path)), strict=True)
+    model.eval()
+    return Agent(model=model, observation_shape=shape, action_names=tuple(f"action {i}" for i in range(found.num_actions)),
+                 preprocessing=Preprocessing() if foreign.scripted is not None else foreign.preprocessing,
+                 architecture=found.architecture,
+                 action_outputs="q_values" if found.architecture.kwargs.get("head") == "q" else "logits")  # fmt: skip
+
+
+def describe_file(path: str | os.PathLike[str], *, env: str = "", frame_stack: int = 0) -> dict[str, Any]:
+    """What ``inspect`` prints: format, architecture, layers with shapes, actions, environment."""
+    return describe(Path(path), env=env, frame_stack=frame_stack)

@@ -17,8 +17,11 @@ import torch
 
 from ...errors import CheckpointError
 from ..base import ArchitectureSpec
+from ..limits import MAX_WEIGHT_BYTES
 
 StateDict = dict[str, torch.Tensor]
+SHARING = 4
+"""How many names may view the same data: SB3 registers its one features extractor under three."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,14 @@ def _has(state: StateDict, *keys: str) -> bool:
     return all(k in state and isinstance(state[k], torch.Tensor) for k in keys)
 
 
+def _require_ranks(state: StateDict, layout: str, ranks: dict[str, int]) -> None:
+    """Sizes are read off these tensors' shapes: refuse any of the wrong rank, naming it."""
+    for key, rank in ranks.items():
+        if state[key].dim() != rank:
+            raise CheckpointError(f"{key} has shape {tuple(state[key].shape)} where the {layout} layout has a "
+                                  f"{rank}-D tensor; the file is damaged")  # fmt: skip
+
+
 def nature_side(flat: int, channels: int = 64) -> list[int]:
     """Square input sizes whose Nature-CNN feature map flattens to ``flat`` values."""
     sides = []
@@ -93,8 +104,9 @@ def _nature(
     ours, leftover = _rename(state, prefixes)
     needed = ["conv1.weight", "conv2.weight", "conv3.weight", "fc.weight"]
     needed += ["q.weight"] if head == "q" else ["policy.weight", "value.weight"]
-    if leftover or not _has(ours, *needed) or ours["conv1.weight"].dim() != 4:
+    if leftover or not _has(ours, *needed):
         return None
+    _require_ranks(ours, layout, {name: 4 if name.startswith("conv") else 2 for name in needed})
     hidden, flat = ours["fc.weight"].shape
     actions = ours["q.weight" if head == "q" else "policy.weight"].shape[0]
     kwargs = {"hidden_size": int(hidden)}
@@ -130,6 +142,8 @@ def _impala(
     ours, leftover = _rename(state, prefixes)
     if leftover or not _has(ours, "fc.weight", "policy.weight", "value.weight"):
         return None
+    _require_ranks(ours, layout, {**{f"stacks.{i}.conv.weight": 4 for i in range(stacks)}, "fc.weight": 2,
+                                  "policy.weight": 2})  # fmt: skip
     channels = [int(ours[f"stacks.{i}.conv.weight"].shape[0]) for i in range(stacks)]
     hidden, flat = ours["fc.weight"].shape
     return Recognised(
@@ -143,6 +157,10 @@ def _impala(
     )
 
 
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and a.layout == b.layout and bool(torch.equal(a, b))
+
+
 def _sb3_actor_critic(state: StateDict) -> Recognised | None:
     extractor = "features_extractor"
     if f"{extractor}.cnn.0.weight" not in state:
@@ -151,7 +169,7 @@ def _sb3_actor_critic(state: StateDict) -> Recognised | None:
     for copy in copies:  # SB3 registers the shared extractor under these names too
         for key in [k for k in state if k.startswith(copy + ".")]:
             twin = extractor + key[len(copy) :]
-            if twin not in state or not torch.equal(state[key], state[twin]):
+            if twin not in state or not _same(state[key], state[twin]):
                 raise CheckpointError(
                     "this Stable-Baselines3 policy has separate actor and critic feature extractors "
                     "(share_features_extractor=False), which is not supported yet"
@@ -207,7 +225,7 @@ def _native(state: StateDict) -> Recognised | None:
         return _nature("understanding-rl-vision nature", state, {n: n for n in names}, head)
     if "stacks.0.conv.weight" in state:
         return _impala("understanding-rl-vision impala", state, "stacks", ("conv", "res0", "res1"),
-                       {"policy": "policy", "value": "value"})  # fmt: skip
+                       {"fc": "fc", "policy": "policy", "value": "value"})  # fmt: skip
     return None
 
 
@@ -225,17 +243,43 @@ LAYOUTS: tuple[Layout, ...] = (
 )  # fmt: skip
 
 
+def _check_sizes(tensors: StateDict, what: str) -> None:
+    """Refuse tensors holding more values than the file's data: a ``torch.save`` file stores views
+    with their strides, so a one-value storage expanded (stride 0) can pose as a huge tensor, and
+    one storage can be viewed by thousands of names; building the network would allocate it all."""
+    held: dict[int, int] = {}
+    declared = 0
+    for name, tensor in tensors.items():
+        storage = tensor.untyped_storage()
+        size = tensor.numel() * tensor.element_size()
+        if size > storage.nbytes():
+            raise CheckpointError(f"{what}: tensor {name[:80]} of shape {tuple(tensor.shape)} views {storage.nbytes():,} "
+                                  "bytes of data (a stride of 0): the file is damaged or hostile")  # fmt: skip
+        held[storage.data_ptr()] = storage.nbytes()
+        declared += size
+    if declared > MAX_WEIGHT_BYTES or declared > SHARING * sum(held.values()) + (1 << 20):
+        raise CheckpointError(f"{what}: its tensors view {declared:,} bytes of weights in {sum(held.values()):,} "
+                              "bytes of data: the file is damaged or hostile")  # fmt: skip
+
+
 def recognise(state: StateDict, what: str) -> Recognised:
     """The first layout that accounts for every tensor in ``state``; otherwise one error line
     that lists the layouts we know."""
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise CheckpointError(f"{what} holds no tensors")
+    odd = [k for k in tensors if not isinstance(k, str)]
+    if odd:
+        raise CheckpointError(f"{what} holds a tensor under {odd[0]!r:.40}, which is not a module name")
+    _check_sizes(tensors, what)
     for layout in LAYOUTS:
-        found = layout.recognise(tensors)
+        try:
+            found = layout.recognise(tensors)
+        except CheckpointError as exc:  # the layout fits but something in it is not supported or damaged
+            raise CheckpointError(f"{what}: {exc}") from None
         if found is not None:
             return found
-    sample = ", ".join(list(tensors)[:4]) + (", ..." if len(tensors) > 4 else "")
+    sample = ", ".join(key[:80] for key in list(tensors)[:4]) + (", ..." if len(tensors) > 4 else "")
     known = "; ".join(f"{layout.name} ({layout.description})" for layout in LAYOUTS)
     raise CheckpointError(f"{what} matches no layout we know (its keys: {sample}); known layouts: {known}")
 

@@ -11,23 +11,35 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
-import json
+import itertools
 import pickletools
-import zipfile
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ...errors import CheckpointError, first_line
+from ...errors import CheckpointError
+from ..limits import (
+    MAX_JSON_BYTES,
+    MAX_PICKLE_BYTES,
+    MAX_SMALL_ENTRY_BYTES,
+    MAX_WEIGHT_BYTES,
+    check_fraction,
+    check_num_actions,
+    check_observation_shape,
+    is_int,
+    load_json,
+)
+from .archive import load_torch, open_zip, read_entry
 from .layouts import Recognised, recognise
 
 PIXEL_POLICIES = {"ActorCriticCnnPolicy", "CnnPolicy"}
 """Policy classes whose features extractor is the Nature CNN (PPO/A2C's and DQN's "CnnPolicy")."""
 VECTOR_POLICIES = {"ActorCriticPolicy", "MlpPolicy", "DQNPolicy", "MultiInputActorCriticPolicy",
                    "MultiInputPolicy"}  # fmt: skip
+_NAME_OPS = 10_000
+"""Opcodes read for names: a class pickled by reference takes a handful; a hostile entry could
+hold millions, each a microsecond to list."""
 
 
 @dataclass(frozen=True)
@@ -51,11 +63,15 @@ def _pickled_names(entry: Any) -> list[str]:
     For a class pickled by reference these include its module and name."""
     if not isinstance(entry, dict) or not isinstance(entry.get(":serialized:"), str):
         return []
+    names: list[str] = []
     try:
         raw = base64.b64decode(entry[":serialized:"], validate=True)
-        return [arg for _, arg, _ in pickletools.genops(raw) if isinstance(arg, str)]
-    except (binascii.Error, ValueError):
-        return []
+        for _, arg, _ in itertools.islice(pickletools.genops(raw), _NAME_OPS):
+            if isinstance(arg, str):
+                names.append(arg)
+    except (binascii.Error, ValueError, EOFError, OverflowError, struct.error):  # damaged: the names so far
+        pass
+    return names
 
 
 def _policy_class(data: dict[str, Any]) -> str:
@@ -73,32 +89,44 @@ def _policy_class(data: dict[str, Any]) -> str:
 def _int(value: Any) -> int | None:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON Infinity
         return None
 
 
+def _shape(space: Any, path: Path) -> tuple[int, ...]:
+    """The observation space's ``_shape``: a list of sizes, each checked (a space that is not an
+    object, or has no shape, gives ``()``)."""
+    stored = space.get("_shape") if isinstance(space, dict) else None
+    if stored is None:
+        return ()
+    if not isinstance(stored, list) or len(stored) > 8 or not all(is_int(d) for d in stored):
+        raise CheckpointError(f"corrupt Stable-Baselines3 zip {path}: the observation space's _shape "
+                              f"{str(stored)[:40]} is not a list of sizes")  # fmt: skip
+    return tuple(stored)
+
+
+def _fraction(data: dict[str, Any], key: str, path: Path) -> float | None:
+    return None if data.get(key) is None else check_fraction(data[key], key, f"corrupt Stable-Baselines3 zip {path}")
+
+
 def read_sb3(path: Path) -> SB3Agent:
-    """Parse an SB3 zip into a recognised state dict; one :class:`CheckpointError` line on failure."""
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise CheckpointError(f"corrupt Stable-Baselines3 zip {path}: {exc}") from None
-    with archive:
+    """Parse an SB3 zip into a recognised state dict; one :class:`CheckpointError` line on failure.
+    Each entry is read through a bounded reader, its declared size checked first."""
+    with open_zip(path, str(path), total_cap=None) as archive:
         names = set(archive.namelist())
         if "policy.pth" not in names:
             raise CheckpointError(f"{path} is a Stable-Baselines3 zip without policy.pth (the policy's weights)")
-        try:
-            data = json.loads(archive.read("data"))
-            weights = archive.read("policy.pth")
-            version = archive.read("_stable_baselines3_version").decode() if "_stable_baselines3_version" in names else "?"
-        except (ValueError, zipfile.BadZipFile, OSError) as exc:
-            raise CheckpointError(f"corrupt Stable-Baselines3 zip {path}: {exc}") from None
+        data = load_json(read_entry(archive, "data", MAX_JSON_BYTES, str(path)), f"'data' in {path}")
+        weights = read_entry(archive, "policy.pth", MAX_WEIGHT_BYTES + MAX_PICKLE_BYTES, str(path))
+        version = "?"
+        if "_stable_baselines3_version" in names:
+            raw = read_entry(archive, "_stable_baselines3_version", MAX_SMALL_ENTRY_BYTES, str(path))
+            version = raw.decode("utf-8", "replace")[:40]
     if not isinstance(data, dict):
         raise CheckpointError(f"corrupt Stable-Baselines3 zip {path}: 'data' is not a JSON object")
 
     policy = _policy_class(data)
-    space = data.get("observation_space") or {}
-    shape = tuple(int(d) for d in space.get("_shape") or ()) if isinstance(space, dict) else ()
+    shape = _shape(data.get("observation_space"), path)
     if policy in VECTOR_POLICIES or len(shape) != 3:
         raise CheckpointError(
             f"{path} holds a Stable-Baselines3 {policy} with observations of shape {shape or '?'}: "
@@ -109,28 +137,33 @@ def read_sb3(path: Path) -> SB3Agent:
             f"{path} holds a Stable-Baselines3 {policy}, which is not supported; supported: "
             f"{', '.join(sorted(PIXEL_POLICIES))} (PPO, A2C and DQN with policy='CnnPolicy')"
         )
+    # (C, H, W) or (H, W, C): largest first puts the channels last for the caps
+    check_observation_shape(tuple(sorted(shape, reverse=True)), f"corrupt Stable-Baselines3 zip {path}")
     actions = data.get("action_space") or {}
-    if not isinstance(actions, dict) or _int(actions.get("n")) is None:
+    if not isinstance(actions, dict) or "n" not in actions:
         raise CheckpointError(f"{path}: the action space is not Discrete; we explain discrete actions only")
+    count = _int(actions["n"])
+    if count is None:
+        raise CheckpointError(f"corrupt Stable-Baselines3 zip {path}: the action space's n {str(actions['n'])[:40]} "
+                              "is not a count")  # fmt: skip
+    check_num_actions(count, f"corrupt Stable-Baselines3 zip {path}")
     kwargs = data.get("policy_kwargs") or {}
     normalize = bool(kwargs.get("normalize_images", True)) if isinstance(kwargs, dict) else True
+    gamma, gae_lambda = _fraction(data, "gamma", path), _fraction(data, "gae_lambda", path)
 
-    try:
-        state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch's unpickler raises many types; keep it to one line
-        raise CheckpointError(f"cannot read policy.pth in {path}: {first_line(exc)}") from None
+    state = load_torch(weights, f"policy.pth in {path}", f"cannot read policy.pth in {path}")
     if not isinstance(state, dict):
         raise CheckpointError(f"policy.pth in {path} is not a state dict")
     recognised = recognise(state, f"policy.pth in {path}")
-    if recognised.num_actions != _int(actions["n"]):
-        raise CheckpointError(f"{path}: {recognised.num_actions} action outputs but an action space of {actions['n']}")
+    if recognised.num_actions != count:
+        raise CheckpointError(f"{path}: {recognised.num_actions} action outputs but an action space of {count}")
     return SB3Agent(
         recognised=recognised,
         policy_class=policy,
         observation_shape=shape,
-        num_actions=int(actions["n"]),
-        gamma=float(data["gamma"]) if isinstance(data.get("gamma"), (int, float)) else None,
-        gae_lambda=float(data["gae_lambda"]) if isinstance(data.get("gae_lambda"), (int, float)) else None,
+        num_actions=count,
+        gamma=gamma,
+        gae_lambda=gae_lambda,
         normalize_images=normalize,
         version=version,
     )

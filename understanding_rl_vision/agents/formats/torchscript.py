@@ -13,7 +13,6 @@ or ``model.pt.json``): ``env``, ``gamma``, ``lam``, ``scale`` (default 1/255), `
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,9 @@ from torch import nn
 
 from ...errors import CheckpointError, UserError, first_line
 from ..base import ACTION_OUTPUTS, Agent, Preprocessing
-from . import Foreign
+from ..limits import MAX_SMALL_ENTRY_BYTES, check_fraction, check_scale, load_json
+from .archive import open_zip
+from .foreign import Foreign
 from .layouts import recognise
 
 METADATA_KEYS = ("env", "gamma", "lam", "scale", "layout", "action_outputs")
@@ -31,8 +32,11 @@ METADATA_KEYS = ("env", "gamma", "lam", "scale", "layout", "action_outputs")
 
 def metadata_path(path: Path) -> Path | None:
     for candidate in (path.with_suffix(".json"), path.with_name(path.name + ".json")):
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError as exc:  # permission denied on the folder, a name too long
+            raise CheckpointError(f"cannot read the TorchScript metadata {candidate}: {exc.strerror or exc}") from None
     return None
 
 
@@ -41,9 +45,11 @@ def _metadata(path: Path) -> dict[str, Any]:
     if found is None:
         return {}
     try:
-        meta = json.loads(found.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read the TorchScript metadata {found}: {exc}") from None
+        with open(found, "rb") as handle:
+            raw = handle.read(MAX_SMALL_ENTRY_BYTES + 1)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read the TorchScript metadata {found}: {exc.strerror or exc}") from None
+    meta = load_json(raw, f"the TorchScript metadata {found}", MAX_SMALL_ENTRY_BYTES)
     if not isinstance(meta, dict):
         raise CheckpointError(f"{found} must hold a JSON object with any of {', '.join(METADATA_KEYS)}")
     unknown = sorted(set(meta) - set(METADATA_KEYS))
@@ -51,28 +57,39 @@ def _metadata(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{found}: unknown key(s) {', '.join(unknown)}; known: {', '.join(METADATA_KEYS)}")
     if meta.get("action_outputs", "logits") not in ACTION_OUTPUTS:
         raise CheckpointError(f"{found}: action_outputs must be one of {', '.join(ACTION_OUTPUTS)}")
+    for key in ("env", "layout"):
+        if not isinstance(meta.get(key, ""), str):
+            raise CheckpointError(f"{found}: {key} must be a string")
+    for key in ("gamma", "lam"):
+        if key in meta:
+            check_fraction(meta[key], key, str(found))
+    if "scale" in meta:
+        check_scale(meta["scale"], str(found))
     return meta
 
 
 def read_torchscript(path: Path) -> Foreign:
+    open_zip(path, f"TorchScript module {path}").close()  # every entry's declared size, before torch reads them
     try:
         with warnings.catch_warnings():  # torch deprecates TorchScript; reading existing files is our job
             warnings.simplefilter("ignore", DeprecationWarning)
             scripted = torch.jit.load(str(path), map_location="cpu")
-    except Exception as exc:  # torch raises RuntimeError and others; keep it to one line
+    except Exception as exc:  # noqa: BLE001  # torch raises RuntimeError and others; keep it to one line
         raise CheckpointError(f"cannot load the TorchScript module {path}: {first_line(exc)}") from None
     scripted.eval()
     for parameter in scripted.parameters():
         parameter.requires_grad_(False)
     meta = _metadata(path)
     try:
-        preprocessing = Preprocessing(scale=float(meta.get("scale", 1 / 255)), layout=str(meta.get("layout", "NCHW")))
-    except (UserError, TypeError, ValueError) as exc:
+        preprocessing = Preprocessing(scale=float(meta.get("scale", 1 / 255)), layout=meta.get("layout", "NCHW"))
+    except UserError as exc:
         raise CheckpointError(f"TorchScript metadata for {path}: {exc}") from None
     try:
         found = recognise(scripted.state_dict(), str(path))
     except CheckpointError:
         found = None
+    except Exception as exc:  # noqa: BLE001  # a module whose state_dict() itself fails (custom __getstate__ and the like)
+        raise CheckpointError(f"cannot read the weights of the TorchScript module {path}: {first_line(exc)}") from None
     if found is not None and meta.get("action_outputs", "logits") != (
         "q_values" if found.architecture.kwargs.get("head") == "q" else "logits"
     ):
@@ -81,7 +98,7 @@ def read_torchscript(path: Path) -> Foreign:
         format="torchscript", path=path, recognised=found, scripted=scripted,
         gamma=float(meta["gamma"]) if "gamma" in meta else None,
         lam=float(meta["lam"]) if "lam" in meta else None,
-        preprocessing=preprocessing, env=str(meta.get("env", "")),
+        preprocessing=preprocessing, env=meta.get("env", ""),
         details={"metadata": str(metadata_path(path) or ""), "action_outputs": meta.get("action_outputs", "logits")},
     )  # fmt: skip
 
@@ -110,13 +127,34 @@ def rebuilt_matches(foreign: Foreign, model: nn.Module, shape: tuple[int, int, i
     assert foreign.scripted is not None
     obs = torch.randint(0, 256, (4, *shape), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        theirs = foreign.scripted(foreign.preprocessing(obs))
+        try:
+            theirs = foreign.scripted(foreign.preprocessing(obs))
+        except Exception:  # noqa: BLE001  # the module fails on these observations: it is run, and reported, as it is
+            return False
         ours = model(Preprocessing()(obs))
-    return all(torch.allclose(a.reshape(-1).float(), b.reshape(-1).float(), rtol=1e-4, atol=1e-5)
+    if not isinstance(theirs, (tuple, list)) or len(theirs) != 2:
+        return False
+    return all(isinstance(a, torch.Tensor) and a.numel() == b.numel()
+               and torch.allclose(a.reshape(-1).float(), b.reshape(-1).float(), rtol=1e-4, atol=1e-5)
                for a, b in zip(theirs, ours))  # fmt: skip
 
 
 def opaque_agent(foreign: Foreign, *, device: str | torch.device, **common: Any) -> Agent:
+    """The module run as it is, once it has mapped two observations to logits and values of the
+    right shapes: a module that fails here would otherwise fail deep inside a run."""
     assert foreign.scripted is not None
-    model = ScriptedModel(foreign.scripted).to(device)
-    return Agent(model=model, action_outputs=foreign.details.get("action_outputs", "logits"), **common)
+    model = ScriptedModel(foreign.scripted)
+    agent = Agent(model=model, action_outputs=foreign.details.get("action_outputs", "logits"), **common)
+    obs = torch.zeros((2, *agent.observation_shape), dtype=torch.uint8)
+    try:
+        with torch.no_grad():
+            out = agent(obs)
+    except Exception as exc:  # noqa: BLE001  # the module's own code may raise anything
+        raise CheckpointError(f"the TorchScript module {foreign.path} fails on observations of shape "
+                              f"{tuple(obs.shape)} (N, H, W, C): {first_line(exc)}") from None  # fmt: skip
+    if tuple(out.logits.shape) != (2, agent.num_actions) or tuple(out.value.shape) != (2,):
+        raise CheckpointError(f"the TorchScript module {foreign.path} returns logits of shape {tuple(out.logits.shape)} "
+                              f"and values of shape {tuple(out.value.shape)} for 2 observations; expected "
+                              f"(2, {agent.num_actions}) and (2,)")  # fmt: skip
+    model.to(device)
+    return agent
