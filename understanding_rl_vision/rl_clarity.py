@@ -2,17 +2,54 @@
 
 from __future__ import annotations
 
+import html
+import http.server
 import os
 import sys
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import RunConfig
 from .errors import ConfigError
-from .serve import RunResult
+from .serve import make_server, url_of
 
 if TYPE_CHECKING:
     from .agents import Agent
+
+
+@dataclass
+class RunResult:
+    """What :func:`rl_clarity.run` returns: where the interface is. In a notebook it displays
+    the interface inline, served from a background localhost server."""
+
+    path: Path
+    """The interface.html written by the run."""
+    rank: int = 0
+    """This process's MPI rank; only rank 0 writes the output and reports it."""
+    _server: http.server.HTTPServer | None = field(default=None, repr=False)
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+    def serve(self, port: int = 0) -> str:
+        """Start (once) a background server for the folder; returns the interface's URL."""
+        if self._server is None:
+            self._server = make_server(self.directory, port=port, quiet=True)
+            threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return url_of(self._server)
+
+    def _repr_html_(self) -> str:
+        url = html.escape(self.serve(), quote=True)
+        return (f'<iframe src="{url}" style="width:100%;height:820px;border:1px solid #ccc" '
+                f'title="understanding-rl-vision interface"></iframe>'
+                f'<p><a href="{url}" target="_blank" rel="noopener">open in a new tab</a> · '
+                f"{html.escape(str(self.path))}</p>")  # fmt: skip
+
+    def __str__(self) -> str:
+        return str(self.path)
 
 
 def run(
@@ -44,6 +81,7 @@ def run(
     from .agents import agent_digest, load_agent
     from .agents.formats import sniff_format
     from .agents.formats.torchscript import metadata_path
+    from .common.device import check_device
     from .pipeline import RunOptions, file_digest, run_pipeline
     from .pipeline.parallel import Workers, launched_rank, note_fallback
 
@@ -81,23 +119,6 @@ def _explainable(agent: Agent, config: RunConfig) -> RunConfig:
     print("note: this model's layers cannot be hooked (TorchScript); explaining its input only",
           file=sys.stderr)  # fmt: skip
     return config.replace(include_input=True)
-
-
-def check_device(name: str) -> str:
-    """``name`` if torch can use that device here, else one clear error."""
-    import torch
-
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ConfigError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA GPU here; use --device cpu")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(f"device {name!r} does not exist: {torch.cuda.device_count()} GPU(s) visible")
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"device {name!r} is not supported; use cpu or cuda")
-    return name
 
 
 def train(

@@ -11,7 +11,7 @@ from understanding_rl_vision import rl_clarity
 from understanding_rl_vision.agents import agent_digest, custom_agent
 from understanding_rl_vision.attribution.hooks import hook_count
 from understanding_rl_vision.errors import ConfigError, UserError
-from understanding_rl_vision.export import check_against_manifest, read_manifest
+from understanding_rl_vision.contract import check_against_manifest, read_manifest
 
 
 @pytest.fixture(scope="module")

@@ -112,7 +112,7 @@ def test_torchscript_with_a_known_layout_is_rebuilt_with_hookable_layers(tmp_pat
 
 def test_unfamiliar_torchscript_runs_as_is_and_explains_its_input(tmp_path, coinrun_obs):
     from understanding_rl_vision import rl_clarity
-    from understanding_rl_vision.export import read_manifest
+    from understanding_rl_vision.contract import read_manifest
 
     module = randomise(Unfamiliar())
     torch.jit.trace(module, torch.zeros(1, 3, 64, 64)).save(str(tmp_path / "odd.pt"))

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from understanding_rl_vision.errors import UserError
-from understanding_rl_vision.export import codec, schema
-from understanding_rl_vision.export.schema import ArraySpec, AttributionPayload
+from understanding_rl_vision.contract import codec, schema
+from understanding_rl_vision.contract.schema import ArraySpec, AttributionPayload
 
 
 def sparse_maps(n: int, k: int, h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -13,7 +13,7 @@ import pytest
 from understanding_rl_vision.advantages import Bookmark as AdvantageBookmark
 from understanding_rl_vision.advantages import Bookmarks
 from understanding_rl_vision.errors import UserError
-from understanding_rl_vision.export import (
+from understanding_rl_vision.contract import (
     AttributionPayload,
     Bookmark,
     FeatureInfo,
@@ -41,9 +41,9 @@ from understanding_rl_vision.export import (
     write_trajectory,
     writer,
 )
-from understanding_rl_vision.export.contract import record_types
-from understanding_rl_vision.export.schema import KEY_TEMPLATES, PAYLOAD_TYPES, array_spec
-from understanding_rl_vision.features import dataset_examples
+from understanding_rl_vision.contract.contract import record_types
+from understanding_rl_vision.contract.schema import KEY_TEMPLATES, PAYLOAD_TYPES, array_spec
+from understanding_rl_vision.feature_vis import dataset_examples
 
 RNG = np.random.default_rng(0)
 PREFIX = "window.__rlv_receive("
@@ -383,7 +383,7 @@ def test_json_schema_and_javascript_contract_mention_every_field():
 
 def test_the_page_runs_the_current_contract():
     """svelte/src/lib/contract.js is generated; a schema change without regenerating it fails here
-    (regenerate: python -m understanding_rl_vision.export > svelte/src/lib/contract.js)."""
+    (regenerate: python -m understanding_rl_vision.contract > svelte/src/lib/contract.js)."""
     committed = Path(__file__).parents[2] / "svelte" / "src" / "lib" / "contract.js"
     assert committed.read_text() == javascript_contract()
     for kind, template in KEY_TEMPLATES.items():

@@ -8,7 +8,7 @@ import torch
 
 from understanding_rl_vision.config import FeatureVisConfig
 from understanding_rl_vision.errors import UserError
-from understanding_rl_vision.features import (
+from understanding_rl_vision.feature_vis import (
     crop_padded,
     direction_scores,
     feature_images,
@@ -16,7 +16,7 @@ from understanding_rl_vision.features import (
     popup_cells,
     thumbnail,
 )
-from understanding_rl_vision.features.dataset_examples import CHECKER_GREYS, assign
+from understanding_rl_vision.feature_vis.dataset_examples import CHECKER_GREYS, assign
 
 SIZE, LAYER, SQUARE = 64, 16, 6
 CELL = SIZE // LAYER  # observation pixels per layer position

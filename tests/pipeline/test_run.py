@@ -15,7 +15,7 @@ import torch
 from understanding_rl_vision import rl_clarity
 from understanding_rl_vision.agents import load_checkpoint, save_checkpoint
 from understanding_rl_vision.errors import UserError
-from understanding_rl_vision.export import (
+from understanding_rl_vision.contract import (
     attribution_key,
     check_against_manifest,
     feature_key,
@@ -138,12 +138,12 @@ def test_disk_full_while_exporting_keeps_the_previous_output(first_run, checkpoi
     out = tmp_path / "out"
     shutil.copytree(first_run[0], out)
     before = tree_digest(out)
-    from understanding_rl_vision.pipeline import export
+    from understanding_rl_vision.pipeline import output
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", "data/attr-1-0-0.js")
 
-    monkeypatch.setattr(export, "write_payload", full)
+    monkeypatch.setattr(output, "write_payload", full)
     with pytest.raises(UserError, match="cannot write data/attr-1-0-0.js: No space left on device"):
         rl_clarity.run(checkpoint, out, cache_dir=first_run[0].parent / "out.cache", overwrite=True,
                        progress=False, **small)  # fmt: skip

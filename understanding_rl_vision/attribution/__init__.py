@@ -25,9 +25,12 @@ from .layers import Layer, NotABottleneckError, default_layer, discover_layers, 
 from .outputs import ExplainedModel, Output, explain_agent
 
 INPUT_LAYER = "input"
+"""The name under which the model's input is explained, as if it were a layer."""
+INPUT_CHUNK = 256
+"""Observations per backward pass of input gradients (integrated gradients size their own chunks)."""
 
 __all__ = [
-    "INPUT_LAYER", "Batching", "ExplainedModel", "Layer", "LayerAttribution", "LayerNotFoundError",
+    "INPUT_CHUNK", "INPUT_LAYER", "Batching", "ExplainedModel", "Layer", "LayerAttribution", "LayerNotFoundError",
     "NotABottleneckError", "Output", "Rule", "attribute", "capture", "completeness_error",
     "default_layer", "discover_layers", "explain_agent", "forward_hooks", "hook_count",
     "input_gradients", "integrated_gradients", "quadrature", "resolve_layers",
@@ -37,7 +40,7 @@ __all__ = [
 def attribute(
     agent: Agent | ExplainedModel,
     observations: np.ndarray | torch.Tensor,
-    layer: str | None = None,
+    layer: str | Layer | None = None,
     outputs: Sequence[str] | str = ("value",),
     *,
     steps: int = DEFAULT_STEPS,
@@ -49,8 +52,8 @@ def attribute(
 
     ``agent`` is an :class:`Agent` (observations are uint8 (N, H, W, C)) or any
     :class:`ExplainedModel` (observations are its preprocessed input). ``layer`` is a dotted
-    module name, a label such as ``2b``, ``input`` for plain input gradients, or None for the
-    default (middle) layer. ``outputs`` are names such as ``value``, ``logit:LEFT``, ``logits``,
+    module name, a label such as ``2b``, ``input`` for plain input gradients, a :class:`Layer`
+    already resolved, or None for the default (middle) layer. ``outputs`` are names such as ``value``, ``logit:LEFT``, ``logits``,
     ``group:RIGHT``, ``groups``. Returns (K outputs, N, *layer shape). ``batching`` picks how
     the K backward passes run (see :mod:`.integrated_gradients`); results are identical.
     """
@@ -59,10 +62,12 @@ def attribute(
     else:
         explained, inputs = agent, torch.as_tensor(observations)
     chosen = explained.outputs(outputs)
-    if layer == INPUT_LAYER:
-        values = input_gradients(explained, inputs, chosen, batching=batching)
-        return LayerAttribution(INPUT_LAYER, tuple(o.name for o in chosen), values)
-    if layer is None:
+    if layer == INPUT_LAYER or (isinstance(layer, Layer) and layer.name == INPUT_LAYER):
+        parts = [input_gradients(explained, chunk, chosen, batching=batching) for chunk in inputs.split(INPUT_CHUNK)]
+        return LayerAttribution(INPUT_LAYER, tuple(o.name for o in chosen), torch.cat(parts, dim=1))
+    if isinstance(layer, Layer):
+        resolved = layer
+    elif layer is None:
         resolved = default_layer(discover_layers(explained.model, inputs[:1]))
     else:
         (resolved,) = resolve_layers(explained.model, inputs[:1], [layer])

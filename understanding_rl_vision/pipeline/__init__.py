@@ -1,6 +1,6 @@
 """From a loaded agent to the output folder: plan the jobs (:mod:`.plan`), compute each product
 into the cache (:mod:`.jobs`, shared across MPI ranks by :mod:`.parallel`), then export the page
-from the cache (:mod:`.export`). :func:`run_pipeline` runs the stages in order."""
+from the cache (:mod:`.output`, :mod:`.publish`). :func:`run_pipeline` runs the stages in order."""
 
 from .cache import Cache, file_digest
 from .plan import Plan, make_plan

@@ -2,9 +2,9 @@
 
 * ``trajectories`` / ``observations``: the rollouts (:mod:`..rollout`).
 * ``fit``: the layer's value attribution on the observation set, its NMF (:mod:`..reduction`)
-  and the dataset examples of each feature (:mod:`..features`).
+  and the dataset examples of each feature (:mod:`..feature_vis`).
 * ``attribution``: every explained output over one trajectory at one layer, in NMF features,
-  stored quantised exactly as the page will receive it (:mod:`..export.codec`).
+  stored quantised exactly as the page will receive it (:mod:`..contract.codec`).
 """
 
 from __future__ import annotations
@@ -17,20 +17,17 @@ import numpy as np
 import torch
 
 from ..agents.base import Agent
-from ..attribution import ExplainedModel, Layer, capture, input_gradients, integrated_gradients
+from .. import attribution
+from ..attribution import INPUT_CHUNK, INPUT_LAYER, ExplainedModel, Layer, capture
 from ..config import RunConfig
 from ..errors import UserError
-from ..export.codec import dequantise, quantise
-from ..features import feature_images
-from ..features.dataset_examples import FeatureImages, Popup, Thumbnail
+from ..contract.codec import dequantise, quantise
+from ..feature_vis import feature_images
+from ..feature_vis.dataset_examples import FeatureImages, Popup, Thumbnail
 from ..reduction import ChannelReducer, FeatureMaps
 from ..rollout import Trajectories, collect_observation_set, collect_trajectories
 from .cache import Cache
-from .plan import INPUT, Job, Plan
-
-BATCH = 256
-"""Observations per forward pass where the whole set would not fit in memory at once."""
-
+from .plan import Job, Plan
 
 # ------------------------------------------------------------------------------------ rollouts
 
@@ -70,25 +67,20 @@ def _check_finite(*named: object) -> None:
 
 def attribute(explained: ExplainedModel, inputs: torch.Tensor, layer: Layer, outputs: Sequence[str],
               config: RunConfig) -> torch.Tensor:  # fmt: skip
-    """(K, N, C, H, W) attribution of ``outputs`` at ``layer``: IG, or gradients at the input."""
-    chosen = explained.outputs(list(outputs))
-    if layer.name == INPUT:
-        parts = [input_gradients(explained, chunk, chosen) for chunk in inputs.split(BATCH)]
-        values = torch.cat(parts, dim=1)
-    else:
-        values = integrated_gradients(explained, inputs, layer.name, chosen, steps=config.attribution.ig_steps,
-                                      rule=config.attribution.ig_rule).values  # fmt: skip
+    """(K, N, C, H, W) attribution of ``outputs`` at ``layer``, with the run's settings."""
+    values = attribution.attribute(explained, inputs, layer, list(outputs), steps=config.attribution.ig_steps,
+                                   rule=config.attribution.ig_rule).values  # fmt: skip
     _check_finite(values.numpy(), "attribution")
     return values
 
 
 def activations(agent: Agent, explained: ExplainedModel, inputs: torch.Tensor, layer: Layer) -> torch.Tensor:
     """The layer's activations on ``inputs`` (for the input layer: the preprocessed input)."""
-    if layer.name == INPUT:
+    if layer.name == INPUT_LAYER:
         return inputs.float().cpu()
     parts = []
     with capture(agent.model, [layer.name]) as captured, torch.no_grad():
-        for chunk in inputs.split(BATCH):
+        for chunk in inputs.split(INPUT_CHUNK):
             explained.forward(chunk)
             parts.append(captured[layer.name].float().cpu())
     return torch.cat(parts)

@@ -1,5 +1,5 @@
 """Write the output folder from the cached products: the data contract's payloads
-(:mod:`..export`), then the page (:mod:`..render`). Nothing here computes attribution."""
+(:mod:`..contract`), then the page (:mod:`..render`). Nothing here computes attribution."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from pathlib import Path
 from ..advantages import discount_settings, find_bookmarks, gae
 from ..agents.base import Agent
 from ..config import RunConfig
-from ..export import (
+from ..contract import (
+    DATA_DIRNAME,
     AttributionPayload,
-    Bookmark,
     FeatureInfo,
     LayerInfo,
     Manifest,
+    bookmarks_from,
     write_feature,
     write_manifest,
     write_observations,
@@ -32,7 +33,7 @@ def write_output(directory: Path, agent: Agent, plan: Plan, cache: Cache, title:
                  tick: Callable[[], None] = lambda: None) -> Path:  # fmt: skip
     """Everything the page needs into ``directory``; returns the path of interface.html."""
     config: RunConfig = plan.config
-    data = directory / "data"
+    data = directory / DATA_DIRNAME
     data.mkdir(parents=True)
     trajectories = load_trajectories(cache, plan)
     layer_infos = []
@@ -67,8 +68,7 @@ def write_output(directory: Path, agent: Agent, plan: Plan, cache: Cache, title:
         trajectory_lengths=(trajectories.num_steps,) * trajectories.num_envs,
         observation_size=tuple(agent.observation_shape[:2]), fps=float(config.interface.fps),
         action_outputs=agent.action_outputs,
-        bookmarks=tuple(Bookmark(kind=kind, trajectory=b.trajectory, frame=b.frame, advantage=b.advantage)
-                        for kind, group in (("high", marks.high), ("low", marks.low)) for b in group),
+        bookmarks=bookmarks_from(marks),
         observations=write_observations(data, load_observations(cache, plan)),
     ))  # fmt: skip
     return render_interface(directory, title=title, interface=config.interface)

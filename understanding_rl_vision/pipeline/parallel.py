@@ -85,10 +85,6 @@ class Workers:
     def broadcast(self, value: Any) -> Any:
         return self.comm.bcast(value, root=0) if self.comm is not None else value
 
-    def all_ok(self, ok: bool) -> bool:
-        """True on every rank when ``ok`` is true on every rank."""
-        return bool(self.comm.allreduce(int(ok), op=_min())) if self.comm is not None else ok
-
     def local_size(self) -> int:
         """Ranks on this machine, which share its cores."""
         if self.comm is None:
@@ -110,12 +106,6 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def _min() -> Any:
-    from mpi4py import MPI
-
-    return MPI.MIN
 
 
 class Claims:

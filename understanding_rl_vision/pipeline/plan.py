@@ -14,14 +14,13 @@ from dataclasses import dataclass
 import torch
 
 from ..agents.base import Agent
-from ..attribution import Layer, default_layer, explain_agent, resolve_layers
+from ..attribution import INPUT_LAYER, Layer, default_layer, explain_agent, resolve_layers
 from ..config import RunConfig
 from ..envs import EnvSpec, parse_env_id, spec_to_dict
 from ..errors import UserError
 from ..rollout import observation_parts
 from .cache import digest
 
-INPUT = "input"
 """The pseudo-layer of plain input gradients."""
 
 
@@ -105,7 +104,7 @@ def choose_layers(agent: Agent, config: RunConfig) -> tuple[list[Layer], int]:
         default = layers.index(default_layer(layers)) if layers else 0
     if selection.include_input:
         h, w, c = agent.observation_shape
-        layers = [Layer(INPUT, INPUT, (c, h, w)), *layers]
+        layers = [Layer(INPUT_LAYER, INPUT_LAYER, (c, h, w)), *layers]
         default += 1 if len(layers) > 1 else 0
     return layers, default
 

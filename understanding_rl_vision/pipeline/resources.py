@@ -55,9 +55,9 @@ from ..config import RunConfig
 from ..envs.spec import AtariSpec, EnvSpec, ProcgenSpec
 from ..common.machine import available_memory, format_bytes, free_disk, resident_memory
 from ..errors import UserError
-from ..export.codec import sprite_layout
-from ..export.schema import OBS_PER_SHEET, estimate_bytes
-from ..features.dataset_examples import MIN_THUMBNAIL_PX, THUMBNAIL_CELLS, popup_cells
+from ..contract.codec import sprite_layout
+from ..contract.schema import OBS_PER_SHEET, estimate_bytes
+from ..feature_vis.dataset_examples import MIN_THUMBNAIL_PX, THUMBNAIL_CELLS, popup_cells
 from ..reduction.nmf import CHUNK_ROWS, MAX_FIT_ROWS
 from ..rollout import OBS_PART_ENVS, observation_parts
 from .parallel import Workers, lanes_per_process

@@ -21,7 +21,7 @@ from ..attribution import explain_agent
 from ..config import RunConfig
 from ..errors import UserError
 from . import jobs
-from .export import write_output
+from .output import write_output
 from .cache import Cache
 from .parallel import Claims, OtherRankFailed, RankError, Workers, lanes_per_process, one_thread, run_jobs
 from .plan import Job, Plan, make_plan

@@ -159,9 +159,6 @@ class ChannelReducer:
             scale=scale,
         )
 
-    def fit_transform(self, attribution: np.ndarray | torch.Tensor) -> FeatureMaps:
-        return self.fit(attribution).transform(attribution)
-
 
 def feature_colours(k: int) -> list[str]:
     """``k`` hex colours, feature ``i`` at hue ``360 * i / k``, full saturation."""

@@ -1,4 +1,4 @@
-"""Render: the page shell around the prebuilt Svelte bundle; the data comes from :mod:`..export`."""
+"""Render: the page shell around the prebuilt Svelte bundle; the data comes from :mod:`..contract`."""
 
 from .html import render_interface
 

@@ -17,9 +17,7 @@ import jinja2
 
 from ..common.files import atomic_path
 from ..config import InterfaceConfig
-
-DATA_DIRECTORY = "data"
-
+from ..contract.schema import DATA_DIRNAME
 
 def _static(name: str) -> str:
     return resources.files(__package__).joinpath("static", name).read_text(encoding="utf-8")
@@ -43,7 +41,7 @@ def render_interface(
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader(__package__, "templates"), autoescape=True, keep_trailing_newline=True
     )
-    config = {"dataPath": f"{DATA_DIRECTORY}/", "defaults": interface.page_defaults(), **(settings or {})}
+    config = {"dataPath": f"{DATA_DIRNAME}/", "defaults": interface.page_defaults(), **(settings or {})}
     html = environment.get_template("interface.html.j2").render(
         title=title,
         config_json=jinja2.utils.markupsafe.Markup(_script_safe(json.dumps(config))),
