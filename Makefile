@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install chromium frontend check-frontend clean
+.PHONY: demo test lint format typecheck install chromium frontend check-frontend clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +28,23 @@ chromium:
 
 # The suite CI runs (.ci/run): the Python tests, then the committed bundle against a fresh build
 # (that last step needs Node >= 20.19 and the npm registry; it fails, never skips, without them).
-test: $(STAMP) chromium
+test: $(STAMP) chromium lint
 	$(BIN)/python -m pytest -q
 	@command -v npm >/dev/null || { echo "error: the bundle check needs Node >= 20.19 and npm"; exit 1; }
 	$(MAKE) check-frontend
+
+# Style and types, enforced in CI (make test runs it first): ruff's rules and format, then mypy.
+lint: $(STAMP)
+	$(BIN)/ruff check understanding_rl_vision tests benchmarks tools
+	$(BIN)/ruff format --check understanding_rl_vision tests benchmarks tools
+	$(MAKE) typecheck
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix understanding_rl_vision tests benchmarks tools
+	$(BIN)/ruff format understanding_rl_vision tests benchmarks tools
 
 # The page: Svelte sources in svelte/, built into the package (committed). Needs Node and npm.
 frontend:

@@ -26,19 +26,50 @@ def test_help_lists_every_command():
 
 
 def test_every_config_field_is_a_flag_of_the_same_name():
-    from understanding_rl_vision.config import flat_field_owners
-    from understanding_rl_vision.config_flags import field_docs
+    from understanding_rl_vision.config import RunConfig, flat_field_owners
+    from understanding_rl_vision.config_flags import field_docs, flat_fields
 
     result = run_cli("run", "--help")
     assert result.returncode == 0
     for name in flat_field_owners():
         assert f"--{name.replace('_', '-')}" in result.stdout, name
-        assert field_docs()[name], f"{name} has no docstring for its help"
+        assert field_docs(RunConfig)[name], f"{name} has no docstring for its help"
+    groups = {name: group for name, (group, _) in flat_fields(RunConfig).items()}
+    assert groups == flat_field_owners()
     for flag in ("--num-envs", "--num-steps", "--layers", "--attr-policy", "--nmf-features", "--seed", "--device",
                  "--obs-num-envs", "--num-obs", "--obs-every", "--discard-first-n", "--include-input",
                  "--ig-steps", "--ig-rule", "--gamma", "--lam", "--num-bookmarks", "--no-resample",
                  "--cache-dir", "--overwrite", "--quiet", "-o"):  # fmt: skip
         assert flag in result.stdout
+
+
+def test_every_training_field_is_a_flag_of_the_same_name():
+    from dataclasses import fields
+
+    from understanding_rl_vision.config_flags import field_docs
+    from understanding_rl_vision.training import PPOConfig
+
+    result = run_cli("train", "--help")
+    assert result.returncode == 0
+    help_text = " ".join(result.stdout.split())
+    for f in fields(PPOConfig):
+        assert f"--{f.name.replace('_', '-')}" in result.stdout, f.name
+        assert field_docs(PPOConfig)[f.name], f"{f.name} has no docstring for its help"
+        assert f"(default: {f.default})" in help_text, f.name
+    for flag in ("--save-dir", "--resume", "--quiet", "--no-bf16", "--total-steps"):
+        assert flag in result.stdout
+    assert "--no-progress" not in result.stdout
+
+
+def test_training_flags_become_typed_settings():
+    from understanding_rl_vision.cli import build_parser
+    from understanding_rl_vision.config_flags import settings_from_args
+
+    args = build_parser().parse_args(["train", "--save-dir", "d", "--total-steps", "512", "--learning-rate", "1e-3",
+                                      "--no-normalize-rewards", "--device", "cuda:1", "--quiet"])  # fmt: skip
+    assert settings_from_args(args) == {"total_steps": 512, "learning_rate": 1e-3, "normalize_rewards": False,
+                                        "device": "cuda:1"}  # fmt: skip
+    assert args.quiet and not args.resume
 
 
 def test_flags_become_typed_settings():

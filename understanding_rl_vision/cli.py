@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from . import __version__
-from .config_flags import add_run_flags, settings_from_args
+from .config import RunConfig
+from .config_flags import add_config_flags, settings_from_args
 from .errors import UserError, first_line
 from .training.commands import configure_evaluate, configure_train, run_evaluate, run_train
 
@@ -37,12 +38,12 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint: ours (.safetensors), a Stable-Baselines3 .zip, a CleanRL "
                         "state dict or TorchScript (these need --env)")
     _add_output_flags(parser, "rl-vision")
-    add_run_flags(parser)
+    add_config_flags(parser, RunConfig, "run")
 
 
 def _configure_demo(parser: argparse.ArgumentParser) -> None:
     _add_output_flags(parser, "rl-vision-demo")
-    add_run_flags(parser)
+    add_config_flags(parser, RunConfig, "run")
 
 
 def _build(checkpoint, args: argparse.Namespace, base=None) -> int:

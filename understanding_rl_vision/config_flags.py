@@ -1,85 +1,98 @@
-"""CLI flags generated from :class:`~understanding_rl_vision.config.RunConfig`: one flag per
-field, named after it (``nmf_features`` -> ``--nmf-features``), its help the field's docstring.
-A new config field is a new flag without touching the CLI."""
+"""CLI flags generated from a frozen config dataclass (``RunConfig`` for run/demo, ``PPOConfig``
+for train): one flag per field, named after it (``nmf_features`` -> ``--nmf-features``), its help
+the field's docstring and default. A new field is a new flag without touching the CLI, and the
+defaults live only in the dataclass: only the flags given become settings."""
 
 from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import inspect
+import itertools
+import textwrap
 import types
 import typing
-
 from functools import cache
 from typing import Any, Literal
 
-from . import config as config_module
-from .config import RunConfig, flat_field_owners
+PREFIX = "setting_"  # namespace dests, so settings never collide with the command's own flags
 
 
 @cache
-def field_docs() -> dict[str, str]:
-    """Each config field's docstring (the string literal under it in config.py)."""
-    tree = ast.parse(inspect.getsource(config_module))
-    docs: dict[str, str] = {}
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.ClassDef):
-            continue
-        body = node.body
-        for first, second in zip(body, body[1:]):
-            if (isinstance(first, ast.AnnAssign) and isinstance(first.target, ast.Name)
-                    and isinstance(second, ast.Expr) and isinstance(second.value, ast.Constant)
-                    and isinstance(second.value.value, str)):  # fmt: skip
-                docs[first.target.id] = " ".join(second.value.value.split())
-    return docs
-
-
-def _field_types() -> dict[str, tuple[Any, Any]]:
-    """Flat name -> (type hint, default)."""
-    defaults, out = RunConfig(), {}
-    for name, group in flat_field_owners().items():
-        owner = getattr(defaults, group) if group else defaults
-        out[name] = (typing.get_type_hints(type(owner))[name], getattr(owner, name))
+def flat_fields(cls: type) -> dict[str, tuple[str | None, type]]:
+    """Flat field name -> (the group field holding it, None at top level; the class declaring
+    it). A field whose type is a dataclass is a group: its fields are flattened into this one."""
+    out: dict[str, tuple[str | None, type]] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        members: list[tuple[str, str | None, type]]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            members = [(g.name, f.name, hint) for g in dataclasses.fields(hint)]
+        else:
+            members = [(f.name, None, cls)]
+        for name, group, owner in members:
+            if name in out:
+                raise AssertionError(f"setting {name} is declared twice")  # a bug, caught by tests
+            out[name] = (group, owner)
     return out
 
 
-def _parser_for(hint: Any) -> tuple[Any, dict[str, Any]]:
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's docstring (the string literal under it), nested groups included."""
+    docs: dict[str, str] = {}
+    for owner in dict.fromkeys(owner for _, owner in flat_fields(cls).values()):
+        try:
+            body = ast.parse(textwrap.dedent(inspect.getsource(owner))).body[0].body  # type: ignore[attr-defined]
+        except (OSError, TypeError):  # no source shipped: flags without help text
+            continue
+        for node, following in itertools.pairwise(body):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
+                    and isinstance(following.value.value, str)):  # fmt: skip
+                docs[node.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+def _parser_for(hint: Any) -> dict[str, Any]:
+    """argparse keywords for a type hint: bools as --x/--no-x, tuples as comma lists, Literals
+    as choices, Optionals as their inner type."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is bool:
-        return None, {"action": argparse.BooleanOptionalAction}
+        return {"action": argparse.BooleanOptionalAction}
     if origin is Literal:
-        return str, {"choices": list(args)}
+        return {"type": type(args[0]), "choices": list(args)}
     if origin is tuple:
         item = args[0]
-        return (lambda text: tuple(item(part) for part in text.split(",") if part.strip())), {"metavar": "A,B,..."}
+        return {"type": lambda text: tuple(item(part) for part in text.split(",") if part.strip()),
+                "metavar": "A,B,..."}  # fmt: skip
     if origin in (typing.Union, types.UnionType):
-        inner = next(a for a in args if a is not type(None))
-        return inner, {}
-    return hint, {}
+        return _parser_for(next(a for a in args if a is not type(None)))
+    return {"type": hint, "metavar": hint.__name__.upper()}
 
 
-def add_run_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per RunConfig field, grouped as the config is; defaults stay in the config."""
-    docs, types = field_docs(), _field_types()
-    groups: dict[str | None, argparse._ArgumentGroup] = {}
-    for name, group in flat_field_owners().items():
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, title: str) -> None:
+    """One flag per field of ``cls``, in argument groups as the config nests them."""
+    defaults, docs = cls(), field_docs(cls)
+    groups: dict[str | None, Any] = {}
+    for name, (group, owner) in flat_fields(cls).items():
         if group not in groups:
-            title = group.replace("_", " ") if group else "run"
-            groups[group] = parser.add_argument_group(f"{title} settings")
-        hint, default = types[name]
-        convert, extra = _parser_for(hint)
+            heading = group.replace("_", " ") if group else title
+            groups[group] = parser.add_argument_group(f"{heading} settings")
+        default = getattr(getattr(defaults, group) if group else defaults, name)
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         help_text = f"{docs.get(name, '')} (default: {shown!s})".replace("%", "%%")
-        kwargs: dict[str, Any] = {"default": None, "help": help_text, "dest": f"setting_{name}", **extra}
-        if convert is not None:
-            kwargs["type"] = convert
-        groups[group].add_argument(f"--{name.replace('_', '-')}", **kwargs)
+        kind = _parser_for(typing.get_type_hints(owner)[name])
+        groups[group].add_argument(f"--{name.replace('_', '-')}", dest=PREFIX + name,
+                                   default=argparse.SUPPRESS, help=help_text, **kind)  # fmt: skip
 
 
 def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings the user gave on the command line (the rest keep the config's defaults)."""
-    return {key[len("setting_"):]: value for key, value in vars(args).items()
-            if key.startswith("setting_") and value is not None}  # fmt: skip
+    """The settings given on the command line, by field name; the rest keep the config's defaults."""
+    given = vars(args).items()
+    return {key.removeprefix(PREFIX): value for key, value in given if key.startswith(PREFIX)}
 
 
-__all__ = ["add_run_flags", "field_docs", "settings_from_args"]
+__all__ = ["add_config_flags", "field_docs", "flat_fields", "settings_from_args"]

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
+from ..common.device import check_device
+from ..config_flags import add_config_flags, settings_from_args
 from ..errors import UserError
-from .config import PPOConfig, field_docs, field_type, make_config
+from .config import PPOConfig, make_config
 from .evaluate import evaluate, format_table
 from .ppo import check_memory, train
 from .run_dir import saved_config
-
-_ARG_TYPES = {"int": int, "float": float, "str": str}
 
 
 def configure_train(parser: argparse.ArgumentParser) -> None:
@@ -26,26 +25,17 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue the run in --save-dir; flags given change its saved config",
     )
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress bar")  # fmt: skip
-    docs = field_docs(PPOConfig)
-    for f in fields(PPOConfig):
-        help = f"{docs.get(f.name, '')} (default: {f.default})".replace("%", "%%")
-        if field_type(f) == "bool":
-            kind: dict[str, Any] = {"action": argparse.BooleanOptionalAction}
-        else:
-            kind = {"type": _ARG_TYPES[field_type(f)], "metavar": field_type(f).upper()}
-        flag = "--" + f.name.replace("_", "-")
-        parser.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, help=help, **kind)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_config_flags(parser, PPOConfig, "training")
 
 
 def run_train(args: argparse.Namespace) -> int:
     """A resumed run starts from its saved config, changed only by the flags given."""
-    options = {f.name: getattr(args, f.name) for f in fields(PPOConfig) if hasattr(args, f.name)}
+    options = settings_from_args(args)
     config = (
         replace(saved_config(args.save_dir), **options) if args.resume else make_config(**options)
     )
-    path = train(config, args.save_dir, resume=args.resume, progress=args.progress)
+    path = train(config, args.save_dir, resume=args.resume, progress=not args.quiet)
     print(f"checkpoint: {path}")
     return 0
 
@@ -61,9 +51,7 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--greedy", action="store_true", help="argmax actions instead of sampling")
     parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: cpu)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="no progress bar"
-    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -76,11 +64,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if checkpoint is None:
             raise UserError("no bundled agent yet: pass the path of a checkpoint")
     from ..agents import load_agent
-    from ..rl_clarity import check_device
 
     check_memory(args.num_envs, 1, "evaluating")
     agent = load_agent(checkpoint, env=args.env, device=check_device(args.device))
     result = evaluate(agent, args.episodes, num_envs=args.num_envs, seed=args.seed,
-                      greedy=args.greedy, device=args.device, progress=args.progress)  # fmt: skip
+                      greedy=args.greedy, device=args.device, progress=not args.quiet)  # fmt: skip
     print(json.dumps(result.to_dict()) if args.json else format_table(result))
     return 0

@@ -1,30 +1,27 @@
 """The training configuration: one frozen dataclass, every field documented where declared.
 
 The CLI turns each field into a flag of the same name (``update_epochs`` -> ``--update-epochs``)
-with the field's docstring as help, so the two never drift apart.
+with the field's docstring as help (:mod:`understanding_rl_vision.config_flags`), so the two never
+drift apart.
 """
 
 from __future__ import annotations
 
-import ast
-import inspect
-import itertools
 import math
-import textwrap
-from dataclasses import Field, dataclass, fields
+import typing
+from dataclasses import dataclass, fields
+from functools import cache
 from typing import Any
 
 import torch
 
 from ..agents import ARCHITECTURES
+from ..common.device import check_device_name
 from ..envs import EnvSpec, ProcgenSpec, parse_env_id, testing
 from ..errors import ConfigError
 
 PROCGEN_OPTIONS = ("distribution_mode", "num_levels", "start_level")
 CPU_CHUNK_SIZE = 256
-FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
-    "int": int, "float": (int, float), "str": str, "bool": bool,
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -92,11 +89,11 @@ class PPOConfig:
     """Updates between checkpoints; one is always written at the end."""
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value, kind = getattr(self, f.name), field_type(f)
-            bool_mismatch = isinstance(value, bool) != (kind == "bool")  # True is an int too
-            if bool_mismatch or not isinstance(value, FIELD_TYPES[kind]):
-                raise ConfigError(f"{f.name} must be {kind}, got {value!r}")
+        for name, kind in _field_types().items():
+            value = getattr(self, name)
+            bool_mismatch = isinstance(value, bool) != (kind is bool)  # True is an int too
+            if bool_mismatch or not isinstance(value, (int, float) if kind is float else kind):
+                raise ConfigError(f"{name} must be {kind.__name__}, got {value!r}")
         for name in ("num_envs", "num_steps", "total_steps", "num_minibatches", "update_epochs",
                      "save_every"):  # fmt: skip
             _check(self, name, lambda v: v >= 1, "must be >= 1")
@@ -114,7 +111,7 @@ class PPOConfig:
         if self.architecture not in ARCHITECTURES:
             known = ", ".join(ARCHITECTURES)
             raise ConfigError(f"unknown architecture {self.architecture!r}; known: {known}")
-        _check_device_name(self.device)  # availability is checked when training starts
+        check_device_name(self.device)  # availability is checked when training starts
 
     @property
     def batch_size(self) -> int:
@@ -149,23 +146,10 @@ class PPOConfig:
         return spec
 
 
-def torch_device(name: str) -> torch.device:
-    """``name`` as a device, refused in one line when it is unknown or absent."""
-    _check_device_name(name)
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available; use cpu")
-    return torch.device(name)
-
-
-def _check_device_name(name: str) -> None:
-    kind, _, index = name.partition(":")
-    if kind not in ("cpu", "cuda") or (index and not index.isdigit()):
-        raise ConfigError(f"device must be cpu or cuda[:N], got {name!r}")
-
-
-def field_type(f: Field[Any]) -> str:
-    """A field's type name: "int", "float", "str" or "bool" (annotations are strings here)."""
-    return str(f.type)
+@cache
+def _field_types() -> dict[str, type]:
+    """Each field's type (int, float, str or bool; the annotations are strings here)."""
+    return typing.get_type_hints(PPOConfig)
 
 
 def _check(config: PPOConfig, name: str, valid: Any, requirement: str) -> None:
@@ -183,23 +167,3 @@ def make_config(**options: Any) -> PPOConfig:
             f"unknown training option(s) {', '.join(unknown)}; valid: {', '.join(names)}"
         )
     return PPOConfig(**options)
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """The string literal under each dataclass field (its attribute docstring), for ``--help``."""
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    except (OSError, TypeError):  # no source shipped: flags without help text
-        return {}
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs = {}
-    for node, following in itertools.pairwise(body):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and isinstance(following, ast.Expr)
-            and isinstance(following.value, ast.Constant)
-            and isinstance(following.value.value, str)
-        ):
-            docs[node.target.id] = " ".join(following.value.value.split())
-    return docs

@@ -25,11 +25,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..agents import Agent, load_checkpoint
+from ..common.device import check_device
 from ..envs import EnvSpec, Episode, ProcgenSpec, spec_to_dict
 from ..envs.gymnasium_env import MAX_SEED
 from ..errors import UserError
 from ..rollout import open_env
-from .config import torch_device
 
 Policy = Callable[[np.ndarray], np.ndarray]
 EVALUATION_STREAM = 1
@@ -85,7 +85,7 @@ def evaluate(
         raise UserError(f"seed must be a non-negative integer, got {seed!r}")
     agent = agent_or_checkpoint
     if not isinstance(agent, Agent):
-        agent = load_checkpoint(agent, device=torch_device(device))
+        agent = load_checkpoint(agent, device=check_device(device))
     if env_spec is None:
         env_spec, levels = held_out(agent.env_spec)
     else:

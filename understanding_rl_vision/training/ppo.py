@@ -24,11 +24,12 @@ from tqdm.auto import tqdm
 
 from ..advantages import gae
 from ..agents import Agent, make_agent
+from ..common.device import check_device
 from ..common.machine import available_memory, format_bytes
 from ..envs import EnvSpec, make_vec_env
 from ..envs.gymnasium_env import MAX_SEED
 from ..errors import UserError
-from .config import PPOConfig, torch_device
+from .config import PPOConfig
 from .run_dir import (
     CHECKPOINT,
     Progress,
@@ -111,7 +112,7 @@ def make_learner(
     seeds = _seeds(config)
     agent = make_agent(config.architecture, env_spec, observation_shape, action_names,
                        gamma=config.gamma, lam=config.gae_lambda, seed=seeds["agent"])  # fmt: skip
-    device = torch_device(config.device)
+    device = check_device(config.device)
     # Observations arrive NHWC, so channels-last weights keep convolutions in one layout
     # (about 10% faster on CPU, more on CUDA tensor cores).
     agent.model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -172,7 +173,7 @@ def train(
     if save_dir.exists() and not save_dir.is_dir():
         raise UserError(f"--save-dir {save_dir} exists and is not a folder")
     check_memory(config.num_envs, config.num_steps)
-    device = torch_device(config.device)
+    device = check_device(config.device)
     env_spec = config.env_spec()
     if resume:
         state, so_far = load_state(save_dir, config)
