@@ -27,7 +27,7 @@ def test_help_lists_every_command():
 
 def test_every_config_field_is_a_flag_of_the_same_name():
     from understanding_rl_vision.config import RunConfig, flat_field_owners
-    from understanding_rl_vision.config_flags import field_docs, flat_fields
+    from understanding_rl_vision.common.flags import field_docs, flat_fields
 
     result = run_cli("run", "--help")
     assert result.returncode == 0
@@ -46,7 +46,7 @@ def test_every_config_field_is_a_flag_of_the_same_name():
 def test_every_training_field_is_a_flag_of_the_same_name():
     from dataclasses import fields
 
-    from understanding_rl_vision.config_flags import field_docs
+    from understanding_rl_vision.common.flags import field_docs
     from understanding_rl_vision.training import PPOConfig
 
     result = run_cli("train", "--help")
@@ -63,7 +63,7 @@ def test_every_training_field_is_a_flag_of_the_same_name():
 
 def test_training_flags_become_typed_settings():
     from understanding_rl_vision.cli import build_parser
-    from understanding_rl_vision.config_flags import settings_from_args
+    from understanding_rl_vision.common.flags import settings_from_args
 
     args = build_parser().parse_args(["train", "--save-dir", "d", "--total-steps", "512", "--learning-rate", "1e-3",
                                       "--no-normalize-rewards", "--device", "cuda:1", "--quiet"])  # fmt: skip
@@ -75,7 +75,7 @@ def test_training_flags_become_typed_settings():
 def test_flags_become_typed_settings():
     from understanding_rl_vision.cli import build_parser
     from understanding_rl_vision.config import RunConfig
-    from understanding_rl_vision.config_flags import settings_from_args
+    from understanding_rl_vision.common.flags import settings_from_args
 
     args = build_parser().parse_args(["run", "x.safetensors", "--layers", "2b,3a", "--attr-policy", "--num-steps",
                                       "64", "--gamma", "0.99", "--ig-rule", "gauss-legendre", "--subdiv-mults",

@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from . import __version__
 from .config import RunConfig
-from .config_flags import add_config_flags, settings_from_args
+from .common.flags import add_config_flags, settings_from_args
 from .errors import UserError, first_line
 from .training.commands import configure_evaluate, configure_train, run_evaluate, run_train
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 import pytest
 
-from understanding_rl_vision.config_flags import (
+from understanding_rl_vision.common.flags import (
     add_config_flags,
     field_docs,
     flat_fields,

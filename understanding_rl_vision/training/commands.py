@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..common.device import check_device
-from ..config_flags import add_config_flags, settings_from_args
+from ..common.flags import add_config_flags, settings_from_args
 from ..errors import UserError
 from .config import PPOConfig, make_config
 from .evaluate import evaluate, format_table

@@ -1,7 +1,7 @@
 """The training configuration: one frozen dataclass, every field documented where declared.
 
 The CLI turns each field into a flag of the same name (``update_epochs`` -> ``--update-epochs``)
-with the field's docstring as help (:mod:`understanding_rl_vision.config_flags`), so the two never
+with the field's docstring as help (:mod:`understanding_rl_vision.common.flags`), so the two never
 drift apart.
 """
 
