@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from understanding_rl_vision.export import read_manifest
+from understanding_rl_vision.contract import read_manifest
 
 DRAWN = "window.__rlv_metrics && window.__rlv_metrics.firstAttributionDraw !== null"
 FLAGS = ["--env", "ALE/Breakout-v5", "--num-envs", "2", "--num-steps", "16", "--obs-num-envs", "2", "--num-obs",

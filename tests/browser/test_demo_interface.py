@@ -5,7 +5,7 @@ console errors. First paint is printed (docs/benchmarks.md)."""
 import subprocess
 import sys
 
-from understanding_rl_vision.export import read_manifest
+from understanding_rl_vision.contract import read_manifest
 
 DRAWN = "window.__rlv_metrics && window.__rlv_metrics.firstAttributionDraw !== null"
 

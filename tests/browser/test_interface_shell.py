@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from understanding_rl_vision.export import (
+from understanding_rl_vision.contract import (
     AttributionPayload,
     FeatureInfo,
     LayerInfo,

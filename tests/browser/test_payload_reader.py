@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from understanding_rl_vision.export import AttributionPayload, read_payload, write_payload
+from understanding_rl_vision.contract import AttributionPayload, read_payload, write_payload
 from understanding_rl_vision.reduction import FeatureMaps
 
 LIB = Path(__file__).parents[2] / "svelte" / "src" / "lib"

@@ -3,6 +3,7 @@
 // trajectory x output, megabytes each) live in a bounded least-recently-used cache.
 
 import { keys } from "./contract.js";
+import { outputActions } from "./outputs.js";
 import { decodeArray, decodeStored, forgetPayload, loadPayload } from "./payload.js";
 
 /** @typedef {import("./contract.js").Manifest} Manifest */
@@ -135,20 +136,6 @@ async function decodeTrajectory(p) {
   };
 }
 
-/**
- * How an output is named on the page: as exported, except that a Q-network's "logit:" entries
- * are its Q-values and its value is the largest of them.
- * @param {{action_outputs: string}} manifest
- * @param {string} name
- */
-export function outputLabel(manifest, name) {
-  if (manifest.action_outputs !== "q_values") return name;
-  if (name === "value") return "value (max Q)";
-  if (name.startsWith("logit:")) return `Q:${name.slice("logit:".length)}`;
-  if (name.startsWith("group:")) return `Q group:${name.slice("group:".length)}`;
-  return name;
-}
-
 /** Softmax of the policy logits at one frame. */
 export function policy(trajectory, frame) {
   const a = trajectory.actionCount;
@@ -163,8 +150,8 @@ const series = new WeakMap();
 
 /**
  * An output's value at every frame, from the trajectory's values and logits: "value", one
- * logit ("logit:NAME") or a group's summed logits ("group:NAME"), as the attribution explains
- * them. Null for an output the trajectory payload cannot reproduce.
+ * logit ("logit:NAME") or a group's summed logits ("group:NAME"; see outputs.js), as the
+ * attribution explains them. Null for an output the trajectory payload cannot reproduce.
  * @param {Trajectory} trajectory @param {Manifest} manifest @param {string} name
  * @returns {Float32Array | null}
  */
@@ -175,15 +162,10 @@ export function outputSeries(trajectory, manifest, name) {
   return byName.get(name);
 }
 
+/** @param {Trajectory} trajectory @param {Manifest} manifest @param {string} name */
 function computeSeries(trajectory, manifest, name) {
   if (name === "value") return trajectory.values;
-  let indices = null;
-  if (name.startsWith("logit:")) {
-    const i = manifest.action_names.indexOf(name.slice("logit:".length));
-    if (i >= 0) indices = [i];
-  } else if (name.startsWith("group:")) {
-    indices = manifest.action_groups[name.slice("group:".length)] ?? null;
-  }
+  const indices = outputActions(manifest, name);
   if (!indices) return null;
   const { length: n, actionCount: a, logits } = trajectory;
   const out = new Float32Array(n);

@@ -28,6 +28,7 @@ const HEX = /^#[0-9a-fA-F]{6}$/;
 export function resolveDefaults(config, manifest) {
   const given = config.defaults ?? {};
   const problems = [];
+  /** @type {(name: string, valid: (v: any) => boolean) => any} a valid value, of whatever type `valid` checks */
   const take = (name, valid) => {
     if (!(name in given) || !valid(given[name])) problems.push(name);
     return given[name];

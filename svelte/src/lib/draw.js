@@ -8,7 +8,7 @@
 
 export const metrics = {
   /** ms from navigation to the first attribution map drawn with data */
-  firstAttributionDraw: null,
+  firstAttributionDraw: /** @type {number | null} */ (null),
   /** attribution canvases drawn (one row's positive and negative count once each) */
   attributionDraws: 0,
   /** animation frames that drew the attribution of a new frame index */
@@ -16,7 +16,7 @@ export const metrics = {
   /** the frame index drawn last */
   lastFrame: -1,
 };
-if (typeof window !== "undefined") window.__rlv_metrics = metrics;
+if (typeof window !== "undefined") /** @type {Window & {__rlv_metrics?: typeof metrics}} */ (window).__rlv_metrics = metrics;
 
 const jobs = new Map();
 let request = 0;

@@ -1,4 +1,4 @@
-// The page's side of the data contract (understanding_rl_vision/export/schema.py): load a
+// The page's side of the data contract (understanding_rl_vision/contract/schema.py): load a
 // payload through a <script> tag, which works from file:// where fetch does not, and decode
 // its arrays exactly as export/reader.py does: base85, inflate if deflated, little-endian
 // view, times scale.

@@ -27,11 +27,11 @@ export class AppState {
   overlay = $state(false);
   combine = $state(false);
   showResidual = $state(false);
-  /** the feature isolated in every attribution view: a feature index, "residual" or null */
+  /** @type {number | "residual" | null} the feature isolated in every attribution view */
   hover = $state(null);
-  /** the open feature popup: {layer, feature, opener} or null */
+  /** @type {{layer: number, feature: number, opener: HTMLElement | null} | null} the open feature popup */
   popup = $state(null);
-  /** the first frame visible in the scrubber and line graphs while a drag holds it still */
+  /** @type {number | null} the first frame visible in the scrubber and line graphs while a drag holds it still */
   heldStart = $state(null);
   /** @type {Trajectory | null} the current trajectory once loaded */
   traj = $state.raw(null);
@@ -180,6 +180,7 @@ export class AppState {
 
   // ---------------------------------------------------------------- popup
 
+  /** @param {number} feature @param {HTMLElement | null} [opener] where focus returns on closing */
   openPopup(feature, opener = null) {
     this.pause();
     this.popup = { layer: this.layer, feature, opener };
