@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, fields
-from typing import Literal
+from typing import Any, Literal
 
 from .errors import ConfigError
 
@@ -231,13 +231,14 @@ class RunConfig:
         unknown = sorted(set(settings) - set(owner))
         if unknown:
             raise ConfigError(f"unknown setting {', '.join(unknown)}; valid: {', '.join(owner)}")
-        changes: dict[str, object] = {}
+        changes: dict[str, Any] = {}  # mixed field types, checked by each __post_init__
         by_group: dict[str, dict[str, object]] = {}
         for name, value in settings.items():
-            if owner[name] is None:
+            group = owner[name]
+            if group is None:
                 changes[name] = value
             else:
-                by_group.setdefault(owner[name], {})[name] = value
+                by_group.setdefault(group, {})[name] = value
         for group, values in by_group.items():
             changes[group] = dataclasses.replace(getattr(self, group), **values)
         return dataclasses.replace(self, **changes)

@@ -3,8 +3,10 @@ finish in a few minutes on 2 CPU cores (the defaults of ``run`` are the original
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from importlib.resources.abc import Traversable
+from typing import cast
 
 from .agents import read_checkpoint_metadata
 from .config import RunConfig
@@ -27,7 +29,7 @@ def bundled_agent_path() -> Traversable | None:
 
 
 def describe_agent(path: Traversable) -> str:
-    meta = read_checkpoint_metadata(path)
+    meta = read_checkpoint_metadata(cast("os.PathLike[str]", path))  # package data in a folder: a Path
     env = meta.get("env_spec") or {}
     extra = meta.get("extra") or {}
     steps = extra.get("steps_trained")

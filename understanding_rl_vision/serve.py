@@ -8,6 +8,7 @@ import functools
 import http.server
 import os
 from pathlib import Path
+from typing import cast
 
 from .errors import UserError
 
@@ -33,4 +34,4 @@ def make_server(directory: str | os.PathLike[str], host: str = "127.0.0.1", port
 
 def url_of(server: http.server.HTTPServer) -> str:
     host, port = server.server_address[:2]
-    return f"http://{host}:{port}/interface.html"
+    return f"http://{cast(str, host)}:{port}/interface.html"  # an AF_INET address: host is a str

@@ -209,7 +209,7 @@ def test_a_real_run_stays_within_its_estimate(agent, tmp_path):
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # Linux: KiB
     output = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     cache = sum(p.stat().st_size for p in (tmp_path / "out.cache").rglob("*") if p.is_file())
-    found = estimate(agent, RunConfig().replace(**SMALL), lanes=resources.lane_count(agent, Workers()))
+    found = estimate(agent, RunConfig().replace(**SMALL), lanes=resources.lanes_per_process(agent, Workers()))
     assert peak <= found.peak_memory_bytes <= 2 * peak  # measured 0.98 GB, estimated 1.4 GB
     assert output <= found.output_bytes <= 4 * output  # 0.31 MB, 0.88 MB
     assert cache <= found.cache_bytes <= 2 * cache  # 1.85 MB, 1.89 MB

@@ -76,7 +76,7 @@ class _ActorCritic(nn.Module):
                 f"observations of shape {shape} (H, W, C) are too small for the {self.name!r} "
                 f"architecture, which needs at least {self.min_input_size}x{self.min_input_size}"
             )
-        self.observation_shape: tuple[int, int, int] = shape  # type: ignore[assignment]
+        self.observation_shape: tuple[int, int, int] = shape
         self.num_actions = int(num_actions)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -99,7 +99,7 @@ class Agent:
 
     @property
     def device(self) -> torch.device:
-        tensor = next(self.model.parameters(), None)
+        tensor: torch.Tensor | None = next(self.model.parameters(), None)
         if tensor is None:
             tensor = next(self.model.buffers(), None)
         return torch.device("cpu") if tensor is None else tensor.device

@@ -125,7 +125,7 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
         raise CheckpointError(f"corrupt checkpoint metadata in {path}: preprocessing: {exc}") from None
     return Agent(
         model=model,
-        observation_shape=shape,  # type: ignore[arg-type]
+        observation_shape=shape,
         action_names=names,
         preprocessing=preprocessing,
         gamma=float(config["gamma"]),

@@ -22,7 +22,9 @@ graph once per output. ``"vmap"`` hands autograd all K rows at once (``is_grads_
 torch 2.13 CPU that is 2x slower for the IMPALA CNN, because ``convolution_backward`` and
 ``max_pool2d_with_indices_backward`` have no batching rule, so vmap loops over K itself and then
 copies the pieces together (``docs/benchmarks.md``). Folding K into the batch instead makes the
-forward pass K times larger and measured 4.9x slower. Both give bit-identical results.
+forward pass K times larger and measured 4.9x slower. Both compute the same sums, but on other
+kernel schedules: equal to the bit on one thread here, up to ~1e-6 of the largest value apart on
+more (torch does not promise equal rounding across schedules).
 """
 
 from __future__ import annotations
@@ -150,7 +152,7 @@ def _output_gradients(
     leaf: torch.Tensor,
     rows: torch.Tensor,
     batching: Batching,
-    finish: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+    finish: Callable[[torch.Tensor, torch.Tensor], object] | None = None,
     shape: tuple[int, ...] | None = None,
 ) -> torch.Tensor:
     """(K, *shape) float32 CPU: the gradient of ``out`` weighted by each ``rows[k]``, reduced by

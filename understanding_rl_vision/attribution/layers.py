@@ -90,7 +90,7 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> list[Layer]:
     """Attributable layers in forward order, labelled by resolution stage (1a, 1b, 2a, ...)."""
     bottlenecks = bottleneck_outputs(model, example[:1])
     modules = dict(model.named_modules())
-    chosen = []
+    chosen: list[tuple[str, tuple[int, ...]]] = []
     for name, shape in bottlenecks.items():
         if len(shape) != 3 or name not in modules:
             continue

@@ -213,8 +213,8 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
             spec = array_spec(f)
             sub = f"{where}.{f.name}"
             kwargs[f.name] = (decode_array(value[f.name], spec) if spec
-                              else _convert(_hints(hint)[f.name], value[f.name], sub))  # fmt: skip
-        return hint(**kwargs)
+                              else _convert(_hints(typing.cast(type, hint))[f.name], value[f.name], sub))  # fmt: skip
+        return typing.cast(type, hint)(**kwargs)  # a hint is the class, never an instance
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -263,7 +263,7 @@ def encode_png(image: np.ndarray) -> bytes:
 def decode_png(data: bytes) -> np.ndarray:
     with Image.open(io.BytesIO(data)) as image:
         if image.mode not in ("RGB", "RGBA"):
-            image = image.convert("RGBA")
+            return np.asarray(image.convert("RGBA"))
         return np.asarray(image)
 
 

@@ -41,7 +41,7 @@ def record_types() -> list[type]:
                 return
             for f in fields(hint):
                 visit(typing.get_type_hints(hint)[f.name])
-            seen.append(hint)
+            seen.append(typing.cast(type, hint))  # a field's hint: the class, never an instance
         for arg in typing.get_args(hint):
             visit(arg)
 
@@ -68,7 +68,7 @@ def _json_type(hint: Any) -> dict[str, Any]:
     if isinstance(hint, typing.NewType):
         return {"$ref": f"#/$defs/{hint.__name__}"}
     if is_dataclass(hint):
-        return {"$ref": f"#/$defs/{hint.__name__}"}
+        return {"$ref": f"#/$defs/{typing.cast(type, hint).__name__}"}
     if origin in (typing.Union, types.UnionType):
         return {"anyOf": [{"type": "null"} if a is type(None) else _json_type(a) for a in args]}
     if origin is Literal:
@@ -145,7 +145,7 @@ def _js_type(hint: Any) -> str:
     """A JSDoc type expression for a field's Python type hint."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if isinstance(hint, typing.NewType) or is_dataclass(hint):
-        return hint.__name__
+        return typing.cast(type, hint).__name__
     if origin in (typing.Union, types.UnionType):
         return "(" + "|".join("null" if a is type(None) else _js_type(a) for a in args) + ")"
     if origin is Literal:
@@ -209,8 +209,9 @@ def javascript_contract() -> str:
         out.append("/**")
         out.append(f" * {_doc(cls)}")
         out.append(f" * @typedef {{object}} {cls.__name__}")
-        if getattr(cls, "KIND", None) is not None:
-            out.append(f' * @property {{"{cls.KIND}"}} kind')
+        kind = getattr(cls, "KIND", None)
+        if kind is not None:
+            out.append(f' * @property {{"{kind}"}} kind')
         hints = typing.get_type_hints(cls)
         for f in fields(cls):
             spec = array_spec(f)

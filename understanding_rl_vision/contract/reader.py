@@ -30,7 +30,7 @@ from .schema import (
 from .writer import check_key, payload_path
 
 _PREFIX = f"window.{RECEIVER}("
-_KINDS = {cls.KIND: cls for cls in PAYLOAD_TYPES}
+_KINDS: dict[object, type] = {cls.KIND: cls for cls in PAYLOAD_TYPES}  # looked up by any JSON value
 
 
 def parse_envelope(text: str) -> tuple[str, dict[str, Any]]:

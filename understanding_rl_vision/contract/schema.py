@@ -343,7 +343,8 @@ class FeaturePayload:
         return feature_key(self.layer, self.feature)
 
 
-PAYLOAD_TYPES: tuple[type, ...] = (Manifest, TrajectoryPayload, AttributionPayload, FeaturePayload)
+PAYLOAD_TYPES: tuple[type[Manifest], type[TrajectoryPayload], type[AttributionPayload], type[FeaturePayload]] = (
+    Manifest, TrajectoryPayload, AttributionPayload, FeaturePayload)
 """Top-level payloads; each JSON object carries ``kind`` = the class's KIND."""
 
 

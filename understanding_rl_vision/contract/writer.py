@@ -119,18 +119,34 @@ def write_trajectory(directory: str | os.PathLike[str], trajectory: int, *, fram
 
 class PopupImages(Protocol):
     """What :func:`write_feature` needs of one popup (``features.Popup`` has it), in observation
-    pixels, so the interface draws patches without knowing how they were cut."""
+    pixels, so the interface draws patches without knowing how they were cut. Its members are
+    read-only properties, so a frozen dataclass matches it."""
 
-    expand_mult: int
-    subdiv_mult: float
-    image: np.ndarray
-    """(Gy P_y, Gx P_x, 4) uint8 RGBA mosaic."""
-    index_grid: np.ndarray
-    """(Gy, Gx) observation index per cell, -1 if empty."""
-    tops: np.ndarray
-    """(Gy,) first observation row of each mosaic row's patch."""
-    lefts: np.ndarray
-    """(Gx,) first observation column of each mosaic column's patch."""
+    @property
+    def expand_mult(self) -> int: ...
+
+    @property
+    def subdiv_mult(self) -> float: ...
+
+    @property
+    def image(self) -> np.ndarray:
+        """(Gy P_y, Gx P_x, 4) uint8 RGBA mosaic."""
+        ...
+
+    @property
+    def index_grid(self) -> np.ndarray:
+        """(Gy, Gx) observation index per cell, -1 if empty."""
+        ...
+
+    @property
+    def tops(self) -> np.ndarray:
+        """(Gy,) first observation row of each mosaic row's patch."""
+        ...
+
+    @property
+    def lefts(self) -> np.ndarray:
+        """(Gx,) first observation column of each mosaic column's patch."""
+        ...
 
     @property
     def cell_size(self) -> tuple[int, int]:

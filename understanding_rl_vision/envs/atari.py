@@ -6,7 +6,7 @@ the 210x160 colour screen instead, because the preprocessed stack is hard to rea
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from .spec import AtariSpec
 
 if TYPE_CHECKING:
     import gymnasium
+    from ale_py.env import AtariEnv
 
 
 def _check_spec(spec: AtariSpec) -> None:
@@ -67,8 +68,8 @@ class AtariVecEnv(_ListVecEnv):
         super().__init__(spec, lambda: _make_atari(spec), num_envs, seed)
 
     def _shapes(self, env: gymnasium.Env) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-        stack, height, width = env.observation_space.shape
-        screen_height, screen_width = env.unwrapped.ale.getScreenDims()  # 210x160 for most games
+        stack, height, width = cast("tuple[int, int, int]", env.observation_space.shape)  # stacked Box
+        screen_height, screen_width = cast("AtariEnv", env.unwrapped).ale.getScreenDims()  # 210x160 for most games
         return (height, width, stack), (int(screen_height), int(screen_width), 3)
 
     def _observation(self, obs: Any) -> np.ndarray:
@@ -76,4 +77,4 @@ class AtariVecEnv(_ListVecEnv):
         return np.ascontiguousarray(np.moveaxis(np.asarray(obs), 0, -1))
 
     def _frame(self, env: gymnasium.Env, obs: np.ndarray) -> np.ndarray:
-        return env.unwrapped.ale.getScreenRGB()
+        return cast("AtariEnv", env.unwrapped).ale.getScreenRGB()

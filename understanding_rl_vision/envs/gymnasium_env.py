@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -117,7 +117,7 @@ class _ListVecEnv(VecEnv):
         meanings = getattr(env.unwrapped, "get_action_meanings", None)
         if callable(meanings):
             return tuple(str(name) for name in meanings())
-        return tuple(str(i) for i in range(int(env.action_space.n)))
+        return tuple(str(i) for i in range(int(cast("gymnasium.spaces.Discrete", env.action_space).n)))
 
     # --- the VecEnv contract --------------------------------------------------------------
 
@@ -194,8 +194,8 @@ class GymnasiumVecEnv(_ListVecEnv):
             )
 
     def _shapes(self, env: gymnasium.Env) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-        shape = tuple(env.observation_space.shape)
-        obs_shape = (*shape, 1) if len(shape) == 2 else shape
+        shape = tuple(cast("tuple[int, ...]", env.observation_space.shape))  # a Box of 2 or 3 dims: see _validate
+        obs_shape = cast("tuple[int, int, int]", (*shape, 1) if len(shape) == 2 else shape)
         return obs_shape, (obs_shape[0], obs_shape[1], 3)
 
     def _observation(self, obs: Any) -> np.ndarray:

@@ -11,12 +11,12 @@ import io
 import sys
 import threading
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from ..errors import UnknownEnvError, UserError
-from .base import EnvStep, EpisodeTracker, VecEnv
+from .base import EnvStep, Episode, EpisodeTracker, VecEnv
 from .gymnasium_env import check_vec_args
 from .spec import PROCGEN_GAMES, ProcgenSpec
 
@@ -92,6 +92,8 @@ class ProcgenVecEnv(VecEnv):
     starts new but reproducible levels.
     """
 
+    spec: ProcgenSpec
+
     def __init__(self, spec: ProcgenSpec, num_envs: int = 1, seed: int = 0):
         _check_spec(spec)
         check_vec_args(num_envs, seed)
@@ -154,14 +156,15 @@ class ProcgenVecEnv(VecEnv):
         self._episodes.add(reward)
         need_info = self.spec.full_res_frames or bool(first.any())
         info = self._env.get_info() if need_info else None
-        episodes = ()
+        episodes: tuple[Episode, ...] = ()
         if info is not None and first.any():
             # The info at a new episode's first step describes the level that just ended.
             episodes = tuple(
                 self._episodes.end(int(i), bool(info[i]["prev_level_complete"]))
                 for i in np.flatnonzero(first)
             )
-        frame = self._full_res(info) if self.spec.full_res_frames else obs
+        # full_res_frames implies need_info, so info is the list here
+        frame = self._full_res(cast("list[dict[str, Any]]", info)) if self.spec.full_res_frames else obs
         return EnvStep(obs, frame, reward, first, episodes)
 
     @staticmethod

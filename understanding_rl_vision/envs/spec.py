@@ -149,7 +149,7 @@ def parse_env_id(name: str, **options: Any) -> EnvSpec:
     raise UnknownEnvError(f"unknown environment {name!r}{hint}")
 
 
-def _build(cls: type, options: dict[str, Any], **fixed: Any) -> EnvSpec:
+def _build(cls: type[EnvSpec], options: dict[str, Any], **fixed: Any) -> EnvSpec:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(options) - names)
     if unknown:

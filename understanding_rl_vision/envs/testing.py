@@ -7,11 +7,12 @@ tests of rollouts, training and attribution can use real environment code end to
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import gymnasium
 import numpy as np
 from gymnasium import spaces
+from gymnasium.envs.registration import EnvCreator
 
 DOTGRID_ID = "understanding_rl_vision/DotGrid-v0"
 
@@ -82,4 +83,5 @@ class DotGridEnv(gymnasium.Env):
 def register() -> None:
     """Register ``DotGrid`` with Gymnasium; safe to call any number of times."""
     if DOTGRID_ID not in gymnasium.registry:
-        gymnasium.register(id=DOTGRID_ID, entry_point=DotGridEnv)
+        # an Env class is an entry point; gymnasium's EnvCreator protocol wants any **kwargs
+        gymnasium.register(id=DOTGRID_ID, entry_point=cast(EnvCreator, DotGridEnv))

@@ -25,12 +25,16 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..common.images import viewable
 from ..config import FeatureVisConfig
 from ..errors import UserError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 THUMBNAIL_CELLS = 4
 """Thumbnail patch side, in layer positions."""
@@ -42,7 +46,7 @@ BATCH = 512
 """Observations projected at a time by :func:`direction_scores`."""
 
 
-def _freeze(result: object) -> None:
+def _freeze(result: DataclassInstance) -> None:
     for f in fields(result):
         if isinstance(value := getattr(result, f.name), np.ndarray):
             value.setflags(write=False)
@@ -60,7 +64,8 @@ class Thumbnail:
     positions: np.ndarray
     """(grid * grid, 2) int32 layer (row, col) of each example's maximum, -1 for an empty tile."""
 
-    __post_init__ = _freeze
+    def __post_init__(self) -> None:
+        _freeze(self)
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,7 +86,8 @@ class Popup:
     lefts: np.ndarray
     """(G,) int32 observation column of each mosaic column's patch left edge."""
 
-    __post_init__ = _freeze
+    def __post_init__(self) -> None:
+        _freeze(self)
 
     @property
     def cell_size(self) -> tuple[int, int]:

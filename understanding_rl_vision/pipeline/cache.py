@@ -12,10 +12,12 @@ import hashlib
 import json
 import os
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ..common.files import atomic_path, remove_stale_temporaries
 from ..errors import UserError
@@ -55,7 +57,7 @@ class Cache:
     def has(self, name: str) -> bool:
         return self.path(name).is_file()
 
-    def save(self, name: str, arrays: dict[str, np.ndarray]) -> Path:
+    def save(self, name: str, arrays: Mapping[str, npt.ArrayLike]) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.path(name)
         with atomic_path(path) as tmp:
@@ -74,7 +76,7 @@ class Cache:
             raise UserError(f"damaged cache file {path} removed ({exc}); run again to recompute it") from None
 
 
-def write_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> None:
+def write_npz(path: str | os.PathLike[str], arrays: Mapping[str, npt.ArrayLike]) -> None:
     """``np.savez`` that closes its zip file on a failed write (a full disk): numpy's leaves it
     open, and its late close prints an "Exception ignored" traceback."""
     with open(path, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:

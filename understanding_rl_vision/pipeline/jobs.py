@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -123,7 +124,7 @@ def load_fit(cache: Cache, job: Job) -> LayerFit:
                               arrays[f"{k}/thumbnail_positions"])  # fmt: skip
         popups, i = [], 0
         while f"{k}/{i}/image" in arrays:
-            values = {f.name: arrays[f"{k}/{i}/{f.name}"] for f in dataclasses.fields(Popup)}
+            values: dict[str, Any] = {f.name: arrays[f"{k}/{i}/{f.name}"] for f in dataclasses.fields(Popup)}
             values["expand_mult"] = int(values["expand_mult"])
             values["subdiv_mult"] = float(values["subdiv_mult"])
             popups.append(Popup(**values))
@@ -144,7 +145,7 @@ def run_attribution(agent: Agent, explained: ExplainedModel, plan: Plan, cache: 
     inputs = agent.preprocess(trajectories.observations[job.trajectory])
     values = attribute(explained, inputs, layer, plan.outputs, plan.config)
     reducer = ChannelReducer.from_components(components, plan.config.reduction)
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, np.ndarray | np.generic] = {}
     for o in range(len(plan.outputs)):
         maps = reducer.transform(values[o])
         for name, dtype in _QUANTISED.items():

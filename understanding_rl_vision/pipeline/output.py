@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from ..advantages import discount_settings, find_bookmarks, gae
 from ..agents.base import Agent
@@ -66,7 +67,7 @@ def write_output(directory: Path, agent: Agent, plan: Plan, cache: Cache, title:
         action_groups={name: tuple(indices) for name, indices in agent.action_groups.items()},
         outputs=plan.outputs, layers=tuple(layer_infos), default_layer=plan.default_layer,
         trajectory_lengths=(trajectories.num_steps,) * trajectories.num_envs,
-        observation_size=tuple(agent.observation_shape[:2]), fps=float(config.interface.fps),
+        observation_size=cast("tuple[int, int]", tuple(agent.observation_shape[:2])), fps=float(config.interface.fps),
         action_outputs=agent.action_outputs,
         bookmarks=bookmarks_from(marks),
         observations=write_observations(data, load_observations(cache, plan)),

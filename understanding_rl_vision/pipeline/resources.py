@@ -44,11 +44,12 @@ from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import torch
 
 from ..agents.base import Agent
-from ..attribution import INPUT_CHUNK, INPUT_LAYER, explain_agent
+from ..attribution import INPUT_CHUNK, INPUT_LAYER, Layer, explain_agent
 from ..attribution.hooks import forward_hooks
 from ..attribution.integrated_gradients import DEFAULT_MEMORY_BUDGET
 from ..config import RunConfig
@@ -163,6 +164,7 @@ def shapes_of(agent: Agent, plan: Plan | RunConfig) -> Shapes:
 
 
 def _shapes_of(agent: Agent, plan: Plan | RunConfig) -> Shapes:
+    layers: Sequence[Layer]
     if isinstance(plan, Plan):
         env, layers, outputs = plan.env, plan.layers, len(plan.outputs)
     else:
@@ -183,7 +185,8 @@ def _shapes_of(agent: Agent, plan: Plan | RunConfig) -> Shapes:
         below = below or [c * h * w, math.prod(agent.observation_shape)]
         shapes.append(LayerShape(layer.label, c, h, w, sum(above), max(above), max(below)))
     params = sum(p.numel() * p.element_size() for p in agent.model.parameters())
-    return Shapes(tuple(agent.observation_shape), _frame_shape(env, agent.observation_shape), agent.num_actions,
+    observation = cast("tuple[int, int, int]", tuple(agent.observation_shape))  # an (H, W, C) shape
+    return Shapes(observation, _frame_shape(env, agent.observation_shape), agent.num_actions,
                   outputs, tuple(shapes), params)  # fmt: skip
 
 
@@ -437,7 +440,7 @@ class _Sizes:
 
     def export(self) -> list[Part]:
         T, N = self.T, self.N
-        stages = [[]]
+        stages: list[list[Part]] = [[]]
         for layer in self.s.layers:
             K = min(self.config.reduction.nmf_features, layer.channels)
             maps = T * layer.positions * (2 * K + 1)
@@ -629,6 +632,7 @@ def _message(found: Estimate, room: _Room, shapes: Shapes, config: RunConfig, la
     def fits(settings: dict[str, int], lanes: int = lanes) -> bool:
         return _problem(_estimate(shapes, config.replace(**settings), lanes, processes, None), room) is None
 
+    parts: Sequence[Part]
     if _problem(found, room) == "memory":
         parts = found.memory_parts
         head = (f"this run needs about {format_bytes(found.peak_memory_bytes)} of memory ({parts[0].what}) "
@@ -659,7 +663,7 @@ def _advice(parts: Sequence[Part], shapes: Shapes, config: RunConfig, fits: Call
     helpful = [k for k in numbers if largest[k] is not None]
     if helpful:
         knob = helpful[0]
-        limit = f"at most ~{_round_down(largest[knob]):,} {_UNITS[knob]} fit"
+        limit = f"at most ~{_round_down(cast(int, largest[knob])):,} {_UNITS[knob]} fit"  # helpful: not None
         text = f"lower {' or '.join(_FLAGS[k] for k in helpful)} ({limit})"
     elif numbers and not others:  # the largest term's own settings, all of them
         first = [k for k in parts[0].knobs if k in numbers] or numbers

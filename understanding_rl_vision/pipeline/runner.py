@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from tqdm.auto import tqdm
 
@@ -27,6 +28,11 @@ from .parallel import Claims, OtherRankFailed, RankError, Workers, lanes_per_pro
 from .plan import Job, Plan, make_plan
 from .publish import check_target, publish
 from .resources import check_resources
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..rollout import Trajectories
 
 LANE_PREFIX = "understanding-rl-vision-lane-"
 INTERRUPT_WAIT_SECONDS = 0.5
@@ -184,7 +190,8 @@ def _runner(agent: Agent, plan: Plan, cache: Cache, progress: bool, start=lambda
             fit = plan.fit(job.layer)
             if fit.name not in loaded:
                 loaded[fit.name] = cache.load(fit.name)["components"]
-            jobs.run_attribution(agent, explained, plan, cache, job, loaded["trajectories"], loaded[fit.name])
+            trajectories = cast("Trajectories", loaded["trajectories"])
+            jobs.run_attribution(agent, explained, plan, cache, job, trajectories, cast("np.ndarray", loaded[fit.name]))
 
     return run
 

@@ -217,6 +217,6 @@ def _nnls(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
             step = np.maximum(w[k] - (gram[k] @ w - rhs[k]) / gram[k, k], 0) - w[k]
             w[k] += step
             change = max(change, float(np.abs(step).max()))
-        if change <= SWEEP_TOL * max(float(w.max()), np.finfo(float).tiny):
+        if change <= SWEEP_TOL * max(float(w.max()), float(np.finfo(float).tiny)):
             break
     return w

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -73,6 +74,7 @@ def _has_our_metadata(path: Path, length: int) -> bool:
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A ``torch.save``'d or safetensors state dict, without unpickling code."""
     size = regular_file_size(path)
+    state: object
     if read_prefix(path, 9)[8:9] == b"{":
         from safetensors.torch import load_file
 
@@ -174,7 +176,7 @@ def complete(foreign: Foreign, spec: EnvSpec, device: str | torch.device = "cpu"
     if foreign.scripted is not None:
         from .torchscript import opaque_agent, rebuilt_matches
 
-        if not rebuilt_matches(foreign, model, shape):
+        if not rebuilt_matches(foreign, model, cast("tuple[int, int, int]", shape)):  # an env's (H, W, C)
             return opaque_agent(foreign, device=device, **common)
         common["preprocessing"] = Preprocessing()  # what our rebuilt module expects
     model.to(device).eval()

@@ -19,7 +19,7 @@ import re
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -163,7 +163,7 @@ def _scan_pickles(data: bytes, prefix: str, count: int) -> int:
                 elif pending == "?" and opcode.name == "GLOBAL" and isinstance(arg, str):
                     pending = arg.rsplit(" ", 1)[-1].removesuffix("Storage")
                 elif pending and opcode.name in _INT_OPCODES:
-                    declared += max(int(arg), 0) * _STORAGE_BYTES.get(pending, 8)
+                    declared += max(int(cast(int, arg)), 0) * _STORAGE_BYTES.get(pending, 8)  # an int opcode
                     pending = None
     except (ValueError, EOFError, OverflowError) as exc:
         raise CheckpointError(f"{prefix}: its pickle is damaged ({first_line(exc)})") from None

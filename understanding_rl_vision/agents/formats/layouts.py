@@ -109,7 +109,7 @@ def _nature(
     _require_ranks(ours, layout, {name: 4 if name.startswith("conv") else 2 for name in needed})
     hidden, flat = ours["fc.weight"].shape
     actions = ours["q.weight" if head == "q" else "policy.weight"].shape[0]
-    kwargs = {"hidden_size": int(hidden)}
+    kwargs: dict[str, object] = {"hidden_size": int(hidden)}
     if head == "q":
         kwargs["head"] = "q"
     return Recognised(

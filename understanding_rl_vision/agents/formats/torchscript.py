@@ -117,7 +117,7 @@ class ScriptedModel(nn.Module):
             raise UserError("the TorchScript module must return (logits, value)")
         return out[0], out[1].reshape(-1)
 
-    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+    def _apply(self, fn, recurse=True):
         self.scripted[0]._apply(fn)
         return super()._apply(fn, recurse)
 
