@@ -21,10 +21,21 @@ def test_bundled_agent_is_package_data_and_small():
     assert agent.action_names[:3] == ("LEFT+DOWN", "LEFT", "LEFT+UP")
 
 
-def test_evaluate_bundled_agent_for_a_few_episodes(capsys):
-    assert main(["evaluate", "bundled", "--episodes", "8", "--num-envs", "8", "--json", "--no-progress"]) == 0
+def test_evaluate_bundled_agent_beats_the_random_policy(capsys):
+    """32 episodes per policy on the same levels (16 envs x 2). Measured here with seeds 0-5: agent
+    completion 0.72-0.88, random 0.12-0.41, difference 0.47-0.69 (seed 0, asserted: 0.875 against
+    0.406). From the 500-episode rates (docs/demo-agent.md: 0.85 and 0.29) the difference of two
+    32-episode rates has mean 0.56 and sd 0.10, so the 0.25 bar sits 3 sd below it, and the
+    agent's own 0.6 bar 4 sd below 0.85."""
+    argv = ["evaluate", "bundled", "--episodes", "32", "--num-envs", "16", "--seed", "0", "--json",
+            "--quiet"]  # fmt: skip
+    assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["episodes"] == 8
-    assert 0.0 <= result["mean_return"] <= 10.0
-    assert 0.0 <= result["level_completion_rate"] <= 1.0
-    assert result["env"] == "procgen:coinrun"
+    assert (result["episodes"], result["num_envs"], result["seed"]) == (32, 16, 0)
+    assert result["greedy"] is False
+    assert result["env"] == "procgen:coinrun" and "held out" in result["levels"]
+    agent, random = result["level_completion_rate"], result["random_level_completion_rate"]
+    assert agent >= 0.6 and agent - random >= 0.25, (agent, random)
+    # CoinRun pays 10 for the coin, which ends the level, and nothing else: return = 10 x rate.
+    # Rates are k/32, exact in binary, so the means are too.
+    assert result["mean_return"] == 10 * agent and result["random_mean_return"] == 10 * random

@@ -54,18 +54,27 @@ def test_without_sticky_actions_or_noops_breakout_ignores_the_seed():
 
 
 def test_episodes_end_and_autoreset():
-    num_envs, rng = 2, np.random.default_rng(0)
+    # Action seed 3: both episodes hit bricks (measured: returns 1 and 4 in 190 and 299 steps; with
+    # seed 0 both returned 0, and the sums below would be checked on zeros only).
+    num_envs, rng = 2, np.random.default_rng(3)
     episodes = []
     with make_vec_env("ALE/Breakout-v5", num_envs=num_envs, seed=0) as env:
         env.reset()
+        lengths, returns = np.zeros(num_envs, dtype=int), np.zeros(num_envs)
         for _ in range(400):
             step = env.step(rng.integers(0, env.num_actions, size=num_envs))
+            lengths += 1
+            returns += step.reward
             assert {e.env_index for e in step.episodes} == set(np.flatnonzero(step.first))
+            for e in step.episodes:  # the records add up the steps and rewards since the last end
+                assert (e.length, e.total_reward) == (lengths[e.env_index], returns[e.env_index])
+                lengths[e.env_index], returns[e.env_index] = 0, 0.0
             episodes.extend(step.episodes)
             if len(episodes) >= 2:
                 break
     assert episodes, "random Breakout should lose all lives within 400 steps"
-    assert all(e.level_complete is None and e.length > 0 for e in episodes)
+    assert all(e.level_complete is None for e in episodes)
+    assert all(e.total_reward > 0 for e in episodes), [e.total_reward for e in episodes]
 
 
 def test_bad_atari_options_are_user_errors():
