@@ -124,8 +124,13 @@ def tune_captum_batch(agent, explained, inputs, layers, output, steps) -> int:
         started = time.perf_counter()
         for layer in (layers[0], layers[-1]):
             lig = LayerIntegratedGradients(lambda x: explained.forward(x) @ weights, modules[layer])
-            lig.attribute(inputs, baselines=torch.zeros_like(inputs), n_steps=steps,
-                          method="riemann_right", internal_batch_size=batch)  # fmt: skip
+            lig.attribute(
+                inputs,
+                baselines=torch.zeros_like(inputs),
+                n_steps=steps,
+                method="riemann_right",
+                internal_batch_size=batch,
+            )
         timings[batch] = time.perf_counter() - started
     print("Captum internal_batch_size probe (s): " + ", ".join(f"{b}: {t:.2f}" for b, t in timings.items()))
     return min(timings, key=timings.get)
@@ -136,8 +141,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="32 frames, 2 layers, 4 outputs")
     parser.add_argument("--frames", type=int, default=256)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--captum-batch", type=int, default=None,
-                        help="Captum internal_batch_size (default: the fastest on a probe)")  # fmt: skip
+    parser.add_argument(
+        "--captum-batch", type=int, default=None, help="Captum internal_batch_size (default: the fastest on a probe)"
+    )
     args = parser.parse_args()
     frames = 32 if args.quick else args.frames
 
@@ -157,22 +163,27 @@ def main() -> None:
     outputs = explained.outputs(names)
     if args.quick:
         layers, outputs = [layers[1], layers[3]], outputs[:4]
-    print(f"job: {frames} CoinRun frames x {len(layers)} layers x {len(outputs)} outputs x "
-          f"{args.steps} steps; torch {torch.__version__}, {torch.get_num_threads()} threads")  # fmt: skip
+    print(
+        f"job: {frames} CoinRun frames x {len(layers)} layers x {len(outputs)} outputs x "
+        f"{args.steps} steps; torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
 
     captum_batch = args.captum_batch or tune_captum_batch(agent, explained, inputs, layers, outputs[0], args.steps)
     print(f"Captum internal_batch_size: {captum_batch}")
 
     # (a) ours
-    ours, time_a, mem_a = timed(lambda: {
-        layer: integrated_gradients(explained, inputs, layer, outputs, steps=args.steps).values
-        for layer in layers
-    })  # fmt: skip
+    ours, time_a, mem_a = timed(
+        lambda: {
+            layer: integrated_gradients(explained, inputs, layer, outputs, steps=args.steps).values for layer in layers
+        }
+    )
     print(f"(a) ours                          {time_a:8.2f} s   peak +{mem_a:7.0f} MB")
-    _, time_v, mem_v = timed(lambda: [
-        integrated_gradients(explained, inputs, layer, outputs, steps=args.steps, batching="vmap")
-        for layer in layers
-    ])  # fmt: skip
+    _, time_v, mem_v = timed(
+        lambda: [
+            integrated_gradients(explained, inputs, layer, outputs, steps=args.steps, batching="vmap")
+            for layer in layers
+        ]
+    )
     print(f"(a') ours with batching='vmap'    {time_v:8.2f} s   peak +{mem_v:7.0f} MB")
 
     # (b) Captum LayerIntegratedGradients, one call per output and layer
@@ -181,9 +192,14 @@ def main() -> None:
             module = dict(agent.model.named_modules())[layer]
             for output in outputs:
                 weights = torch.tensor(output.weights)
-                lig = LayerIntegratedGradients(lambda x: explained.forward(x) @ weights, module)
-                lig.attribute(inputs, baselines=torch.zeros_like(inputs), n_steps=args.steps,
-                              method="riemann_right", internal_batch_size=captum_batch)  # fmt: skip
+                lig = LayerIntegratedGradients(lambda x, w=weights: explained.forward(x) @ w, module)
+                lig.attribute(
+                    inputs,
+                    baselines=torch.zeros_like(inputs),
+                    n_steps=args.steps,
+                    method="riemann_right",
+                    internal_batch_size=captum_batch,
+                )
 
     _, time_b, mem_b = timed(captum_layer_ig)
     print(f"(b) Captum LayerIntegratedGradients {time_b:6.2f} s   peak +{mem_b:7.0f} MB")
@@ -199,22 +215,27 @@ def main() -> None:
             for output in outputs:
                 weights = torch.tensor(output.weights)
 
-                def upper(scaled: torch.Tensor, weights: torch.Tensor = weights) -> torch.Tensor:
+                def upper(scaled: torch.Tensor, weights: torch.Tensor = weights, layer: str = layer) -> torch.Tensor:
                     with forward_hooks(agent.model, {layer: lambda module, a, out: scaled}):
                         return explained.forward(inputs[:1]) @ weights
 
-                per_output.append(IntegratedGradients(upper).attribute(
-                    activation, baselines=torch.zeros_like(activation), n_steps=args.steps,
-                    method="riemann_right", internal_batch_size=captum_batch))  # fmt: skip
+                per_output.append(
+                    IntegratedGradients(upper).attribute(
+                        activation,
+                        baselines=torch.zeros_like(activation),
+                        n_steps=args.steps,
+                        method="riemann_right",
+                        internal_batch_size=captum_batch,
+                    )
+                )
             results[layer] = torch.stack(per_output)
         return results
 
     reference, time_c, mem_c = timed(captum_subnet_ig)
     print(f"(c) Captum IG on the sub-network  {time_c:8.2f} s   peak +{mem_c:7.0f} MB")
-    relative = torch.cat([
-        ((ours[layer] - reference[layer]).abs() / reference[layer].abs().max()).flatten()
-        for layer in layers
-    ])  # fmt: skip
+    relative = torch.cat(
+        [((ours[layer] - reference[layer]).abs() / reference[layer].abs().max()).flatten() for layer in layers]
+    )
     max_rel = float(relative.max())
     sample = relative[torch.randperm(len(relative), generator=torch.Generator().manual_seed(0))[: 1 << 24]]
     percentiles = {q: float(sample.quantile(q)) for q in (0.5, 0.999)}
@@ -232,8 +253,9 @@ def main() -> None:
             module = dict(agent.model.named_modules())[layer]
             for output in outputs:
                 weights = torch.tensor(output.weights)
-                LayerIntegratedGradients(lambda x: explained.forward(x) @ weights, module).attribute(
-                    probe, baselines=torch.zeros_like(probe), n_steps=args.steps, method="riemann_right")
+                LayerIntegratedGradients(lambda x, w=weights: explained.forward(x) @ w, module).attribute(
+                    probe, baselines=torch.zeros_like(probe), n_steps=args.steps, method="riemann_right"
+                )
     flops_b = counter.flops * frames / len(probe)
     peak = matmul_peak_gflops()
 
@@ -255,17 +277,22 @@ def main() -> None:
 
     print(f"speedup vs LayerIntegratedGradients: {time_b / time_a:.2f}x")
     print(f"speedup vs sub-network IntegratedGradients: {time_c / time_a:.2f}x")
-    print(f"FLOPs: ours {flops / 1e12:.2f} T, LayerIntegratedGradients {flops_b / 1e12:.2f} T "
-          f"({flops_b / flops:.2f}x the work; the rest of the speedup, {time_b / time_a / (flops_b / flops):.2f}x, "
-          f"is FLOP/s)")  # fmt: skip
+    print(
+        f"FLOPs: ours {flops / 1e12:.2f} T, LayerIntegratedGradients {flops_b / 1e12:.2f} T "
+        f"({flops_b / flops:.2f}x the work; the rest of the speedup, {time_b / time_a / (flops_b / flops):.2f}x, "
+        f"is FLOP/s)"
+    )
     print(f"vmap batching takes {time_v / time_a:.2f}x as long as sequential")
-    print(f"relative difference vs (c), |ours - captum| / max |captum| per layer: max {max_rel:.2e}, "
-          f"median {percentiles[0.5]:.1e}, 99.9th percentile {percentiles[0.999]:.1e}")  # fmt: skip
-    print(f"ours: {achieved:.1f} GFLOP/s; fp32 matmul peak {peak:.1f} GFLOP/s "
-          f"({100 * achieved / peak:.1f}% of peak)")  # fmt: skip
-    print(f"completeness (median rel. error) of 10-step Riemann at {layer}: {target:.2e}; "
-          f"Gauss-Legendre matches it with {gl_steps} steps, "
-          f"{riemann_seconds / gl_seconds if gl_seconds else float('nan'):.2f}x faster")  # fmt: skip
+    print(
+        f"relative difference vs (c), |ours - captum| / max |captum| per layer: max {max_rel:.2e}, "
+        f"median {percentiles[0.5]:.1e}, 99.9th percentile {percentiles[0.999]:.1e}"
+    )
+    print(f"ours: {achieved:.1f} GFLOP/s; fp32 matmul peak {peak:.1f} GFLOP/s ({100 * achieved / peak:.1f}% of peak)")
+    print(
+        f"completeness (median rel. error) of 10-step Riemann at {layer}: {target:.2e}; "
+        f"Gauss-Legendre matches it with {gl_steps} steps, "
+        f"{riemann_seconds / gl_seconds if gl_seconds else float('nan'):.2f}x faster"
+    )
     print(
         f"RESULT attribution speedup_vs_layerig={time_b / time_a:.2f} "
         f"speedup_vs_subnet_ig={time_c / time_a:.2f} max_rel_diff={max_rel:.2e} "

@@ -36,10 +36,17 @@ def measure(label: str, command: list[str], out: Path) -> dict[str, float]:
     if result.returncode != 0:
         sys.exit(f"{label} failed with exit status {result.returncode}")
     peak_kb, user, system = rss_file.read_text().split()[-3:]  # time's last line (mpiexec may add some)
-    numbers = {"wall_s": wall, "peak_rss_mb": int(peak_kb) / 1024, "output_mb": folder_bytes(out) / 1e6,
-               "cores": (float(user) + float(system)) / wall}  # fmt: skip
-    print(f"{label}: wall {wall:.1f} s, peak RSS {numbers['peak_rss_mb']:.0f} MB (largest process), "
-          f"output {numbers['output_mb']:.1f} MB, {numbers['cores']:.2f} cores busy on average", flush=True)  # fmt: skip
+    numbers = {
+        "wall_s": wall,
+        "peak_rss_mb": int(peak_kb) / 1024,
+        "output_mb": folder_bytes(out) / 1e6,
+        "cores": (float(user) + float(system)) / wall,
+    }
+    print(
+        f"{label}: wall {wall:.1f} s, peak RSS {numbers['peak_rss_mb']:.0f} MB (largest process), "
+        f"output {numbers['output_mb']:.1f} MB, {numbers['cores']:.2f} cores busy on average",
+        flush=True,
+    )
     return numbers
 
 
@@ -56,13 +63,16 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     one = measure("1 process", [*cli, "-o", str(args.work / "one")], args.work / "one")
     mpiexec = shutil.which("mpiexec", path=str(bin_dir)) or "mpiexec"
-    two = measure(f"{args.ranks} ranks", [mpiexec, "-n", str(args.ranks), *cli, "-o", str(args.work / "two")],
-                  args.work / "two")  # fmt: skip
+    two = measure(
+        f"{args.ranks} ranks", [mpiexec, "-n", str(args.ranks), *cli, "-o", str(args.work / "two")], args.work / "two"
+    )
     same = subprocess.run(["diff", "-rq", str(args.work / "one"), str(args.work / "two")], capture_output=True)
     print(f"outputs byte-identical: {same.returncode == 0}")
     speedup = one["wall_s"] / two["wall_s"]
-    print(f"RESULT end_to_end wall_s={one['wall_s']:.1f} peak_rss_mb={one['peak_rss_mb']:.0f} "
-          f"output_mb={one['output_mb']:.1f} mpi2_speedup={speedup:.2f}")
+    print(
+        f"RESULT end_to_end wall_s={one['wall_s']:.1f} peak_rss_mb={one['peak_rss_mb']:.0f} "
+        f"output_mb={one['output_mb']:.1f} mpi2_speedup={speedup:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -24,9 +24,13 @@ from pathlib import Path
 VIEWPORT = {"width": 1280, "height": 800}
 DRAWN = "window.__rlv_metrics && window.__rlv_metrics.firstAttributionDraw !== null"
 CHROMIUM_ARGS = [  # as tests/browser/conftest.py
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 SETTLE = """(n) => new Promise((done) => {
   const step = () => (n-- > 0 ? requestAnimationFrame(step) : setTimeout(done, 30));
@@ -71,8 +75,19 @@ def small_interface(folder: Path) -> Path:
         agent = make_agent("impala", env.spec, env.observation_shape, env.action_names, seed=0)
     checkpoint = save_checkpoint(agent, folder / "random.safetensors")
     return rl_clarity.run(
-        checkpoint, folder / "interface", progress=False, num_envs=2, num_steps=24, obs_num_envs=4, num_obs=8,
-        obs_every=4, layers=("2b", "3b"), default_layer="2b", attr_policy=True, nmf_features=4, num_bookmarks=2,
+        checkpoint,
+        folder / "interface",
+        progress=False,
+        num_envs=2,
+        num_steps=24,
+        obs_num_envs=4,
+        num_obs=8,
+        obs_every=4,
+        layers=("2b", "3b"),
+        default_layer="2b",
+        attr_policy=True,
+        nmf_features=4,
+        num_bookmarks=2,
         title="random agent",
     ).path
 
@@ -128,19 +143,27 @@ def main() -> None:
             try:
                 paints = [first_paint(browser, interface) for _ in range(args.loads)]
                 paint = statistics.median(paints)
-                print(f"first paint: {paint:.0f} ms after navigation (median of "
-                      f"{', '.join(f'{p:.0f}' for p in paints)})", flush=True)  # fmt: skip
+                print(
+                    f"first paint: {paint:.0f} ms after navigation (median of {', '.join(f'{p:.0f}' for p in paints)})",
+                    flush=True,
+                )
                 page = browser.new_page(viewport=VIEWPORT)
                 page.goto(interface.as_uri())
                 page.wait_for_function(DRAWN, timeout=60_000)
                 page.evaluate(SETTLE, 3)
                 animation = page.evaluate(ANIMATION_FPS)
                 pointer_fps, moves = pointer_scrub(page, args.seconds)
-                print(f"scrub by pointer: {pointer_fps:.1f} frames drawn per second ({moves:.0f} pointer moves/s "
-                      f"from the driver; the page animates at {animation} frames/s)", flush=True)  # fmt: skip
+                print(
+                    f"scrub by pointer: {pointer_fps:.1f} frames drawn per second ({moves:.0f} pointer moves/s "
+                    f"from the driver; the page animates at {animation} frames/s)",
+                    flush=True,
+                )
                 keyed = page.evaluate(ARROW_KEYS, args.seconds * 1000)
-                print(f"scrub by arrow keys in the page: {keyed['fps']:.1f} frames drawn per second "
-                      f"({keyed['presses']:.0f} key presses/s)", flush=True)  # fmt: skip
+                print(
+                    f"scrub by arrow keys in the page: {keyed['fps']:.1f} frames drawn per second "
+                    f"({keyed['presses']:.0f} key presses/s)",
+                    flush=True,
+                )
             finally:
                 browser.close()
     static = Path(__file__).resolve().parents[1] / "understanding_rl_vision" / "render" / "static"

@@ -26,8 +26,8 @@ def test_help_lists_every_command():
 
 
 def test_every_config_field_is_a_flag_of_the_same_name():
-    from understanding_rl_vision.config import RunConfig, flat_field_owners
     from understanding_rl_vision.common.flags import field_docs, flat_fields
+    from understanding_rl_vision.config import RunConfig, flat_field_owners
 
     result = run_cli("run", "--help")
     assert result.returncode == 0
@@ -36,10 +36,30 @@ def test_every_config_field_is_a_flag_of_the_same_name():
         assert field_docs(RunConfig)[name], f"{name} has no docstring for its help"
     groups = {name: group for name, (group, _) in flat_fields(RunConfig).items()}
     assert groups == flat_field_owners()
-    for flag in ("--num-envs", "--num-steps", "--layers", "--attr-policy", "--nmf-features", "--seed", "--device",
-                 "--obs-num-envs", "--num-obs", "--obs-every", "--discard-first-n", "--include-input",
-                 "--ig-steps", "--ig-rule", "--gamma", "--lam", "--num-bookmarks", "--no-resample",
-                 "--cache-dir", "--overwrite", "--quiet", "-o"):  # fmt: skip
+    for flag in (
+        "--num-envs",
+        "--num-steps",
+        "--layers",
+        "--attr-policy",
+        "--nmf-features",
+        "--seed",
+        "--device",
+        "--obs-num-envs",
+        "--num-obs",
+        "--obs-every",
+        "--discard-first-n",
+        "--include-input",
+        "--ig-steps",
+        "--ig-rule",
+        "--gamma",
+        "--lam",
+        "--num-bookmarks",
+        "--no-resample",
+        "--cache-dir",
+        "--overwrite",
+        "--quiet",
+        "-o",
+    ):
         assert flag in result.stdout
 
 
@@ -65,24 +85,63 @@ def test_training_flags_become_typed_settings():
     from understanding_rl_vision.cli import build_parser
     from understanding_rl_vision.common.flags import settings_from_args
 
-    args = build_parser().parse_args(["train", "--save-dir", "d", "--total-steps", "512", "--learning-rate", "1e-3",
-                                      "--no-normalize-rewards", "--device", "cuda:1", "--quiet"])  # fmt: skip
-    assert settings_from_args(args) == {"total_steps": 512, "learning_rate": 1e-3, "normalize_rewards": False,
-                                        "device": "cuda:1"}  # fmt: skip
+    args = build_parser().parse_args(
+        [
+            "train",
+            "--save-dir",
+            "d",
+            "--total-steps",
+            "512",
+            "--learning-rate",
+            "1e-3",
+            "--no-normalize-rewards",
+            "--device",
+            "cuda:1",
+            "--quiet",
+        ]
+    )
+    assert settings_from_args(args) == {
+        "total_steps": 512,
+        "learning_rate": 1e-3,
+        "normalize_rewards": False,
+        "device": "cuda:1",
+    }
     assert args.quiet and not args.resume
 
 
 def test_flags_become_typed_settings():
     from understanding_rl_vision.cli import build_parser
-    from understanding_rl_vision.config import RunConfig
     from understanding_rl_vision.common.flags import settings_from_args
+    from understanding_rl_vision.config import RunConfig
 
-    args = build_parser().parse_args(["run", "x.safetensors", "--layers", "2b,3a", "--attr-policy", "--num-steps",
-                                      "64", "--gamma", "0.99", "--ig-rule", "gauss-legendre", "--subdiv-mults",
-                                      "0.5,1", "--no-overlay"])  # fmt: skip
+    args = build_parser().parse_args(
+        [
+            "run",
+            "x.safetensors",
+            "--layers",
+            "2b,3a",
+            "--attr-policy",
+            "--num-steps",
+            "64",
+            "--gamma",
+            "0.99",
+            "--ig-rule",
+            "gauss-legendre",
+            "--subdiv-mults",
+            "0.5,1",
+            "--no-overlay",
+        ]
+    )
     settings = settings_from_args(args)
-    assert settings == {"layers": ("2b", "3a"), "attr_policy": True, "num_steps": 64, "gamma": 0.99,
-                        "ig_rule": "gauss-legendre", "subdiv_mults": (0.5, 1.0), "overlay": False}  # fmt: skip
+    assert settings == {
+        "layers": ("2b", "3a"),
+        "attr_policy": True,
+        "num_steps": 64,
+        "gamma": 0.99,
+        "ig_rule": "gauss-legendre",
+        "subdiv_mults": (0.5, 1.0),
+        "overlay": False,
+    }
     config = RunConfig().replace(**settings)
     assert config.trajectories.num_steps == 64 and config.interface.overlay is False
     assert config.trajectories.num_envs == 8  # untouched settings keep the config's defaults
@@ -116,8 +175,23 @@ def test_run_with_bad_checkpoint_is_one_line_exit_2(tmp_path, case):
     assert expected in lines[0].lower()
 
 
-SMALL_FLAGS = ["--num-envs", "2", "--num-steps", "12", "--obs-num-envs", "2", "--num-obs", "6", "--obs-every", "2",
-               "--layers", "2b,3c", "--nmf-features", "3", "--quiet"]  # fmt: skip
+SMALL_FLAGS = [
+    "--num-envs",
+    "2",
+    "--num-steps",
+    "12",
+    "--obs-num-envs",
+    "2",
+    "--num-obs",
+    "6",
+    "--obs-every",
+    "2",
+    "--layers",
+    "2b,3c",
+    "--nmf-features",
+    "3",
+    "--quiet",
+]
 
 
 def test_run_writes_the_interface_and_says_how_to_open_it(tmp_path):
@@ -130,15 +204,19 @@ def test_run_writes_the_interface_and_says_how_to_open_it(tmp_path):
     assert "understanding-rl-vision serve" in result.stdout and result.stderr == ""
     again = run_cli("run", str(bundled_agent_path()), "-o", str(tmp_path / "out"), *SMALL_FLAGS)
     assert again.returncode == 2 and again.stderr.strip().splitlines() == [
-        f"error: output folder {tmp_path / 'out'} exists; pass --overwrite to replace an earlier output of this tool"]
+        f"error: output folder {tmp_path / 'out'} exists; pass --overwrite to replace an earlier output of this tool"
+    ]
 
 
-@pytest.mark.parametrize("flags, expected", [
-    (["--layers", "9z"], "9z"),
-    (["--env", "ALE/Breakout-v5"], "not ale/breakout-v5"),
-    (["--num-steps", "0"], "num_steps must be a positive integer"),
-    (["--gamma", "2"], "gamma must lie in [0, 1]"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--layers", "9z"], "9z"),
+        (["--env", "ALE/Breakout-v5"], "not ale/breakout-v5"),
+        (["--num-steps", "0"], "num_steps must be a positive integer"),
+        (["--gamma", "2"], "gamma must lie in [0, 1]"),
+    ],
+)
 def test_bad_settings_are_one_line_exit_2(tmp_path, flags, expected):
     from understanding_rl_vision.demo import bundled_agent_path
 
@@ -161,9 +239,12 @@ def test_ctrl_c_mid_run_then_rerun_resumes(tmp_path):
     flags = [*SMALL_FLAGS, "--num-envs", "4", "--num-steps", "320"]  # attribution jobs of seconds each
     # A shell that starts a job in the background (nohup, `&`) makes it ignore SIGINT, and children
     # inherit that; give the child the default disposition, so Python turns SIGINT into Ctrl-C.
-    process = subprocess.Popen([sys.executable, "-m", "understanding_rl_vision.cli", "run", str(bundled_agent_path()),
-                                "-o", str(out), *flags], stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "understanding_rl_vision.cli", "run", str(bundled_agent_path()), "-o", str(out), *flags],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     # wait (however slow the machine) until some but not all attribution jobs are done
     while not list(cache.glob("*/attribution-*.npz")) and process.poll() is None:
         time.sleep(0.02)
@@ -191,8 +272,11 @@ def test_serve_serves_an_output_folder(tmp_path):
     import urllib.request
 
     (tmp_path / "interface.html").write_text("<!doctype html><title>t</title>")
-    process = subprocess.Popen([sys.executable, "-m", "understanding_rl_vision.cli", "serve", str(tmp_path),
-                                "--port", "0"], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "understanding_rl_vision.cli", "serve", str(tmp_path), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = process.stdout.readline()
         url = line.split(" at ")[1].split(" ")[0]

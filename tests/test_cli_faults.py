@@ -14,13 +14,36 @@ import pytest
 
 from understanding_rl_vision.demo import bundled_agent_path
 
-TINY = ["--num-envs", "2", "--num-steps", "12", "--obs-num-envs", "2", "--num-obs", "4", "--obs-every", "2",
-        "--layers", "2b", "--nmf-features", "2", "--ig-steps", "2", "--quiet"]  # fmt: skip
+TINY = [
+    "--num-envs",
+    "2",
+    "--num-steps",
+    "12",
+    "--obs-num-envs",
+    "2",
+    "--num-obs",
+    "4",
+    "--obs-every",
+    "2",
+    "--layers",
+    "2b",
+    "--nmf-features",
+    "2",
+    "--ig-steps",
+    "2",
+    "--quiet",
+]
 
 
 def cli(*args: str, cwd: Path | None = None, **popen) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "understanding_rl_vision.cli", *args], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "understanding_rl_vision.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 def finish(process: subprocess.Popen) -> tuple[int, str, list[str]]:
@@ -36,8 +59,9 @@ def one_error(lines: list[str], expected: str) -> None:
 def warm_cache(tmp_path_factory) -> Path:
     """A cache holding the TINY run's products, so a run from it only exports (seconds)."""
     root = tmp_path_factory.mktemp("warm")
-    code, _, err = finish(cli("run", str(bundled_agent_path()), "-o", str(root / "out"), "--cache-dir",
-                              str(root / "cache"), *TINY))  # fmt: skip
+    code, _, err = finish(
+        cli("run", str(bundled_agent_path()), "-o", str(root / "out"), "--cache-dir", str(root / "cache"), *TINY)
+    )
     assert code == 0, err
     return root / "cache"
 
@@ -87,8 +111,17 @@ def test_demo_overwrite_follows_the_same_rule(tmp_path):
 
 
 def test_a_cache_inside_the_output_is_refused(tmp_path):
-    code, _, err = finish(cli("run", str(bundled_agent_path()), "-o", str(tmp_path / "out"), "--cache-dir",
-                              str(tmp_path / "out" / "cache"), *TINY))  # fmt: skip
+    code, _, err = finish(
+        cli(
+            "run",
+            str(bundled_agent_path()),
+            "-o",
+            str(tmp_path / "out"),
+            "--cache-dir",
+            str(tmp_path / "out" / "cache"),
+            *TINY,
+        )
+    )
     assert code == 2
     one_error(err, "choose a --cache-dir outside -o")
     assert not (tmp_path / "out").exists()
@@ -112,8 +145,10 @@ def test_two_runs_on_one_output_leave_one_output_and_one_error(tmp_path):
     """Both start before either has an output (an empty cache: both compute), so the loser meets
     the winner's output at its swap."""
     out = tmp_path / "out"
-    first, second = (cli("run", str(bundled_agent_path()), "-o", str(out), "--cache-dir", str(tmp_path / "cache"),
-                         *TINY) for _ in range(2))  # fmt: skip
+    first, second = (
+        cli("run", str(bundled_agent_path()), "-o", str(out), "--cache-dir", str(tmp_path / "cache"), *TINY)
+        for _ in range(2)
+    )
     results = sorted([finish(first), finish(second)], key=lambda result: result[0])
     assert [code for code, _, _ in results] == [0, 2]
     one_error(results[1][2], "appeared during the run and was left as it is")
@@ -137,8 +172,22 @@ def test_sigterm_during_export_leaves_no_partial_folder(warm_cache, tmp_path):
         "from understanding_rl_vision.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
-    process = subprocess.Popen([sys.executable, "-c", script, "run", str(bundled_agent_path()), "-o", str(out),
-                                "--cache-dir", str(warm_cache), *TINY], stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            script,
+            "run",
+            str(bundled_agent_path()),
+            "-o",
+            str(out),
+            "--cache-dir",
+            str(warm_cache),
+            *TINY,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     while not ready.exists() and process.poll() is None:
         time.sleep(0.01)
     assert Path(ready.read_text()).is_dir()  # the partial folder, complete but not yet in place
@@ -187,11 +236,14 @@ def test_leftovers_of_a_killed_run_are_removed_by_the_next(warm_cache, tmp_path)
     assert os.path.isdir(digest_dir)
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["train", "--num-envs", "100000000"], "lower --num-envs (at most ~"),
-    (["train", "--num-steps", "1000000000000"], "lower --num-steps (at most ~"),
-    (["evaluate", "bundled", "--num-envs", "100000000000"], "lower --num-envs (at most ~"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["train", "--num-envs", "100000000"], "lower --num-envs (at most ~"),
+        (["train", "--num-steps", "1000000000000"], "lower --num-steps (at most ~"),
+        (["evaluate", "bundled", "--num-envs", "100000000000"], "lower --num-envs (at most ~"),
+    ],
+)
 def test_training_and_evaluation_sizes_that_cannot_fit_are_refused_up_front(tmp_path, args, expected):
     save = ["--save-dir", str(tmp_path / "run")] if args[0] == "train" else []
     started = time.monotonic()

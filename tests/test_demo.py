@@ -27,8 +27,7 @@ def test_evaluate_bundled_agent_beats_the_random_policy(capsys):
     0.406). From the 500-episode rates (docs/demo-agent.md: 0.85 and 0.29) the difference of two
     32-episode rates has mean 0.56 and sd 0.10, so the 0.25 bar sits 3 sd below it, and the
     agent's own 0.6 bar 4 sd below 0.85."""
-    argv = ["evaluate", "bundled", "--episodes", "32", "--num-envs", "16", "--seed", "0", "--json",
-            "--quiet"]  # fmt: skip
+    argv = ["evaluate", "bundled", "--episodes", "32", "--num-envs", "16", "--seed", "0", "--json", "--quiet"]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     assert (result["episodes"], result["num_envs"], result["seed"]) == (32, 16, 0)

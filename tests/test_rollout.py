@@ -69,9 +69,7 @@ def test_agent_env_shape_mismatch_names_both_shapes(make_random_agent):
     from understanding_rl_vision.envs import parse_env_id
 
     with pytest.raises(ObservationShapeError) as info:
-        collect_trajectories(
-            clear_on_breakout, SMALL, env_spec=parse_env_id("ALE/Breakout-v5"), progress=False
-        )
+        collect_trajectories(clear_on_breakout, SMALL, env_spec=parse_env_id("ALE/Breakout-v5"), progress=False)
     message = str(info.value)
     assert "(84, 84, 4)" in message and "(64, 64, 3)" in message
     assert "\n" not in message

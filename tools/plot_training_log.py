@@ -46,12 +46,16 @@ def main() -> None:
     steps = [s / 1e6 for s in log["global_step"]]
     fig, (ret_ax, done_ax) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
     ret_ax.plot(steps, log["episode_return"], color="#bbb", linewidth=0.8, label="per update")
-    ret_ax.plot(steps, smooth(log["episode_return"], args.window), color="#1f77b4",
-                label=f"mean of {args.window} updates")  # fmt: skip
+    ret_ax.plot(
+        steps, smooth(log["episode_return"], args.window), color="#1f77b4", label=f"mean of {args.window} updates"
+    )
     if args.random_return is not None:
         ret_ax.axhline(args.random_return, color="#d62728", linestyle="--", label="random policy")
-    ret_ax.set(xlabel="environment steps (millions)", ylabel="episode return (last 100 episodes)",
-               title="CoinRun (easy), IMPALA CNN, PPO")  # fmt: skip
+    ret_ax.set(
+        xlabel="environment steps (millions)",
+        ylabel="episode return (last 100 episodes)",
+        title="CoinRun (easy), IMPALA CNN, PPO",
+    )
     ret_ax.legend(loc="lower right")
     done_ax.plot(steps, [100 * v for v in smooth(log["level_completion"], args.window)], color="#2ca02c")
     done_ax.set(xlabel="environment steps (millions)", ylabel="level completion (%)", ylim=(0, 100))

@@ -87,9 +87,7 @@ def find_bookmarks(advantages: np.ndarray, firsts: np.ndarray, count: int = 16) 
         best = order[first_in_episode]  # one frame per episode
         best = best[sign * flat[best] > 0]
         ranked = best[np.lexsort((best, -sign * flat[best]))][:count]
-        return tuple(
-            Bookmark(int(i // num_steps), int(i % num_steps), float(flat[i])) for i in ranked
-        )
+        return tuple(Bookmark(int(i // num_steps), int(i % num_steps), float(flat[i])) for i in ranked)
 
     return Bookmarks(high=extremes(+1.0), low=extremes(-1.0))
 

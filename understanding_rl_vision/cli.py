@@ -17,26 +17,40 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from . import __version__
-from .config import RunConfig
 from .common.flags import add_config_flags, settings_from_args
+from .config import RunConfig
 from .errors import UserError, first_line
 from .training.commands import configure_evaluate, configure_train, run_evaluate, run_train
 
 
 def _add_output_flags(parser: argparse.ArgumentParser, default_output: str) -> None:
-    parser.add_argument("-o", "--output", default=default_output,
-                        help=f"output folder for interface.html and its data (default: {default_output})")
-    parser.add_argument("--cache-dir", default=None,
-                        help="where computed products are cached (default: <output>.cache beside the output)")
-    parser.add_argument("--no-resample", dest="resample", action="store_false",
-                        help="only rebuild the interface from the cache; fail if anything is missing")
+    parser.add_argument(
+        "-o",
+        "--output",
+        default=default_output,
+        help=f"output folder for interface.html and its data (default: {default_output})",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="where computed products are cached (default: <output>.cache beside the output)",
+    )
+    parser.add_argument(
+        "--no-resample",
+        dest="resample",
+        action="store_false",
+        help="only rebuild the interface from the cache; fail if anything is missing",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _configure_run(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="checkpoint: ours (.safetensors), a Stable-Baselines3 .zip, a CleanRL "
-                        "state dict or TorchScript (these need --env)")
+    parser.add_argument(
+        "checkpoint",
+        help="checkpoint: ours (.safetensors), a Stable-Baselines3 .zip, a CleanRL "
+        "state dict or TorchScript (these need --env)",
+    )
     _add_output_flags(parser, "rl-vision")
     add_config_flags(parser, RunConfig, "run")
 
@@ -50,13 +64,21 @@ def _build(checkpoint, args: argparse.Namespace, base=None) -> int:
     from . import rl_clarity
 
     result = rl_clarity.run(
-        checkpoint, args.output, config=base, cache_dir=args.cache_dir, resample=args.resample,
-        overwrite=args.overwrite, progress=not args.quiet, **settings_from_args(args),
-    )  # fmt: skip
+        checkpoint,
+        args.output,
+        config=base,
+        cache_dir=args.cache_dir,
+        resample=args.resample,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        **settings_from_args(args),
+    )
     if result.rank == 0:
         print(f"wrote {result.path}")
-        print(f"open it in a browser ({result.path.as_uri()}), or serve the folder: "
-              f"understanding-rl-vision serve {shlex.quote(str(result.directory))}")
+        print(
+            f"open it in a browser ({result.path.as_uri()}), or serve the folder: "
+            f"understanding-rl-vision serve {shlex.quote(str(result.directory))}"
+        )
     return 0
 
 
@@ -75,7 +97,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _configure_serve(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("directory", nargs="?", default="rl-vision-demo", help="an output folder (default: rl-vision-demo)")
+    parser.add_argument(
+        "directory", nargs="?", default="rl-vision-demo", help="an output folder (default: rl-vision-demo)"
+    )
     parser.add_argument("--port", type=_port, default=8000, help="port (default: 8000; 0 picks a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
 
@@ -101,7 +125,9 @@ def _serve(args: argparse.Namespace) -> int:
 def _configure_inspect(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="any checkpoint run accepts")
     parser.add_argument("--env", default="", help="environment, for files that record none (action names, full check)")
-    parser.add_argument("--frame-stack", type=int, default=0, help="Atari frames per observation (default: from the weights)")
+    parser.add_argument(
+        "--frame-stack", type=int, default=0, help="Atari frames per observation (default: from the weights)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -123,15 +149,21 @@ def _format_report(report: dict) -> str:
         f"file:          {report['path']}",
         f"format:        {report['format']}" + (f" ({report['layout']})" if report.get("layout") else ""),
         f"architecture:  {arch['name']} {arch['kwargs']}" if arch else "architecture:  (not one of ours)",
-        f"observations:  {tuple(report['observation_shape'])} (H, W, C) uint8" if report.get("observation_shape") else "",
+        f"observations:  {tuple(report['observation_shape'])} (H, W, C) uint8"
+        if report.get("observation_shape")
+        else "",
         f"outputs:       {report.get('action_outputs', 'logits')} and a value",
-        f"actions:       {', '.join(names)}" if names else f"actions:       {report.get('num_actions', '?')} (names come from --env)",
+        f"actions:       {', '.join(names)}"
+        if names
+        else f"actions:       {report.get('num_actions', '?')} (names come from --env)",
         f"environment:   {env['family']} {env}" if env else "environment:   not recorded (pass --env)",
     ]
     if report.get("layers"):
         lines.append("layers:")
-        lines += [f"  {layer['name']:<28} {layer['type']:<12} {tuple(layer['shape']) if layer['shape'] else ''}"
-                  for layer in report["layers"]]  # fmt: skip
+        lines += [
+            f"  {layer['name']:<28} {layer['type']:<12} {tuple(layer['shape']) if layer['shape'] else ''}"
+            for layer in report["layers"]
+        ]
     if report.get("note"):
         lines.append(f"note: {report['note']}")
     return "\n".join(line for line in lines if line)

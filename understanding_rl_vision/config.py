@@ -147,11 +147,15 @@ class InterfaceConfig:
     def page_defaults(self) -> dict[str, object]:
         """The page's ``config.defaults`` (names as the page spells them)."""
         return {
-            "outputs": list(self.row_outputs), "trajectory": self.trajectory, "overlay": self.overlay,
-            "combine": self.combine, "residual": self.residual,
+            "outputs": list(self.row_outputs),
+            "trajectory": self.trajectory,
+            "overlay": self.overlay,
+            "combine": self.combine,
+            "residual": self.residual,
             "popup": {"expand_mult": self.popup_expand_mult, "subdiv_mult": self.popup_subdiv_mult},
-            "scrubberFrames": self.scrubber_frames, "residualColor": self.residual_color,
-        }  # fmt: skip
+            "scrubberFrames": self.scrubber_frames,
+            "residualColor": self.residual_color,
+        }
 
 
 @dataclass(frozen=True)
@@ -244,8 +248,16 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
 
-_GROUPS = ("trajectories", "observation_set", "layer_selection", "attribution", "advantage",
-           "reduction", "feature_vis", "interface")  # fmt: skip
+_GROUPS = (
+    "trajectories",
+    "observation_set",
+    "layer_selection",
+    "attribution",
+    "advantage",
+    "reduction",
+    "feature_vis",
+    "interface",
+)
 
 
 def flat_field_owners() -> dict[str, str | None]:

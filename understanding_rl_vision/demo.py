@@ -13,12 +13,16 @@ from .config import RunConfig
 
 DEMO_AGENT = "demo-agent.safetensors"
 DEMO_CONFIG = RunConfig().replace(
-    num_envs=3, num_steps=256,  # trajectories shown
-    obs_num_envs=16, num_obs=64, obs_every=32,  # 1,024 observations for NMF and dataset examples
+    num_envs=3,
+    num_steps=256,  # trajectories shown
+    obs_num_envs=16,
+    num_obs=64,
+    obs_every=32,  # 1,024 observations for NMF and dataset examples
     attr_policy=True,  # value, every logit and the action groups
-    ig_rule="gauss-legendre", ig_steps=4,  # as accurate as 10 Riemann steps here, 2.5x faster (docs/benchmarks.md)
+    ig_rule="gauss-legendre",
+    ig_steps=4,  # as accurate as 10 Riemann steps here, 2.5x faster (docs/benchmarks.md)
     title="Bundled CoinRun agent (demo)",
-)  # fmt: skip
+)
 """Every layer, policy attribution included, on a smaller sample than a default run."""
 
 

@@ -43,10 +43,12 @@ class RunResult:
 
     def _repr_html_(self) -> str:
         url = html.escape(self.serve(), quote=True)
-        return (f'<iframe src="{url}" style="width:100%;height:820px;border:1px solid #ccc" '
-                f'title="understanding-rl-vision interface"></iframe>'
-                f'<p><a href="{url}" target="_blank" rel="noopener">open in a new tab</a> · '
-                f"{html.escape(str(self.path))}</p>")  # fmt: skip
+        return (
+            f'<iframe src="{url}" style="width:100%;height:820px;border:1px solid #ccc" '
+            f'title="understanding-rl-vision interface"></iframe>'
+            f'<p><a href="{url}" target="_blank" rel="noopener">open in a new tab</a> · '
+            f"{html.escape(str(self.path))}</p>"
+        )
 
     def __str__(self) -> str:
         return str(self.path)
@@ -86,8 +88,11 @@ def run(
     from .pipeline.parallel import Workers, launched_rank, note_fallback
 
     if (checkpoint is None) == (agent is None):
-        raise ConfigError("give either a checkpoint file or agent=, not both" if agent is not None
-                          else "give a checkpoint file or agent=")  # fmt: skip
+        raise ConfigError(
+            "give either a checkpoint file or agent=, not both"
+            if agent is not None
+            else "give a checkpoint file or agent="
+        )
     config = (config or RunConfig()).replace(**settings)
     output = Path(output_dir).absolute() / "interface.html"
     workers = Workers.detect()
@@ -105,10 +110,14 @@ def run(
         agent.model.to(check_device(config.device))
         identity, title = agent_digest(agent), "custom agent"
     config = _explainable(agent, config)
-    options = RunOptions(cache_dir=cache_dir, resample=resample, overwrite=overwrite, progress=progress,
-                         checkpoint=None if checkpoint is None else Path(checkpoint))  # fmt: skip
-    html = run_pipeline(agent, identity, output_dir, config, options,
-                        title=config.title or title, workers=workers)  # fmt: skip
+    options = RunOptions(
+        cache_dir=cache_dir,
+        resample=resample,
+        overwrite=overwrite,
+        progress=progress,
+        checkpoint=None if checkpoint is None else Path(checkpoint),
+    )
+    html = run_pipeline(agent, identity, output_dir, config, options, title=config.title or title, workers=workers)
     return RunResult(html, rank=workers.rank)
 
 
@@ -116,8 +125,7 @@ def _explainable(agent: Agent, config: RunConfig) -> RunConfig:
     """A model with no hookable layers (TorchScript run as is) is explained at its input."""
     if agent.named_layers() or config.layer_selection.include_input:
         return config
-    print("note: this model's layers cannot be hooked (TorchScript); explaining its input only",
-          file=sys.stderr)  # fmt: skip
+    print("note: this model's layers cannot be hooked (TorchScript); explaining its input only", file=sys.stderr)
     return config.replace(include_input=True)
 
 
@@ -139,6 +147,4 @@ def train(
 
     if "env" in config:
         raise ConfigError("name the environment with env_name, not env")
-    return train_ppo(
-        make_config(env=env_name, **config), save_dir, resume=resume, progress=progress
-    )
+    return train_ppo(make_config(env=env_name, **config), save_dir, resume=resume, progress=progress)

@@ -78,9 +78,7 @@ def open_env(agent: Agent, env_spec: EnvSpec | None, num_envs: int, seed: int) -
                 f"but the agent expects {tuple(agent.observation_shape)}"
             )
         if env.num_actions != agent.num_actions:
-            raise UserError(
-                f"environment {spec.id} has {env.num_actions} actions, the agent {agent.num_actions}"
-            )
+            raise UserError(f"environment {spec.id} has {env.num_actions} actions, the agent {agent.num_actions}")
     except UserError:
         env.close()
         raise
@@ -152,8 +150,10 @@ def collect_observation_set(
     part with its own seeds; the parts concatenated in order are the set.
     """
     if part is None:
-        parts = [collect_observation_set(agent, config, env_spec=env_spec, seed=seed, progress=progress, part=p)
-                 for p in range(observation_parts(config))]  # fmt: skip
+        parts = [
+            collect_observation_set(agent, config, env_spec=env_spec, seed=seed, progress=progress, part=p)
+            for p in range(observation_parts(config))
+        ]
         return np.concatenate(parts)
     if not 0 <= part < observation_parts(config):
         raise ValueError(f"part {part} of an observation set with {observation_parts(config)} parts")

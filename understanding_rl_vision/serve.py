@@ -18,14 +18,16 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def make_server(directory: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8000,
-                quiet: bool = False) -> http.server.ThreadingHTTPServer:  # fmt: skip
+def make_server(
+    directory: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8000, quiet: bool = False
+) -> http.server.ThreadingHTTPServer:
     """A server for ``directory`` (which must hold interface.html); port 0 picks a free one."""
     directory = Path(directory)
     if not (directory / "interface.html").is_file():
         raise UserError(f"{directory} has no interface.html; give the folder a run wrote")
-    handler = functools.partial(_QuietHandler if quiet else http.server.SimpleHTTPRequestHandler,
-                                directory=str(directory))  # fmt: skip
+    handler = functools.partial(
+        _QuietHandler if quiet else http.server.SimpleHTTPRequestHandler, directory=str(directory)
+    )
     try:
         return http.server.ThreadingHTTPServer((host, port), handler)
     except OSError as exc:

@@ -15,8 +15,17 @@ from understanding_rl_vision.envs import make_vec_env
 
 
 def nature_trunk(channels: int = 4) -> list[nn.Module]:
-    return [nn.Conv2d(channels, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten(), nn.Linear(64 * 7 * 7, 512), nn.ReLU()]  # fmt: skip
+    return [
+        nn.Conv2d(channels, 32, 8, stride=4),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 4, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(64, 64, 3, stride=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 512),
+        nn.ReLU(),
+    ]
 
 
 class CleanRLAtariPPO(nn.Module):
@@ -65,8 +74,9 @@ class Stack(nn.Module):
 class CleanRLProcgenPPO(nn.Module):
     def __init__(self, actions: int = 15):
         super().__init__()
-        self.network = nn.Sequential(Stack(3, 16), Stack(16, 32), Stack(32, 32), nn.Flatten(), nn.ReLU(),
-                                     nn.Linear(32 * 8 * 8, 256), nn.ReLU())  # fmt: skip
+        self.network = nn.Sequential(
+            Stack(3, 16), Stack(16, 32), Stack(32, 32), nn.Flatten(), nn.ReLU(), nn.Linear(32 * 8 * 8, 256), nn.ReLU()
+        )
         self.actor = nn.Linear(256, actions)
         self.critic = nn.Linear(256, 1)
 

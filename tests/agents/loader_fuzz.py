@@ -33,9 +33,34 @@ from understanding_rl_vision.errors import UserError
 
 HEADROOM = 1 << 30  # address space allowed above what the warmed-up process maps
 CASE_SECONDS = 5.0
-HOSTILE = [None, True, 0, -1, 3, 2**63, 10**30, 1e308, 0.5, float("nan"), float("inf"), "", "x", "8", [],
-           [100000, 100000, 3], [8, 8], [8, 8, 3, 1], [-8, 8, 3], ["8", "8", "3"], [8.5, 8, 3], {}, {"a": 1},
-           [[]], [2**40], "NHWC"]  # fmt: skip
+HOSTILE = [
+    None,
+    True,
+    0,
+    -1,
+    3,
+    2**63,
+    10**30,
+    1e308,
+    0.5,
+    float("nan"),
+    float("inf"),
+    "",
+    "x",
+    "8",
+    [],
+    [100000, 100000, 3],
+    [8, 8],
+    [8, 8, 3, 1],
+    [-8, 8, 3],
+    ["8", "8", "3"],
+    [8.5, 8, 3],
+    {},
+    {"a": 1},
+    [[]],
+    [2**40],
+    "NHWC",
+]
 DEEP = "[" * 100_000 + "]" * 100_000  # nesting past Python's recursion limit
 WIDE = "[" + "0," * 2_000_000 + "0]"  # more values than any metadata
 
@@ -60,17 +85,26 @@ def _cap_address_space() -> int:
 
 # ---- seed files ------------------------------------------------------------------------------
 
+
 def _sb3_data(shape=(1, 36, 36), actions=3) -> dict:
     name, module = b"ActorCriticCnnPolicy", b"stable_baselines3.common.policies"
-    pickled = (b"\x80\x04\x8c" + bytes([len(module)]) + module + b"\x94\x8c" + bytes([len(name)]) + name
-               + b"\x94\x93\x94.")  # protocol 4: SHORT_BINUNICODE x2, STACK_GLOBAL, as cloudpickle writes a class
+    pickled = (
+        b"\x80\x04\x8c" + bytes([len(module)]) + module + b"\x94\x8c" + bytes([len(name)]) + name + b"\x94\x93\x94."
+    )  # protocol 4: SHORT_BINUNICODE x2, STACK_GLOBAL, as cloudpickle writes a class
     import base64
 
-    return {"policy_class": {":type:": "<class 'abc.ABCMeta'>", ":serialized:": base64.b64encode(pickled).decode(),
-                             "__module__": "stable_baselines3.common.policies"},
-            "observation_space": {":type:": "<class 'gymnasium.spaces.box.Box'>", "dtype": "uint8", "_shape": list(shape)},
-            "action_space": {":type:": "<class 'gymnasium.spaces.discrete.Discrete'>", "n": actions},
-            "gamma": 0.99, "gae_lambda": 0.95, "policy_kwargs": {}}  # fmt: skip
+    return {
+        "policy_class": {
+            ":type:": "<class 'abc.ABCMeta'>",
+            ":serialized:": base64.b64encode(pickled).decode(),
+            "__module__": "stable_baselines3.common.policies",
+        },
+        "observation_space": {":type:": "<class 'gymnasium.spaces.box.Box'>", "dtype": "uint8", "_shape": list(shape)},
+        "action_space": {":type:": "<class 'gymnasium.spaces.discrete.Discrete'>", "n": actions},
+        "gamma": 0.99,
+        "gae_lambda": 0.95,
+        "policy_kwargs": {},
+    }
 
 
 def _write_zip(path: Path, entries: list[tuple[str, bytes]], method: int = zipfile.ZIP_STORED) -> None:
@@ -99,12 +133,20 @@ def make_seeds(work: Path) -> dict[str, dict]:
     agent = make_agent("impala", None, (8, 8, 3), ["a", "b", "c"], seed=0, channels=[4], hidden_size=8)
     native = save_checkpoint(agent, work / "seed.safetensors").read_bytes()
     nature = build_model(ArchitectureSpec("nature", {"hidden_size": 8}), (36, 36, 1), 3)
-    sb3_names = {"conv1": "features_extractor.cnn.0", "conv2": "features_extractor.cnn.2",
-                 "conv3": "features_extractor.cnn.4", "fc": "features_extractor.linear.0", "policy": "action_net",
-                 "value": "value_net"}  # fmt: skip
+    sb3_names = {
+        "conv1": "features_extractor.cnn.0",
+        "conv2": "features_extractor.cnn.2",
+        "conv3": "features_extractor.cnn.4",
+        "fc": "features_extractor.linear.0",
+        "policy": "action_net",
+        "value": "value_net",
+    }
     sb3_state = {sb3_names[k.split(".")[0]] + "." + k.split(".", 1)[1]: v for k, v in nature.state_dict().items()}
-    sb3_entries = [("data", json.dumps(_sb3_data()).encode()), ("policy.pth", _torch_bytes(sb3_state)),
-                   ("_stable_baselines3_version", b"2.3.2")]  # fmt: skip
+    sb3_entries = [
+        ("data", json.dumps(_sb3_data()).encode()),
+        ("policy.pth", _torch_bytes(sb3_state)),
+        ("_stable_baselines3_version", b"2.3.2"),
+    ]
     _write_zip(work / "seed.zip", sb3_entries)
     impala = agent.model.state_dict()
     cleanrl = {}  # ppo_procgen names: network.0 = the one stack, network.3 = the dense layer
@@ -122,6 +164,7 @@ def make_seeds(work: Path) -> dict[str, dict]:
 
 
 # ---- mutations -------------------------------------------------------------------------------
+
 
 def _flip(rng, data: bytes, lo: int = 0, hi: int | None = None, count: int | None = None) -> tuple[bytes, str]:
     out, hi = bytearray(data), min(hi or len(data), len(data))
@@ -141,8 +184,30 @@ def _hostile(rng):
 def _mutate_state(rng, state: dict) -> tuple[object, str]:
     """A structural change to a state dict: renamed, dropped, reshaped, retyped, wrapped..."""
     state, key = dict(state), list(state)[int(rng.integers(len(state)))]
-    op = str(rng.choice(["rename", "drop", "extra", "reshape", "scalar", "half", "int8", "bool", "nan", "inf",
-                         "huge", "wrap", "not-tensor", "int-key", "list", "swap", "expand", "shared"]))  # fmt: skip
+    op = str(
+        rng.choice(
+            [
+                "rename",
+                "drop",
+                "extra",
+                "reshape",
+                "scalar",
+                "half",
+                "int8",
+                "bool",
+                "nan",
+                "inf",
+                "huge",
+                "wrap",
+                "not-tensor",
+                "int-key",
+                "list",
+                "swap",
+                "expand",
+                "shared",
+            ]
+        )
+    )
     value = state[key]
     if op == "rename":
         state[key + "x"] = state.pop(key)
@@ -180,8 +245,24 @@ def _mutate_state(rng, state: dict) -> tuple[object, str]:
 def _mutate_native(rng, data: bytes) -> tuple[bytes, str]:
     length = int.from_bytes(data[:8], "little")
     header = json.loads(data[8 : 8 + length])
-    op = str(rng.choice(["flip", "flip-header", "truncate", "append", "length", "entry", "swap-offsets", "config",
-                         "kwargs", "format", "deep", "wide"]))  # fmt: skip
+    op = str(
+        rng.choice(
+            [
+                "flip",
+                "flip-header",
+                "truncate",
+                "append",
+                "length",
+                "entry",
+                "swap-offsets",
+                "config",
+                "kwargs",
+                "format",
+                "deep",
+                "wide",
+            ]
+        )
+    )
     if op == "flip":
         return _flip(rng, data)
     if op == "flip-header":
@@ -199,18 +280,23 @@ def _mutate_native(rng, data: bytes) -> tuple[bytes, str]:
     name = names[int(rng.integers(len(names)))]
     if op == "entry":
         field = str(rng.choice(["dtype", "shape", "data_offsets"]))
-        value = _hostile(rng) if rng.random() < 0.6 else {"dtype": "I8", "shape": [2**31, 2**31],
-                                                          "data_offsets": [0, 2**62]}[field]  # fmt: skip
+        value = (
+            _hostile(rng)
+            if rng.random() < 0.6
+            else {"dtype": "I8", "shape": [2**31, 2**31], "data_offsets": [0, 2**62]}[field]
+        )
         header[name][field] = value
         description = f"entry {name}.{field} = {value!r:.40}"
     elif op == "swap-offsets":
         other = names[int(rng.integers(len(names)))]
-        header[name]["data_offsets"], header[other]["data_offsets"] = (header[other]["data_offsets"],
-                                                                       header[name]["data_offsets"])  # fmt: skip
+        header[name]["data_offsets"], header[other]["data_offsets"] = (
+            header[other]["data_offsets"],
+            header[name]["data_offsets"],
+        )
         description = f"swap offsets {name} {other}"
-    elif op == "config" or op == "kwargs":
+    elif op in {"config", "kwargs"}:
         target = config if op == "config" else config["architecture"]["kwargs"]
-        keys = list(target) + ["unknown"]
+        keys = [*target, "unknown"]
         key = keys[int(rng.integers(len(keys)))]
         value = _hostile(rng)
         if rng.random() < 0.15:
@@ -232,8 +318,25 @@ def _mutate_native(rng, data: bytes) -> tuple[bytes, str]:
 
 def _mutate_sb3(rng, seed: dict) -> tuple[bytes, str]:
     entries = list(seed["entries"])
-    op = str(rng.choice(["flip", "flip-directory", "flip-local", "truncate", "swap", "drop", "rename", "duplicate",
-                         "data-field", "data-whole", "inner-flip", "inner-state", "deflate"]))  # fmt: skip
+    op = str(
+        rng.choice(
+            [
+                "flip",
+                "flip-directory",
+                "flip-local",
+                "truncate",
+                "swap",
+                "drop",
+                "rename",
+                "duplicate",
+                "data-field",
+                "data-whole",
+                "inner-flip",
+                "inner-state",
+                "deflate",
+            ]
+        )
+    )
     data = seed["data"]
     if op == "flip":
         return _flip(rng, data)
@@ -265,9 +368,17 @@ def _mutate_sb3(rng, seed: dict) -> tuple[bytes, str]:
             text = texts[int(rng.integers(len(texts)))]  # (rng.choice would copy them all into an array)
             description = f"data = {text[:30]!r}"
         else:
-            path = [("observation_space", "_shape"), ("action_space", "n"), ("gamma",), ("gae_lambda",),
-                    ("policy_class",), ("policy_kwargs",), ("observation_space",), ("action_space",),
-                    ("policy_class", ":serialized:")][int(rng.integers(9))]  # fmt: skip
+            path = [
+                ("observation_space", "_shape"),
+                ("action_space", "n"),
+                ("gamma",),
+                ("gae_lambda",),
+                ("policy_class",),
+                ("policy_kwargs",),
+                ("observation_space",),
+                ("action_space",),
+                ("policy_class", ":serialized:"),
+            ][int(rng.integers(9))]
             value = _hostile(rng)
             target = sb3
             for key in path[:-1]:
@@ -309,12 +420,13 @@ def _mutate_torch(rng, seed: dict, kind: str) -> tuple[bytes, str]:
 
         try:
             return save_safetensors(state), description  # type: ignore[arg-type]
-        except Exception:  # noqa: BLE001  # safetensors refuses to write this shape of dict: flip instead
+        except Exception:  # safetensors refuses to write this shape of dict: flip instead
             return _flip(rng, data)
     return _torch_bytes(state, legacy=kind == "legacy"), description
 
 
 # ---- loading ---------------------------------------------------------------------------------
+
 
 def attempt(path: Path, kind: str, rng) -> str:
     """'loaded', 'refused at run' (non-finite outputs that Agent.act refuses) or 'error'."""
@@ -350,8 +462,13 @@ def fuzz(work: Path, cases: int, seed: int) -> dict:
     torch.set_num_threads(1)
     seeds = make_seeds(work)
     rng = np.random.default_rng(seed)
-    suffix = {"native": ".safetensors", "sb3": ".zip", "state-dict": ".pth", "legacy": ".pth",
-              "safetensors": ".safetensors"}  # fmt: skip
+    suffix = {
+        "native": ".safetensors",
+        "sb3": ".zip",
+        "state-dict": ".pth",
+        "legacy": ".pth",
+        "safetensors": ".safetensors",
+    }
     for kind, item in seeds.items():  # warm up: every seed loads, and torch's lazy set-up happens now
         (work / f"warm{suffix[kind]}").write_bytes(item["data"])
         assert attempt(work / f"warm{suffix[kind]}", kind, rng) == "loaded", kind
@@ -373,10 +490,16 @@ def fuzz(work: Path, cases: int, seed: int) -> dict:
         try:
             with contextlib.redirect_stderr(io.StringIO()):  # notes for float16 weights
                 outcome = attempt(path, kind, rng)
-        except BaseException as exc:  # noqa: BLE001  # anything but a UserError is what we look for
+        except BaseException as exc:  # anything but a UserError is what we look for
             outcome = "failure"
-            failures.append({"case": case, "kind": kind, "mutation": description,
-                             "error": "".join(traceback.format_exception(exc)[-3:])[-800:]})  # fmt: skip
+            failures.append(
+                {
+                    "case": case,
+                    "kind": kind,
+                    "mutation": description,
+                    "error": "".join(traceback.format_exception(exc)[-3:])[-800:],
+                }
+            )
         took = time.perf_counter() - began
         slowest = max(slowest, took)
         if took > CASE_SECONDS:
@@ -384,9 +507,16 @@ def fuzz(work: Path, cases: int, seed: int) -> dict:
         outcomes.setdefault(kind, {}).setdefault(outcome, 0)
         outcomes[kind][outcome] = outcomes[kind].get(outcome, 0) + 1
         path.unlink()
-    return {"cases": cases, "outcomes": outcomes, "failures": failures, "seconds": time.perf_counter() - started,
-            "slowest_case_s": slowest, "baseline_rss_mb": baseline, "peak_rss_mb": _rss_mb(),
-            "address_limit_mb": limit / 2**20}  # fmt: skip
+    return {
+        "cases": cases,
+        "outcomes": outcomes,
+        "failures": failures,
+        "seconds": time.perf_counter() - started,
+        "slowest_case_s": slowest,
+        "baseline_rss_mb": baseline,
+        "peak_rss_mb": _rss_mb(),
+        "address_limit_mb": limit / 2**20,
+    }
 
 
 def inspect_each(files: list[str]) -> dict:
@@ -408,8 +538,15 @@ def inspect_each(files: list[str]) -> dict:
         stderr, began = io.StringIO(), time.perf_counter()
         with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
             code = main(["inspect", name])
-        results.append({"file": name, "rc": code, "stderr": stderr.getvalue(),
-                        "seconds": time.perf_counter() - began, "peak_rss_mb": _rss_mb()})  # fmt: skip
+        results.append(
+            {
+                "file": name,
+                "rc": code,
+                "stderr": stderr.getvalue(),
+                "seconds": time.perf_counter() - began,
+                "peak_rss_mb": _rss_mb(),
+            }
+        )
     return {"baseline_rss_mb": baseline, "results": results}
 
 

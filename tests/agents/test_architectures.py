@@ -60,13 +60,41 @@ def test_registry_and_parameter_counts() -> None:
 
 def test_module_names_are_readable() -> None:
     clear = set(dict(_agent("clear").model.named_modules()))
-    for name in ("conv1a", "relu1a", "pool1", "conv2a", "relu2a", "conv2b", "relu2b", "pool2",
-                 "conv3a", "relu3a", "pool3", "conv4a", "relu4a", "pool4", "fc1", "relu_fc1",
-                 "fc2", "relu_fc2", "policy", "value"):  # fmt: skip
+    for name in (
+        "conv1a",
+        "relu1a",
+        "pool1",
+        "conv2a",
+        "relu2a",
+        "conv2b",
+        "relu2b",
+        "pool2",
+        "conv3a",
+        "relu3a",
+        "pool3",
+        "conv4a",
+        "relu4a",
+        "pool4",
+        "fc1",
+        "relu_fc1",
+        "fc2",
+        "relu_fc2",
+        "policy",
+        "value",
+    ):
         assert name in clear
     impala = dict(_agent("impala").model.named_modules())
-    for name in ("stacks.0.conv", "stacks.0.pool", "stacks.0.res0.relu0", "stacks.2.res1.conv1",
-                 "relu", "fc", "relu_fc", "policy", "value"):  # fmt: skip
+    for name in (
+        "stacks.0.conv",
+        "stacks.0.pool",
+        "stacks.0.res0.relu0",
+        "stacks.2.res1.conv1",
+        "relu",
+        "fc",
+        "relu_fc",
+        "policy",
+        "value",
+    ):
         assert name in impala
     assert isinstance(impala["stacks.1.res0"], ResidualBlock)
     assert isinstance(dict(_agent("clear").model.named_modules())["pool2"], L2Pool2d)
@@ -80,10 +108,7 @@ def test_every_relu_captures_exactly_one_tensor(name: str) -> None:
     assert len(relus) == expected
     assert len({id(m) for m in relus.values()}) == expected  # no instance is shared
     calls: dict[str, list[torch.Tensor]] = {n: [] for n in relus}
-    handles = [
-        m.register_forward_hook(lambda _m, _i, out, n=n: calls[n].append(out))
-        for n, m in relus.items()
-    ]
+    handles = [m.register_forward_hook(lambda _m, _i, out, n=n: calls[n].append(out)) for n, m in relus.items()]
     try:
         agent(_obs(NATIVE[name][0], n=2))
     finally:
@@ -109,13 +134,12 @@ def test_relus_are_not_bypassed() -> None:
 
 
 def test_l2_pool_matches_hand_computation() -> None:
-    x = torch.tensor([[[[1.0, 2.0, 0.0, -3.0],
-                        [3.0, 4.0, 0.0, 0.0],
-                        [-1.0, 1.0, 2.0, 2.0],
-                        [1.0, -1.0, 2.0, 2.0]]]])  # fmt: skip
+    x = torch.tensor([[[[1.0, 2.0, 0.0, -3.0], [3.0, 4.0, 0.0, 0.0], [-1.0, 1.0, 2.0, 2.0], [1.0, -1.0, 2.0, 2.0]]]])
     out = L2Pool2d(2)(x)
-    expected = [[math.sqrt((1 + 4 + 9 + 16) / 4 + 1e-8), math.sqrt(9 / 4 + 1e-8)],
-                [math.sqrt(4 / 4 + 1e-8), math.sqrt(16 / 4 + 1e-8)]]  # fmt: skip
+    expected = [
+        [math.sqrt((1 + 4 + 9 + 16) / 4 + 1e-8), math.sqrt(9 / 4 + 1e-8)],
+        [math.sqrt(4 / 4 + 1e-8), math.sqrt(16 / 4 + 1e-8)],
+    ]
     assert out.shape == (1, 1, 2, 2)
     torch.testing.assert_close(out[0, 0], torch.tensor(expected), rtol=0, atol=1e-6)
     assert out[0, 0, 1, 1].item() == pytest.approx(2.0)
@@ -133,13 +157,9 @@ def test_initialisation_is_ppo_standard() -> None:
     # orthogonal rows: W W^T = gain^2 I (more columns than rows for these heads)
     for head, gain in ((model.policy, 0.01), (model.value, 1.0)):
         w = head.weight.detach().double()
-        torch.testing.assert_close(
-            w @ w.T, gain**2 * torch.eye(w.shape[0], dtype=torch.float64), rtol=0, atol=1e-5
-        )
+        torch.testing.assert_close(w @ w.T, gain**2 * torch.eye(w.shape[0], dtype=torch.float64), rtol=0, atol=1e-5)
     w = model.fc.weight.detach().double()  # (256, 2048): rows orthonormal times sqrt(2)
-    torch.testing.assert_close(
-        w @ w.T, 2.0 * torch.eye(256, dtype=torch.float64), rtol=0, atol=1e-5
-    )
+    torch.testing.assert_close(w @ w.T, 2.0 * torch.eye(256, dtype=torch.float64), rtol=0, atol=1e-5)
 
 
 def test_seeded_make_agent_is_reproducible_and_leaves_global_rng_alone() -> None:
@@ -158,8 +178,9 @@ def test_seeded_make_agent_is_reproducible_and_leaves_global_rng_alone() -> None
 
 def test_make_agent_records_everything() -> None:
     spec = ProcgenSpec(game="coinrun")
-    agent = make_agent("impala", spec, (64, 64, 3), PROCGEN_ACTIONS, gamma=0.99, lam=0.9,
-                       seed=0, channels=(8, 16), hidden_size=64)  # fmt: skip
+    agent = make_agent(
+        "impala", spec, (64, 64, 3), PROCGEN_ACTIONS, gamma=0.99, lam=0.9, seed=0, channels=(8, 16), hidden_size=64
+    )
     expected = ArchitectureSpec("impala", {"channels": [8, 16], "hidden_size": 64})
     assert agent.architecture == expected
     assert agent.env_spec == spec and agent.gamma == 0.99 and agent.lam == 0.9
@@ -176,9 +197,14 @@ def test_flatten_size_follows_observation_shape() -> None:
     assert nature(_obs((36, 36, 4), n=1)).value.shape == (1,)
 
 
-@pytest.mark.parametrize(("name", "shape", "minimum"), [
-    ("nature", (8, 8, 4), 36), ("nature", (84, 35, 4), 36), ("clear", (15, 64, 3), 16),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "shape", "minimum"),
+    [
+        ("nature", (8, 8, 4), 36),
+        ("nature", (84, 35, 4), 36),
+        ("clear", (15, 64, 3), 16),
+    ],
+)
 def test_too_small_observations_name_the_minimum(name, shape, minimum) -> None:
     with pytest.raises(ObservationShapeError) as info:
         make_agent(name, None, shape, ["A", "B"], seed=0)

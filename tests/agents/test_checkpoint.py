@@ -25,8 +25,23 @@ from understanding_rl_vision.agents import checkpoint as checkpoint_module
 from understanding_rl_vision.envs.spec import AtariSpec, ProcgenSpec
 from understanding_rl_vision.errors import CheckpointError, UserError
 
-PROCGEN_ACTIONS = ("LEFT+DOWN", "LEFT", "LEFT+UP", "DOWN", "NOOP", "UP", "RIGHT+DOWN", "RIGHT",
-                   "RIGHT+UP", "D", "A", "W", "S", "Q", "E")  # fmt: skip
+PROCGEN_ACTIONS = (
+    "LEFT+DOWN",
+    "LEFT",
+    "LEFT+UP",
+    "DOWN",
+    "NOOP",
+    "UP",
+    "RIGHT+DOWN",
+    "RIGHT",
+    "RIGHT+UP",
+    "D",
+    "A",
+    "W",
+    "S",
+    "Q",
+    "E",
+)
 ATARI_ACTIONS = ("NOOP", "FIRE", "RIGHT", "LEFT")
 CASES = {
     "impala": (ProcgenSpec(game="coinrun", distribution_mode="easy"), (64, 64, 3), PROCGEN_ACTIONS),
@@ -53,8 +68,12 @@ def _rewrite(path: Path, mutate_config=None, mutate_tensors=None, **meta_overrid
         mutate_config(meta)
     if mutate_tensors:
         mutate_tensors(tensors)
-    metadata = {"format": "understanding-rl-vision", "format_version": "1",
-                "config": json.dumps(meta), **meta_overrides}  # fmt: skip
+    metadata = {
+        "format": "understanding-rl-vision",
+        "format_version": "1",
+        "config": json.dumps(meta),
+        **meta_overrides,
+    }
     save_file(tensors, path, metadata=metadata)
     return path
 
@@ -103,9 +122,7 @@ def test_round_trip_is_exact(tmp_path: Path, name: str) -> None:
 
 
 def test_round_trip_keeps_architecture_kwargs_and_null_env(tmp_path: Path) -> None:
-    agent = make_agent(
-        "impala", None, (32, 48, 3), ["A", "B"], seed=3, channels=(4, 8), hidden_size=32
-    )
+    agent = make_agent("impala", None, (32, 48, 3), ["A", "B"], seed=3, channels=(4, 8), hidden_size=32)
     loaded = load_checkpoint(save_checkpoint(agent, tmp_path / "small.safetensors"))
     assert loaded.env_spec is None
     assert loaded.architecture == agent.architecture
@@ -217,9 +234,7 @@ class _Bait:
         return (open, (self.marker, "w"))
 
 
-def test_pickles_are_refused_without_unpickling(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_pickles_are_refused_without_unpickling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = _agent().model
     marker = tmp_path / "unpickled.marker"
     files = {

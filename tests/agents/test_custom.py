@@ -10,8 +10,8 @@ from cleanrl_nets import CleanRLProcgenPPO, randomise, real_observations
 from understanding_rl_vision import rl_clarity
 from understanding_rl_vision.agents import agent_digest, custom_agent
 from understanding_rl_vision.attribution.hooks import hook_count
-from understanding_rl_vision.errors import ConfigError, UserError
 from understanding_rl_vision.contract import check_against_manifest, read_manifest
+from understanding_rl_vision.errors import ConfigError, UserError
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +38,20 @@ def test_outputs_are_the_modules_own(net):
 
 def test_a_run_explains_the_modules_layers(net, tmp_path):
     agent = make(net)
-    result = rl_clarity.run(agent=agent, output_dir=tmp_path / "out", progress=False, num_envs=2, num_steps=10,
-                            obs_num_envs=2, num_obs=4, obs_every=2, layers=("network.1.res_block1",),
-                            nmf_features=3, num_bookmarks=1, attr_policy=True)  # fmt: skip
+    result = rl_clarity.run(
+        agent=agent,
+        output_dir=tmp_path / "out",
+        progress=False,
+        num_envs=2,
+        num_steps=10,
+        obs_num_envs=2,
+        num_obs=4,
+        obs_every=2,
+        layers=("network.1.res_block1",),
+        nmf_features=3,
+        num_bookmarks=1,
+        attr_policy=True,
+    )
     manifest = read_manifest(result.directory / "data")
     assert [layer.name for layer in manifest.layers] == ["network.1.res_block1"]
     assert manifest.layers[0].shape == (32, 16, 16)

@@ -8,9 +8,8 @@ import json
 
 import pytest
 import torch
-from torch import nn
-
 from cleanrl_nets import CleanRLAtariDQN, CleanRLAtariPPO, CleanRLProcgenPPO, randomise, real_observations
+from torch import nn
 
 from understanding_rl_vision.agents import describe_file, load_agent
 from understanding_rl_vision.agents.formats.layouts import LAYOUTS
@@ -122,8 +121,19 @@ def test_unfamiliar_torchscript_runs_as_is_and_explains_its_input(tmp_path, coin
         expected = module(torch.from_numpy(coinrun_obs).permute(0, 3, 1, 2).float() / 255)
         out = agent(coinrun_obs)
     torch.testing.assert_close(out.logits, expected[0], atol=1e-5, rtol=0)
-    result = rl_clarity.run(tmp_path / "odd.pt", tmp_path / "out", env="coinrun", progress=False, num_envs=2,
-                            num_steps=8, obs_num_envs=2, num_obs=4, obs_every=2, nmf_features=2, num_bookmarks=1)  # fmt: skip
+    result = rl_clarity.run(
+        tmp_path / "odd.pt",
+        tmp_path / "out",
+        env="coinrun",
+        progress=False,
+        num_envs=2,
+        num_steps=8,
+        obs_num_envs=2,
+        num_obs=4,
+        obs_every=2,
+        nmf_features=2,
+        num_bookmarks=1,
+    )
     manifest = read_manifest(result.directory / "data")
     assert [layer.name for layer in manifest.layers] == ["input"]
 

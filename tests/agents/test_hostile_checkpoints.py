@@ -41,8 +41,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*:DeprecationWarning"
 
 
 def _agent():
-    return make_agent("impala", None, (8, 8, 3), ["a", "b", "c"], gamma=0.99, lam=0.9, seed=0, channels=[4],
-                      hidden_size=8)  # fmt: skip
+    return make_agent(
+        "impala", None, (8, 8, 3), ["a", "b", "c"], gamma=0.99, lam=0.9, seed=0, channels=[4], hidden_size=8
+    )
 
 
 def _native(tmp_path: Path, config=None, tensors=None) -> Path:
@@ -52,8 +53,11 @@ def _native(tmp_path: Path, config=None, tensors=None) -> Path:
     meta.pop("format_version")
     if config is not None:
         config(meta)
-    save_file(tensors(stored) if tensors else stored, path, metadata={
-        "format": "understanding-rl-vision", "format_version": "1", "config": json.dumps(meta)})  # fmt: skip
+    save_file(
+        tensors(stored) if tensors else stored,
+        path,
+        metadata={"format": "understanding-rl-vision", "format_version": "1", "config": json.dumps(meta)},
+    )
     return path
 
 
@@ -121,8 +125,10 @@ EDITS = {
     "architecture": (lambda m: m.update(architecture="impala"), "bad 'architecture' entry"),
     "kwargs": (lambda m: m["architecture"].update(kwargs={"channels": ["a"]}), "bad 'impala' architecture arguments"),
     "huge kwargs": (lambda m: m["architecture"].update(kwargs={"channels": [100000]}), "parameters, over the"),
-    "env field": (lambda m: m.update(env_spec={"family": "procgen", "num_levels": "all"}),
-                  "env_spec num_levels must be a int"),
+    "env field": (
+        lambda m: m.update(env_spec={"family": "procgen", "num_levels": "all"}),
+        "env_spec num_levels must be a int",
+    ),
     "env type": (lambda m: m.update(env_spec=[1]), "env_spec must be an object or null"),
     "extra": (lambda m: m.update(extra=[]), "extra must be an object"),
 }
@@ -169,9 +175,14 @@ def test_integer_weights_are_refused(tmp_path, capsys):
 
 def _sb3_zip(tmp_path: Path, edit=None, state=None) -> Path:
     model = build_model(ArchitectureSpec("nature", {"hidden_size": 8}), (36, 36, 1), 3)
-    names = {"conv1": "features_extractor.cnn.0", "conv2": "features_extractor.cnn.2",
-             "conv3": "features_extractor.cnn.4", "fc": "features_extractor.linear.0", "policy": "action_net",
-             "value": "value_net"}  # fmt: skip
+    names = {
+        "conv1": "features_extractor.cnn.0",
+        "conv2": "features_extractor.cnn.2",
+        "conv3": "features_extractor.cnn.4",
+        "fc": "features_extractor.linear.0",
+        "policy": "action_net",
+        "value": "value_net",
+    }
     weights = state or {names[k.split(".")[0]] + "." + k.split(".", 1)[1]: v for k, v in model.state_dict().items()}
     data = _sb3_data()
     if edit:
@@ -187,8 +198,10 @@ def test_sb3_data_with_bad_fields(tmp_path, capsys):
     assert describe_file(_sb3_zip(tmp_path))["num_actions"] == 3  # the unedited zip is read
     path = _sb3_zip(tmp_path, lambda d: d["observation_space"].update(_shape=["a", 36, 36]))
     line = _one_error(capsys, "inspect", str(path))
-    assert line == (f"error: corrupt Stable-Baselines3 zip {path}: the observation space's _shape "
-                    "['a', 36, 36] is not a list of sizes")  # fmt: skip
+    assert line == (
+        f"error: corrupt Stable-Baselines3 zip {path}: the observation space's _shape "
+        "['a', 36, 36] is not a list of sizes"
+    )
     path = _sb3_zip(tmp_path, lambda d: d["action_space"].update(n=float("inf")))
     assert "the action space's n inf is not a count" in _one_error(capsys, "inspect", str(path))
     path = _sb3_zip(tmp_path, lambda d: d.update(gamma="x"))
@@ -210,8 +223,12 @@ def test_refused_pickles_never_suggest_unpickling(tmp_path, capsys):
 
 def test_torchscript_sidecar_fields_are_checked(tmp_path):
     torch.jit.trace(nn.Conv2d(3, 4, 3), torch.zeros(1, 3, 8, 8)).save(str(tmp_path / "model.pt"))
-    for meta, expected in [({"gamma": "x"}, "gamma must be a number"), ({"scale": 0}, "positive number"),
-                           ({"env": 5}, "env must be a string"), ("[" * 50_000, "nested too deeply")]:  # fmt: skip
+    for meta, expected in [
+        ({"gamma": "x"}, "gamma must be a number"),
+        ({"scale": 0}, "positive number"),
+        ({"env": 5}, "env must be a string"),
+        ("[" * 50_000, "nested too deeply"),
+    ]:
         (tmp_path / "model.json").write_text(meta if isinstance(meta, str) else json.dumps(meta))
         with pytest.raises(CheckpointError, match=expected) as caught:
             read_foreign(tmp_path / "model.pt")
@@ -266,8 +283,15 @@ def test_non_square_frames_without_an_env_give_a_note(tmp_path):
     assert "fc.weight (16, 4032) vs (16, 3136) expected" in report["note"] and "--env" in report["note"]
 
 
-@pytest.mark.parametrize(("name", "shape", "kwargs"), [("nature", (84, 84, 4), {}), ("impala", (64, 64, 3), {}),
-                         ("impala", (512, 512, 3), {}), ("impala", (64, 64, 3), {"channels": [64, 128, 128]})])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "shape", "kwargs"),
+    [
+        ("nature", (84, 84, 4), {}),
+        ("impala", (64, 64, 3), {}),
+        ("impala", (512, 512, 3), {}),
+        ("impala", (64, 64, 3), {"channels": [64, 128, 128]}),
+    ],
+)
 def test_the_caps_admit_real_agents(name, shape, kwargs):
     with torch.device("meta"):
         plan = build_model(ArchitectureSpec(name, kwargs), shape, 18)

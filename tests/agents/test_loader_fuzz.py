@@ -34,8 +34,14 @@ CASES = 500
 
 
 def _run_helper(*args: str, timeout: int = 180) -> dict:
-    result = subprocess.run([sys.executable, str(HELPER), *args], capture_output=True, text=True, timeout=timeout,
-                            check=False, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(HELPER), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
 
@@ -56,6 +62,7 @@ def test_fuzzed_checkpoints_load_or_fail_with_one_line(tmp_path):
 
 # ---- bombs, built without ever holding what they inflate to -----------------------------------
 
+
 def _deflated_zeros(size: int) -> bytes:
     """A raw deflate stream of ``size`` zero bytes (a multiple of 1 MiB), about size/1000 long. A
     block ending in a full flush resets the compressor, so one compressed MiB repeats as is."""
@@ -71,10 +78,32 @@ def _raw_zip(path: Path, entries: list[tuple[str, bytes, int, int, int]]) -> Pat
     local, central = bytearray(), bytearray()
     for name, stored, method, size, crc in entries:
         encoded = name.encode()
-        header = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0x21, crc, len(stored), size,
-                             len(encoded), 0)  # fmt: skip
-        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 0x21, crc, len(stored),
-                               size, len(encoded), 0, 0, 0, 0, 0, len(local)) + encoded  # fmt: skip
+        header = struct.pack(
+            "<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0x21, crc, len(stored), size, len(encoded), 0
+        )
+        central += (
+            struct.pack(
+                "<IHHHHHHIIIHHHHHII",
+                0x02014B50,
+                20,
+                20,
+                0,
+                method,
+                0,
+                0x21,
+                crc,
+                len(stored),
+                size,
+                len(encoded),
+                0,
+                0,
+                0,
+                0,
+                0,
+                len(local),
+            )
+            + encoded
+        )
         local += header + encoded + stored
     end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(entries), len(entries), len(central), len(local), 0)
     path.write_bytes(bytes(local + central + end))
@@ -92,9 +121,14 @@ def _sb3_entries() -> dict[str, bytes]:
     from understanding_rl_vision.agents.architectures import build_model
     from understanding_rl_vision.agents.base import ArchitectureSpec
 
-    names = {"conv1": "features_extractor.cnn.0", "conv2": "features_extractor.cnn.2",
-             "conv3": "features_extractor.cnn.4", "fc": "features_extractor.linear.0", "policy": "action_net",
-             "value": "value_net"}  # fmt: skip
+    names = {
+        "conv1": "features_extractor.cnn.0",
+        "conv2": "features_extractor.cnn.2",
+        "conv3": "features_extractor.cnn.4",
+        "fc": "features_extractor.linear.0",
+        "policy": "action_net",
+        "value": "value_net",
+    }
     model = build_model(ArchitectureSpec("nature", {"hidden_size": 8}), (36, 36, 1), 3)
     state = {names[k.split(".")[0]] + "." + k.split(".", 1)[1]: v for k, v in model.state_dict().items()}
     return {"data": json.dumps(_sb3_data()).encode(), "policy.pth": _torch_bytes(state)}
@@ -118,9 +152,16 @@ def bombs(tmp_path_factory) -> dict[str, tuple[Path, str]]:
     }
     brackets = zlib.compressobj(9, zlib.DEFLATED, -15)
     nested = brackets.compress(b"[" * (16 << 20)) + brackets.flush()  # 16 MiB: at the ratio check's threshold
-    files["data of brackets"] = (_raw_zip(out / "data_brackets.zip", [
-        ("data", nested, zipfile.ZIP_DEFLATED, 16 << 20, zlib.crc32(b"[" * (16 << 20))),
-        _stored("policy.pth", sb3["policy.pth"])]), "JSON values")  # fmt: skip
+    files["data of brackets"] = (
+        _raw_zip(
+            out / "data_brackets.zip",
+            [
+                ("data", nested, zipfile.ZIP_DEFLATED, 16 << 20, zlib.crc32(b"[" * (16 << 20))),
+                _stored("policy.pth", sb3["policy.pth"]),
+            ],
+        ),
+        "JSON values",
+    )
     with zipfile.ZipFile(io.BytesIO(sb3["policy.pth"])) as archive:
         entries = [_stored(info.filename, archive.read(info)) for info in archive.infolist()]
     state_bomb = [(e[0], zeros, *bomb) if e[0].endswith("data/0") else e for e in entries]
@@ -140,14 +181,26 @@ def bombs(tmp_path_factory) -> dict[str, tuple[Path, str]]:
     meta.pop("format_version")
 
     def native(name: str, config: dict, **edit) -> Path:
-        save_file(tensors, out / name, metadata={"format": "understanding-rl-vision", "format_version": "1",
-                                                 "config": json.dumps({**meta, **config}), **edit})  # fmt: skip
+        save_file(
+            tensors,
+            out / name,
+            metadata={
+                "format": "understanding-rl-vision",
+                "format_version": "1",
+                "config": json.dumps({**meta, **config}),
+                **edit,
+            },
+        )
         return out / name
 
-    files["huge observations"] = (native("obs.safetensors", {"observation_shape": [100000, 100000, 3]}),
-                                  "implausibly large")  # fmt: skip
-    files["huge network"] = (native("wide.safetensors", {"architecture": {"name": "impala", "kwargs": {
-        "channels": [100000]}}}), "parameters, over the")  # fmt: skip
+    files["huge observations"] = (
+        native("obs.safetensors", {"observation_shape": [100000, 100000, 3]}),
+        "implausibly large",
+    )
+    files["huge network"] = (
+        native("wide.safetensors", {"architecture": {"name": "impala", "kwargs": {"channels": [100000]}}}),
+        "parameters, over the",
+    )
     data = seed.read_bytes()
     length = int.from_bytes(data[:8], "little")
     header = json.loads(data[8 : 8 + length])
@@ -157,7 +210,9 @@ def bombs(tmp_path_factory) -> dict[str, tuple[Path, str]]:
     files["header lie"][0].write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + length :])
     legacy = io.BytesIO()
     torch.save({"w": torch.zeros(10)}, legacy, _use_new_zipfile_serialization=False)
-    declared = legacy.getvalue().replace(b"K\nN", b"\x8a\x06" + (2**44).to_bytes(6, "little") + b"N")  # numel 10 -> 2**44
+    declared = legacy.getvalue().replace(
+        b"K\nN", b"\x8a\x06" + (2**44).to_bytes(6, "little") + b"N"
+    )  # numel 10 -> 2**44
     assert declared != legacy.getvalue()
     files["legacy storage lie"] = (out / "legacy.pth", "bytes of tensors")
     files["legacy storage lie"][0].write_bytes(declared)
@@ -177,8 +232,13 @@ def test_bombs_end_in_one_error_line_quickly_in_bounded_memory(bombs):
 def test_policy_bomb_through_the_command_in_its_own_process(bombs, tmp_path):
     """The command's own ``__main__``, alone in a fresh process, reporting its peak memory."""
     path, _ = bombs["policy bomb"]
-    result = subprocess.run([sys.executable, str(HELPER), "command", str(tmp_path / "rss.json"), "inspect", str(path)],
-                            capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(HELPER), "command", str(tmp_path / "rss.json"), "inspect", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     lines = result.stderr.splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
     assert lines[0].startswith(f"error: {path} is a zip bomb"), lines

@@ -46,7 +46,7 @@ def test_dqn_zip_matches_sb3_q_values(sb3_zips):
     q, value = ours(agent, reference["observations"])
     np.testing.assert_allclose(q, reference["dqn_q"], atol=1e-5, rtol=0)
     np.testing.assert_allclose(value, reference["dqn_q"].max(axis=1), atol=1e-5, rtol=0)
-    actions, scores, _ = agent.act(reference["observations"], torch.Generator().manual_seed(0))
+    actions, _, _ = agent.act(reference["observations"], torch.Generator().manual_seed(0))
     greedy = (actions == reference["dqn_q"].argmax(axis=1)).mean()
     assert greedy >= 0.8  # epsilon-greedy with epsilon 0.05
 
@@ -81,9 +81,26 @@ def test_sb3_zip_needs_an_env(sb3_zips):
 
 
 def test_evaluate_command_takes_an_sb3_zip(sb3_zips):
-    result = subprocess.run([sys.executable, "-m", "understanding_rl_vision.cli", "evaluate", str(sb3_zips / "dqn.zip"),
-                             "--env", "ALE/Breakout-v5", "--episodes", "2", "--num-envs", "2", "--json",
-                             "--quiet"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "understanding_rl_vision.cli",
+            "evaluate",
+            str(sb3_zips / "dqn.zip"),
+            "--env",
+            "ALE/Breakout-v5",
+            "--episodes",
+            "2",
+            "--num-envs",
+            "2",
+            "--json",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["episodes"] == 2 and report["env"] == "ALE/Breakout-v5"

@@ -54,8 +54,7 @@ def captum_layer_ig(explained, inputs, layer, weights, steps, rule):
             return explained.forward(inputs[:1]) @ weights
 
     ig = IntegratedGradients(upper)
-    return ig.attribute(activation, baselines=torch.zeros_like(activation), n_steps=steps,
-                        method=CAPTUM_RULE[rule])  # fmt: skip
+    return ig.attribute(activation, baselines=torch.zeros_like(activation), n_steps=steps, method=CAPTUM_RULE[rule])
 
 
 @pytest.mark.parametrize("rule", ["riemann", "gauss-legendre"])
@@ -87,7 +86,7 @@ def test_input_gradients_equal_captum_saliency_without_abs(case):
     ours = input_gradients(explained, inputs, outputs)
     for k in (0, 1, len(outputs) - 1):
         weights = torch.tensor(outputs[k].weights)
-        reference = Saliency(lambda x: explained.forward(x) @ weights).attribute(
+        reference = Saliency(lambda x, w=weights: explained.forward(x) @ w).attribute(
             inputs.clone().requires_grad_(), abs=False
         )
         torch.testing.assert_close(ours[k], reference, rtol=1e-5, atol=1e-7)
@@ -114,8 +113,9 @@ def test_batched_outputs_equal_one_pass_per_output_and_chunking_is_invisible():
     from understanding_rl_vision.agents import make_agent
     from understanding_rl_vision.envs.spec import parse_env_id
 
-    agent = with_random_biases(make_agent("clear", parse_env_id("coinrun"), (64, 64, 3),
-                                          [str(i) for i in range(15)], seed=3))  # fmt: skip
+    agent = with_random_biases(
+        make_agent("clear", parse_env_id("coinrun"), (64, 64, 3), [str(i) for i in range(15)], seed=3)
+    )
     explained = explain_agent(agent)
     inputs = torch.rand(5, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     outputs = explained.outputs(["value", "logit:3", "groups"])
@@ -195,8 +195,7 @@ def test_hooks_are_removed_after_an_exception(coinrun_agent):
     from dataclasses import replace
 
     with pytest.raises(RuntimeError, match="boom"):
-        integrated_gradients(replace(explained, forward=broken), torch.rand(2, 3, 64, 64),
-                             "stacks.1.res1", outputs)  # fmt: skip
+        integrated_gradients(replace(explained, forward=broken), torch.rand(2, 3, 64, 64), "stacks.1.res1", outputs)
     assert hook_count(coinrun_agent.model) == 0
     assert all(p.requires_grad for p in coinrun_agent.model.parameters())
 

@@ -5,9 +5,13 @@ import shutil
 import pytest
 
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +58,18 @@ def small_interface(tmp_path_factory, make_random_agent):
     agent = make_random_agent("coinrun", "impala", distribution_mode="easy")
     checkpoint = save_checkpoint(agent, folder / "random.safetensors")
     return rl_clarity.run(
-        checkpoint, folder / "interface", progress=False, num_envs=2, num_steps=24, obs_num_envs=4, num_obs=8,
-        obs_every=4, layers=("2b", "3b"), default_layer="2b", attr_policy=True, nmf_features=4, num_bookmarks=2,
+        checkpoint,
+        folder / "interface",
+        progress=False,
+        num_envs=2,
+        num_steps=24,
+        obs_num_envs=4,
+        num_obs=8,
+        obs_every=4,
+        layers=("2b", "3b"),
+        default_layer="2b",
+        attr_policy=True,
+        nmf_features=4,
+        num_bookmarks=2,
         title="random agent",
     ).path

@@ -9,15 +9,46 @@ import pytest
 from understanding_rl_vision.contract import read_manifest
 
 DRAWN = "window.__rlv_metrics && window.__rlv_metrics.firstAttributionDraw !== null"
-FLAGS = ["--env", "ALE/Breakout-v5", "--num-envs", "2", "--num-steps", "16", "--obs-num-envs", "2", "--num-obs",
-         "4", "--obs-every", "4", "--nmf-features", "3", "--num-bookmarks", "1", "--attr-policy", "--quiet"]  # fmt: skip
+FLAGS = [
+    "--env",
+    "ALE/Breakout-v5",
+    "--num-envs",
+    "2",
+    "--num-steps",
+    "16",
+    "--obs-num-envs",
+    "2",
+    "--num-obs",
+    "4",
+    "--obs-every",
+    "4",
+    "--nmf-features",
+    "3",
+    "--num-bookmarks",
+    "1",
+    "--attr-policy",
+    "--quiet",
+]
 
 
 @pytest.mark.parametrize("algo", ["ppo", "dqn"])
 def test_run_on_a_stable_baselines3_zip_opens_in_chromium(sb3_zips, tmp_path, page, algo):
     out = tmp_path / algo
-    result = subprocess.run([sys.executable, "-m", "understanding_rl_vision.cli", "run", str(sb3_zips / f"{algo}.zip"),
-                             "-o", str(out), *FLAGS], capture_output=True, text=True, timeout=600)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "understanding_rl_vision.cli",
+            "run",
+            str(sb3_zips / f"{algo}.zip"),
+            "-o",
+            str(out),
+            *FLAGS,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     manifest = read_manifest(out / "data")
     assert manifest.env_id == "ALE/Breakout-v5" and manifest.agent == f"{algo}.zip"

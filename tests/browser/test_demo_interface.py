@@ -12,8 +12,12 @@ DRAWN = "window.__rlv_metrics && window.__rlv_metrics.firstAttributionDraw !== n
 
 def test_the_demo_command_builds_an_interface_that_opens_in_chromium(tmp_path, page):
     out = tmp_path / "rl-vision-demo"
-    result = subprocess.run([sys.executable, "-m", "understanding_rl_vision.cli", "demo", "-o", str(out), "--quiet"],
-                            capture_output=True, text=True, timeout=900)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "understanding_rl_vision.cli", "demo", "-o", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr
     assert "bundled agent: impala agent for coinrun (easy mode)" in result.stdout
     assert f"wrote {out / 'interface.html'}" in result.stdout

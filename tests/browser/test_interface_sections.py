@@ -68,9 +68,7 @@ def frame_number(page) -> int:
 
 def map_pixels(page, index: int = 0) -> str:
     """The attribution canvas as a data URL: it is drawn from numbers only, so it stays readable."""
-    return page.evaluate(
-        "([sel, i]) => document.querySelectorAll(sel)[i].toDataURL()", [MAP, index]
-    )
+    return page.evaluate("([sel, i]) => document.querySelectorAll(sel)[i].toDataURL()", [MAP, index])
 
 
 def wait_for_url(page, **params):
@@ -137,9 +135,7 @@ def test_sections_click_through(page, interface, manifest, screenshots):
     assert page.get_by_role("button", name="play forwards").count() == 1
     stopped = frame_number(page)
     page.get_by_role("button", name="play backwards").click()
-    page.wait_for_function(
-        f"Number(document.querySelector('.frame-number').textContent) < {stopped}"
-    )
+    page.wait_for_function(f"Number(document.querySelector('.frame-number').textContent) < {stopped}")
     page.get_by_role("button", name="pause").click()
 
     # Scrubber: press and drag.
@@ -177,10 +173,7 @@ def test_sections_click_through(page, interface, manifest, screenshots):
     assert page.locator(".graph .label", has_text=manifest.outputs[group]).count() == 1
     page.get_by_label("combine positive and negative").check()
     settle(page)
-    assert (
-        page.locator(MAP).count() == 2
-        and page.locator("canvas.map[data-mode=combined]").count() == 2
-    )
+    assert page.locator(MAP).count() == 2 and page.locator("canvas.map[data-mode=combined]").count() == 2
     page.get_by_label("show residual").check()
     page.get_by_label("overlay on observation").uncheck()
     settle(page)
@@ -207,10 +200,7 @@ def test_sections_click_through(page, interface, manifest, screenshots):
         assert frame_number(page) == bookmark.frame + 1
         assert trajectories.nth(bookmark.trajectory).is_checked()
         wait_for_url(page, trajectory=bookmark.trajectory + 1, frame=bookmark.frame + 1)
-        assert (
-            page.get_by_role("link", name=text, exact=True).first.get_attribute("aria-current")
-            == "location"
-        )
+        assert page.get_by_role("link", name=text, exact=True).first.get_attribute("aria-current") == "location"
 
 
 def test_hotkeys(page, interface, manifest):
@@ -361,23 +351,14 @@ def test_feature_popup(page, interface, manifest, screenshots):
         box = mosaic.bounding_box()
         page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         page.mouse.wheel(0, -100)
-        page.wait_for_function(
-            "(v) => document.querySelector('dialog input[type=range]').value !== v", arg=before
-        )
+        page.wait_for_function("(v) => document.querySelector('dialog input[type=range]').value !== v", arg=before)
         page.mouse.wheel(0, 100)
-        page.wait_for_function(
-            "(v) => document.querySelector('dialog input[type=range]').value === v", arg=before
-        )
+        page.wait_for_function("(v) => document.querySelector('dialog input[type=range]').value === v", arg=before)
 
     # Hovering a patch with an example draws it opaque; clicking shows the whole observation.
     grid_rows, grid_cols = feature.popups[0].grid.shape
     box = mosaic.bounding_box()
-    cells = [
-        (r, c)
-        for r in range(grid_rows)
-        for c in range(grid_cols)
-        if feature.popups[0].grid[r, c] >= 0
-    ]
+    cells = [(r, c) for r in range(grid_rows) for c in range(grid_cols) if feature.popups[0].grid[r, c] >= 0]
     if cells and manifest.observations is not None:
         row, col = cells[0]
         page.mouse.move(1, 1)
@@ -386,9 +367,7 @@ def test_feature_popup(page, interface, manifest, screenshots):
         x = box["x"] + (col + 0.5) * box["width"] / grid_cols
         y = box["y"] + (row + 0.5) * box["height"] / grid_rows
         page.mouse.move(x, y)
-        page.wait_for_function(
-            "document.querySelector('#popup-cursor').textContent.includes('observation')"
-        )
+        page.wait_for_function("document.querySelector('#popup-cursor').textContent.includes('observation')")
         settle(page, 5)
         assert mosaic.screenshot() != plain
         page.mouse.click(x, y)
@@ -426,9 +405,11 @@ def test_closing_the_popup_before_its_canvases_draw(page, interface, manifest):
     examples = [
         (f, int(r), int(c))
         for f in range(len(layer.features))
-        for r, c in zip(*np.nonzero(
-            read_payload(interface.parent / "data", f"feat-{manifest.default_layer}-{f}").popups[0].grid >= 0
-        ))
+        for r, c in zip(
+            *np.nonzero(
+                read_payload(interface.parent / "data", f"feat-{manifest.default_layer}-{f}").popups[0].grid >= 0
+            )
+        )
     ]
     assert manifest.observations is not None and examples, "the interface needs dataset examples"
     open_page(page, interface)
@@ -447,7 +428,8 @@ def test_closing_the_popup_before_its_canvases_draw(page, interface, manifest):
                    press("Enter");  // choose it: its observation canvas appears and a draw is scheduled
                    queueMicrotask(() => {
                      document.querySelector("dialog button.close").click();
-                     requestAnimationFrame(() => requestAnimationFrame(() => done(!document.querySelector("dialog").open)));
+                     requestAnimationFrame(() => requestAnimationFrame(
+                         () => done(!document.querySelector("dialog").open)));
                    });
                  });
                })""",
@@ -458,9 +440,7 @@ def test_closing_the_popup_before_its_canvases_draw(page, interface, manifest):
 
 
 def test_runs_from_a_static_http_server(page, interface, manifest):
-    handler = functools.partial(
-        http.server.SimpleHTTPRequestHandler, directory=str(interface.parent)
-    )
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(interface.parent))
     handler.log_message = lambda *args: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -488,7 +468,8 @@ def test_keyboard_focus_is_visible(page, interface):
     for _ in range(12):
         page.keyboard.press("Tab")
         outline = page.evaluate(
-            "() => { const s = getComputedStyle(document.activeElement); return [document.activeElement.tagName, s.outlineStyle, s.outlineWidth]; }"
+            "() => { const e = document.activeElement, s = getComputedStyle(e);"
+            " return [e.tagName, s.outlineStyle, s.outlineWidth]; }"
         )
         tag, style, width = outline
         seen.add(tag)

@@ -26,12 +26,27 @@ HOSTILE = "<img src=x onerror=alert(1)>"
 @pytest.fixture
 def interface(tmp_path):
     manifest = Manifest(
-        env_id="coinrun", agent=HOSTILE, action_names=(HOSTILE, "RIGHT"), action_groups={"RIGHT": (1,)},
-        outputs=("value",), layers=(LayerInfo(name="stacks.1.res1", label="2b", shape=(32, 16, 16),
-                                              features=(FeatureInfo(name="feature 1", color="#cc0000"),)),),
-        default_layer=0, trajectory_lengths=(4, 4), observation_size=(64, 64), fps=12.0, bookmarks=(),
-        observations=None, action_outputs="logits",
-    )  # fmt: skip
+        env_id="coinrun",
+        agent=HOSTILE,
+        action_names=(HOSTILE, "RIGHT"),
+        action_groups={"RIGHT": (1,)},
+        outputs=("value",),
+        layers=(
+            LayerInfo(
+                name="stacks.1.res1",
+                label="2b",
+                shape=(32, 16, 16),
+                features=(FeatureInfo(name="feature 1", color="#cc0000"),),
+            ),
+        ),
+        default_layer=0,
+        trajectory_lengths=(4, 4),
+        observation_size=(64, 64),
+        fps=12.0,
+        bookmarks=(),
+        observations=None,
+        action_outputs="logits",
+    )
     write_manifest(tmp_path / "data", manifest)
     write_start_payloads(tmp_path / "data", manifest)
     return render_interface(tmp_path, title="demo </script><b>x</b>")
@@ -42,15 +57,30 @@ def write_start_payloads(data, manifest):
     and that layer's features."""
     actions = len(manifest.action_names)
     for t, n in enumerate(manifest.trajectory_lengths):
-        write_trajectory(data, t, frames=np.zeros((n, 8, 8, 3), np.uint8), rewards=np.zeros(n),
-                         firsts=np.eye(1, n)[0], actions=np.zeros(n, int), values=np.zeros(n),
-                         logits=np.zeros((n, actions)), advantages=np.zeros(n))  # fmt: skip
+        write_trajectory(
+            data,
+            t,
+            frames=np.zeros((n, 8, 8, 3), np.uint8),
+            rewards=np.zeros(n),
+            firsts=np.eye(1, n)[0],
+            actions=np.zeros(n, int),
+            values=np.zeros(n),
+            logits=np.zeros((n, actions)),
+            advantages=np.zeros(n),
+        )
     layer = manifest.layers[manifest.default_layer]
     n, k, (_, h, w) = manifest.trajectory_lengths[0], len(layer.features), layer.shape
-    attribution = AttributionPayload(layer=manifest.default_layer, trajectory=0, output=0,
-                                     positive=np.zeros((n, k, h, w)), negative=np.zeros((n, k, h, w)),
-                                     residual=np.zeros((n, h, w)), totals=np.zeros((n, k)),
-                                     residual_totals=np.zeros(n), display_scale=1.0)  # fmt: skip
+    attribution = AttributionPayload(
+        layer=manifest.default_layer,
+        trajectory=0,
+        output=0,
+        positive=np.zeros((n, k, h, w)),
+        negative=np.zeros((n, k, h, w)),
+        residual=np.zeros((n, h, w)),
+        totals=np.zeros((n, k)),
+        residual_totals=np.zeros(n),
+        display_scale=1.0,
+    )
     write_payload(data, attribution.key(), attribution)
     for f in range(k):
         write_feature(data, manifest.default_layer, f, thumbnail=np.zeros((8, 8, 3), np.uint8), popups=())

@@ -38,16 +38,29 @@ def sparse_maps(frames=5, features=3, size=8, seed=0) -> FeatureMaps:
     negative = np.where(rng.random(positive.shape) < 0.2, rng.random(positive.shape) * 0.5, 0)
     residual = rng.normal(size=(frames, size, size)) * 0.1
     totals = (positive - negative).sum((2, 3))
-    return FeatureMaps(positive=positive.astype(np.float32), negative=negative.astype(np.float32),
-                       residual=residual.astype(np.float32), totals=totals.astype(np.float32),
-                       residual_totals=residual.sum((1, 2)).astype(np.float32), scale=0.9)  # fmt: skip
+    return FeatureMaps(
+        positive=positive.astype(np.float32),
+        negative=negative.astype(np.float32),
+        residual=residual.astype(np.float32),
+        totals=totals.astype(np.float32),
+        residual_totals=residual.sum((1, 2)).astype(np.float32),
+        scale=0.9,
+    )
 
 
 def test_page_reader_decodes_payloads_from_file_urls_like_the_python_reader(page, console_errors, tmp_path):
     maps = sparse_maps()
-    payload = AttributionPayload(layer=0, trajectory=1, output=2, positive=maps.positive, negative=maps.negative,
-                                 residual=maps.residual, totals=maps.totals, residual_totals=maps.residual_totals,
-                                 display_scale=maps.scale)  # fmt: skip
+    payload = AttributionPayload(
+        layer=0,
+        trajectory=1,
+        output=2,
+        positive=maps.positive,
+        negative=maps.negative,
+        residual=maps.residual,
+        totals=maps.totals,
+        residual_totals=maps.residual_totals,
+        display_scale=maps.scale,
+    )
     data = tmp_path / "data"
     data.mkdir()
     write_payload(data, payload.key(), payload)

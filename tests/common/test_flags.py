@@ -45,8 +45,14 @@ def parser_for(cls: type) -> argparse.ArgumentParser:
 
 
 def test_nested_groups_are_flattened_and_documented():
-    assert flat_fields(Outer) == {"steps": ("inner", Inner), "rule": ("inner", Inner), "layers": (None, Outer),
-                                  "mults": (None, Outer), "gamma": (None, Outer), "overlay": (None, Outer)}  # fmt: skip
+    assert flat_fields(Outer) == {
+        "steps": ("inner", Inner),
+        "rule": ("inner", Inner),
+        "layers": (None, Outer),
+        "mults": (None, Outer),
+        "gamma": (None, Outer),
+        "overlay": (None, Outer),
+    }
     assert field_docs(Outer)["rule"] == "Quadrature, 100% documented."
     help_text = " ".join(parser_for(Outer).format_help().split())
     assert "inner settings:" in help_text and "top settings:" in help_text
@@ -60,10 +66,29 @@ def test_nested_groups_are_flattened_and_documented():
 def test_only_given_flags_become_typed_settings():
     parser = parser_for(Outer)
     assert settings_from_args(parser.parse_args(["--quiet"])) == {}
-    args = parser.parse_args(["--steps", "4", "--rule", "gauss-legendre", "--layers", "2b,3a", "--mults", "1,2",
-                              "--gamma", "0.9", "--no-overlay"])  # fmt: skip
-    assert settings_from_args(args) == {"steps": 4, "rule": "gauss-legendre", "layers": ("2b", "3a"),
-                                        "mults": (1.0, 2.0), "gamma": 0.9, "overlay": False}  # fmt: skip
+    args = parser.parse_args(
+        [
+            "--steps",
+            "4",
+            "--rule",
+            "gauss-legendre",
+            "--layers",
+            "2b,3a",
+            "--mults",
+            "1,2",
+            "--gamma",
+            "0.9",
+            "--no-overlay",
+        ]
+    )
+    assert settings_from_args(args) == {
+        "steps": 4,
+        "rule": "gauss-legendre",
+        "layers": ("2b", "3a"),
+        "mults": (1.0, 2.0),
+        "gamma": 0.9,
+        "overlay": False,
+    }
 
 
 @pytest.mark.parametrize("argv", [["--rule", "simpson"], ["--steps", "many"], ["--gamma", "x"]])

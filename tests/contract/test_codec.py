@@ -8,9 +8,9 @@ import zlib
 import numpy as np
 import pytest
 
-from understanding_rl_vision.errors import UserError
 from understanding_rl_vision.contract import codec, schema
 from understanding_rl_vision.contract.schema import ArraySpec, AttributionPayload
+from understanding_rl_vision.errors import UserError
 
 
 def sparse_maps(n: int, k: int, h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -121,7 +121,7 @@ def test_deflate_is_the_zlib_format_the_browser_inflates():
 
 
 def test_incompressible_data_is_stored_raw():
-    noise = np.random.default_rng(4).integers(-2**31, 2**31 - 1, size=256)
+    noise = np.random.default_rng(4).integers(-(2**31), 2**31 - 1, size=256)
     s = spec("N", "int32", False, "int32")
     encoded = codec.encode_array(noise, s)
     assert encoded["compression"] == "none"
@@ -134,13 +134,18 @@ def test_compression_shrinks_sparse_attribution():
     positive, negative = sparse_maps(n, k, h, w, seed=5), sparse_maps(n, k, h, w, seed=6)
     residual = (sparse_maps(n, 1, h, w, seed=7) - sparse_maps(n, 1, h, w, seed=8))[:, 0]
     payload = AttributionPayload(
-        layer=0, trajectory=0, output=0, positive=positive, negative=negative, residual=residual,
-        totals=(positive - negative).sum((2, 3)), residual_totals=residual.sum((1, 2)),
+        layer=0,
+        trajectory=0,
+        output=0,
+        positive=positive,
+        negative=negative,
+        residual=residual,
+        totals=(positive - negative).sum((2, 3)),
+        residual_totals=residual.sum((1, 2)),
         display_scale=1.0,
     )
     wire = codec.to_json(payload)
-    arrays = [wire[name] for name in ("positive", "negative", "residual", "totals",
-                                      "residual_totals")]  # fmt: skip
+    arrays = [wire[name] for name in ("positive", "negative", "residual", "totals", "residual_totals")]
     stored = sum(len(base64.b85decode(a["data"])) for a in arrays)
     budget = schema.estimate_bytes(h, w, k, frames=n)
     assert budget.quantised == 4388 * n and budget.float32 == 17444 * n
@@ -154,7 +159,7 @@ def test_corrupt_arrays_raise_user_error():
     good = codec.encode_array(np.random.default_rng(11).standard_normal(8), s)
     assert good["compression"] == "none"
     for bad in (
-        {**good, "data": "not base85: \"quoted\""},
+        {**good, "data": 'not base85: "quoted"'},
         {**good, "shape": [9]},
         {**good, "dtype": "float64"},
         {**good, "compression": "gzip"},
@@ -188,9 +193,14 @@ def test_sprite_layout_fits_and_packs(count, h, w):
     images = np.random.default_rng(10).integers(0, 256, (min(count, 70), h, w, 3), np.uint8)
     per_sheet, columns = codec.sprite_layout(len(images), h, w, per_sheet=16)
     sheets = codec.pack_sprites(images, per_sheet, columns)
-    sprites = schema.Sprites(sheets=tuple(f"s-{i}.png" for i in range(len(sheets))),
-                             count=len(images), height=h, width=w, columns=columns,
-                             per_sheet=per_sheet)  # fmt: skip
+    sprites = schema.Sprites(
+        sheets=tuple(f"s-{i}.png" for i in range(len(sheets))),
+        count=len(images),
+        height=h,
+        width=w,
+        columns=columns,
+        per_sheet=per_sheet,
+    )
     for i in (0, len(images) // 2, len(images) - 1):
         ref, x, y = sprites.locate(i)
         sheet = sheets[int(ref[2:-4])]

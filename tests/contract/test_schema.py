@@ -12,7 +12,6 @@ import pytest
 
 from understanding_rl_vision.advantages import Bookmark as AdvantageBookmark
 from understanding_rl_vision.advantages import Bookmarks
-from understanding_rl_vision.errors import UserError
 from understanding_rl_vision.contract import (
     AttributionPayload,
     Bookmark,
@@ -43,6 +42,7 @@ from understanding_rl_vision.contract import (
 )
 from understanding_rl_vision.contract.contract import record_types
 from understanding_rl_vision.contract.schema import KEY_TEMPLATES, PAYLOAD_TYPES, array_spec
+from understanding_rl_vision.errors import UserError
 from understanding_rl_vision.feature_vis import dataset_examples
 
 RNG = np.random.default_rng(0)
@@ -62,22 +62,29 @@ def manifest(observations=None, lengths=(5, 1)) -> Manifest:
         trajectory_lengths=lengths,
         observation_size=(64, 64),
         fps=12.5,
-        bookmarks=(Bookmark(kind="high", trajectory=0, frame=4, advantage=1.5),
-                   Bookmark(kind="low", trajectory=1, frame=0, advantage=-2.0)),
+        bookmarks=(
+            Bookmark(kind="high", trajectory=0, frame=4, advantage=1.5),
+            Bookmark(kind="low", trajectory=1, frame=0, advantage=-2.0),
+        ),
         observations=observations,
         action_outputs="logits",
-    )  # fmt: skip
+    )
 
 
 def attribution(n: int, k: int = 3, h: int = 4, w: int = 3, **keys) -> AttributionPayload:
     signed = RNG.standard_normal((n, k, h, w)) * (RNG.random((n, k, h, w)) < 0.4)
     residual = RNG.standard_normal((n, h, w))
     return AttributionPayload(
-        layer=keys.get("layer", 0), trajectory=keys.get("trajectory", 1),
+        layer=keys.get("layer", 0),
+        trajectory=keys.get("trajectory", 1),
         output=keys.get("output", 2),
-        positive=np.maximum(signed, 0), negative=np.maximum(-signed, 0), residual=residual,
-        totals=signed.sum((2, 3)), residual_totals=residual.sum((1, 2)), display_scale=0.75,
-    )  # fmt: skip
+        positive=np.maximum(signed, 0),
+        negative=np.maximum(-signed, 0),
+        residual=residual,
+        totals=signed.sum((2, 3)),
+        residual_totals=residual.sum((1, 2)),
+        display_scale=0.75,
+    )
 
 
 def trajectory_arrays(n: int, actions: int = 4) -> dict[str, np.ndarray]:
@@ -163,9 +170,16 @@ def test_signed_residual_keeps_sign_through_files(tmp_path):
 def test_all_zero_attribution(tmp_path):
     zeros = np.zeros((2, 3, 4, 3))
     payload = AttributionPayload(
-        layer=0, trajectory=0, output=0, positive=zeros, negative=zeros, residual=zeros[:, 0],
-        totals=zeros[:, :, 0, 0], residual_totals=zeros[:, 0, 0, 0], display_scale=0.0,
-    )  # fmt: skip
+        layer=0,
+        trajectory=0,
+        output=0,
+        positive=zeros,
+        negative=zeros,
+        residual=zeros[:, 0],
+        totals=zeros[:, :, 0, 0],
+        residual_totals=zeros[:, 0, 0, 0],
+        display_scale=0.0,
+    )
     with np.errstate(all="raise"):
         write_payload(tmp_path, payload.key(), payload)
         back = read_payload(tmp_path, payload.key())
@@ -178,10 +192,16 @@ def test_float64_non_contiguous_maps(tmp_path):
     base = RNG.random((3, 5, 4, 6))
     positive = base.transpose(0, 1, 3, 2)[:, ::2]  # (3, 3, 6, 4) float64 view
     payload = AttributionPayload(
-        layer=1, trajectory=0, output=0, positive=positive, negative=positive[::-1],
-        residual=positive[:, 0] - 0.5, totals=positive.sum((2, 3)),
-        residual_totals=(positive[:, 0] - 0.5).sum((1, 2)), display_scale=1.0,
-    )  # fmt: skip
+        layer=1,
+        trajectory=0,
+        output=0,
+        positive=positive,
+        negative=positive[::-1],
+        residual=positive[:, 0] - 0.5,
+        totals=positive.sum((2, 3)),
+        residual_totals=(positive[:, 0] - 0.5).sum((1, 2)),
+        display_scale=1.0,
+    )
     write_payload(tmp_path, payload.key(), payload)
     back = read_payload(tmp_path, payload.key())
     assert_quantised_close(back.positive, positive)
@@ -192,8 +212,7 @@ def test_float64_non_contiguous_maps(tmp_path):
 def test_feature_round_trip(tmp_path):
     thumbnail = images(12, 12, 3)
     observations, scores = images(70, 32, 48, 3), RNG.random((70, 8, 12), dtype=np.float32)
-    popups = [dataset_examples.popup(observations, scores, e, d)
-              for e, d in [(1, 0.25), (2, 0.5), (4, 2.0)]]  # fmt: skip
+    popups = [dataset_examples.popup(observations, scores, e, d) for e, d in [(1, 0.25), (2, 0.5), (4, 2.0)]]
     write_feature(tmp_path, 0, 2, thumbnail=thumbnail, popups=popups)
     back = read_payload(tmp_path, feature_key(0, 2))
     assert isinstance(back, FeaturePayload) and (back.layer, back.feature) == (0, 2)
@@ -231,10 +250,17 @@ def test_envelope_is_one_receive_call_with_valid_json(tmp_path):
     assert set(obj["positive"]) == {"dtype", "shape", "scale", "compression", "data"}
 
 
-@pytest.mark.parametrize("text", [
-    "", "console.log(1)", PREFIX + '"manifest",{}', PREFIX + '"manifest",{});alert(1);',
-    PREFIX + '"manifest" {});', PREFIX + '"other",{"kind":"manifest"});',
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "console.log(1)",
+        PREFIX + '"manifest",{}',
+        PREFIX + '"manifest",{});alert(1);',
+        PREFIX + '"manifest" {});',
+        PREFIX + '"other",{"kind":"manifest"});',
+    ],
+)
 def test_reader_rejects_malformed_scripts(tmp_path, text):
     (tmp_path / "manifest.js").write_text(text)
     with pytest.raises(UserError):
@@ -246,10 +272,15 @@ def test_reader_rejects_wrong_kind_fields_and_version(tmp_path):
     path = tmp_path / "manifest.js"
     good = path.read_text()
     obj = json.loads("[" + good[len(PREFIX) : -3] + "]")[1]
-    for broken in ({**obj, "kind": "feature"}, {**obj, "format_version": 999},
-                   {**obj, "extra": 1}, {k: v for k, v in obj.items() if k != "fps"},
-                   {**obj, "default_layer": "0"}, {**obj, "default_layer": 5}):  # fmt: skip
-        path.write_text(f"{PREFIX}\"manifest\",{json.dumps(broken)});\n")
+    for broken in (
+        {**obj, "kind": "feature"},
+        {**obj, "format_version": 999},
+        {**obj, "extra": 1},
+        {k: v for k, v in obj.items() if k != "fps"},
+        {**obj, "default_layer": "0"},
+        {**obj, "default_layer": 5},
+    ):
+        path.write_text(f'{PREFIX}"manifest",{json.dumps(broken)});\n')
         with pytest.raises(UserError):
             read_payload(tmp_path, "manifest")
     with pytest.raises(UserError, match="missing"):
@@ -259,8 +290,9 @@ def test_reader_rejects_wrong_kind_fields_and_version(tmp_path):
 # ---------------------------------------------------------------------------- keys & atomicity
 
 
-@pytest.mark.parametrize("key", ["../x", "a/b", "", ".hidden", "x.js", "a b", "con", "NUL",
-                                 "x" * 101, "-lead", "caf\u00e9", "a\\b", None])  # fmt: skip
+@pytest.mark.parametrize(
+    "key", ["../x", "a/b", "", ".hidden", "x.js", "a b", "con", "NUL", "x" * 101, "-lead", "caf\u00e9", "a\\b", None]
+)
 def test_bad_keys_are_user_errors(tmp_path, key):
     with pytest.raises(UserError):
         writer.check_key(key)
@@ -320,9 +352,14 @@ def test_payloads_are_frozen_with_read_only_arrays():
 def test_inconsistent_shapes_and_values_are_refused():
     good = attribution(3)
     fields = {f.name: getattr(good, f.name) for f in dataclasses.fields(good)}
-    for bad in ({"residual": good.residual[:2]}, {"negative": good.negative[:, :2]},
-                {"positive": -good.positive - 1}, {"totals": np.full((3, 3), np.nan)},
-                {"positive": good.positive[0]}, {"display_scale": float("inf")}):  # fmt: skip
+    for bad in (
+        {"residual": good.residual[:2]},
+        {"negative": good.negative[:, :2]},
+        {"positive": -good.positive - 1},
+        {"totals": np.full((3, 3), np.nan)},
+        {"positive": good.positive[0]},
+        {"display_scale": float("inf")},
+    ):
         with pytest.raises(ValueError):
             AttributionPayload(**{**fields, **bad})
     with pytest.raises(ValueError):
@@ -340,17 +377,38 @@ def test_payloads_checked_against_the_manifest(tmp_path):
     m = manifest(sprites)  # layer 0: 3 features of 4 x 3; trajectories of 5 and 1 frames
     grid = np.full((2, 2), 9)
     feature = FeaturePayload(layer=0, feature=2, thumbnail="t.png", popups=())
-    good = [attribution(5, trajectory=0), attribution(1, trajectory=1), feature,
-            TrajectoryPayload(trajectory=1, frames=dataclasses.replace(sprites, count=1,
-                              sheets=sprites.sheets[:1]), **trajectory_arrays(1))]  # fmt: skip
+    good = [
+        attribution(5, trajectory=0),
+        attribution(1, trajectory=1),
+        feature,
+        TrajectoryPayload(
+            trajectory=1,
+            frames=dataclasses.replace(sprites, count=1, sheets=sprites.sheets[:1]),
+            **trajectory_arrays(1),
+        ),
+    ]
     for payload in good:
         check_against_manifest(m, payload)
-    popup = Popup(expand_mult=1, subdiv_mult=1.0, image="p.png", grid=grid + 1, patch_height=2,
-                  patch_width=2, tops=np.zeros(len(grid), np.int32), lefts=np.zeros(grid.shape[1], np.int32))
-    bad = [attribution(4, trajectory=0), attribution(5, trajectory=0, output=3),
-           attribution(5, k=2, trajectory=0), attribution(5, h=5, trajectory=0),
-           attribution(1, trajectory=2), attribution(1, trajectory=1, layer=1),
-           dataclasses.replace(feature, feature=3), dataclasses.replace(feature, popups=(popup,))]
+    popup = Popup(
+        expand_mult=1,
+        subdiv_mult=1.0,
+        image="p.png",
+        grid=grid + 1,
+        patch_height=2,
+        patch_width=2,
+        tops=np.zeros(len(grid), np.int32),
+        lefts=np.zeros(grid.shape[1], np.int32),
+    )
+    bad = [
+        attribution(4, trajectory=0),
+        attribution(5, trajectory=0, output=3),
+        attribution(5, k=2, trajectory=0),
+        attribution(5, h=5, trajectory=0),
+        attribution(1, trajectory=2),
+        attribution(1, trajectory=1, layer=1),
+        dataclasses.replace(feature, feature=3),
+        dataclasses.replace(feature, popups=(popup,)),
+    ]
     for payload in bad:
         with pytest.raises(UserError, match="disagrees"):
             check_against_manifest(m, payload)
@@ -358,8 +416,10 @@ def test_payloads_checked_against_the_manifest(tmp_path):
 
 def test_bookmarks_from_advantages():
     found = Bookmarks(high=(AdvantageBookmark(0, 3, 2.5),), low=(AdvantageBookmark(1, 0, -1.0),))
-    assert bookmarks_from(found) == (Bookmark(kind="high", trajectory=0, frame=3, advantage=2.5),
-                                     Bookmark(kind="low", trajectory=1, frame=0, advantage=-1.0))
+    assert bookmarks_from(found) == (
+        Bookmark(kind="high", trajectory=0, frame=3, advantage=2.5),
+        Bookmark(kind="low", trajectory=1, frame=0, advantage=-1.0),
+    )
 
 
 # ---------------------------------------------------------------------------- the contract
@@ -427,8 +487,13 @@ def test_written_payloads_meet_the_json_schema(tmp_path):
     write_manifest(tmp_path, manifest(write_observations(tmp_path, images(3, 4, 4, 3))))
     write_trajectory(tmp_path, 0, frames=images(4, 5, 5, 3), **trajectory_arrays(4))
     write_payload(tmp_path, "attr-0-1-2", attribution(2))
-    write_feature(tmp_path, 0, 0, thumbnail=images(4, 4, 3), popups=[
-        dataset_examples.popup(images(3, 8, 8, 3), np.zeros((3, 4, 4), np.float32), 1, 0.5)])
+    write_feature(
+        tmp_path,
+        0,
+        0,
+        thumbnail=images(4, 4, 3),
+        popups=[dataset_examples.popup(images(3, 8, 8, 3), np.zeros((3, 4, 4), np.float32), 1, 0.5)],
+    )
     keys = [p.stem for p in tmp_path.glob("*.js")]
     assert sorted(keys) == ["attr-0-1-2", "feat-0-0", "manifest", "traj-0"]
     by_kind = {cls.KIND: cls.__name__ for cls in PAYLOAD_TYPES}

@@ -21,9 +21,9 @@ def test_dotgrid_rgb_numbered_actions_and_episodes():
         for t in range(5):  # standing still never reaches the target: truncation at step 5
             step = env.step([0, 0, 0])
             assert step.first.all() == (t == 4)
-        assert [
-            (e.env_index, e.length, e.total_reward, e.level_complete) for e in step.episodes
-        ] == [(i, 5, 0.0, None) for i in range(3)]
+        assert [(e.env_index, e.length, e.total_reward, e.level_complete) for e in step.episodes] == [
+            (i, 5, 0.0, None) for i in range(3)
+        ]
 
 
 def test_dotgrid_reward_and_termination_are_reported_on_the_ending_step():
@@ -72,9 +72,7 @@ def test_non_image_env_is_rejected_with_one_line():
     with pytest.raises(UserError) as info:
         make_vec_env("CartPole-v1")
     message = str(info.value)
-    assert (
-        message == "CartPole-v1 has observations of shape (4,) float32, not images (H, W, C) uint8"
-    )
+    assert message == "CartPole-v1 has observations of shape (4,) float32, not images (H, W, C) uint8"
 
 
 def test_other_rejections_are_user_errors():

@@ -12,9 +12,7 @@ from understanding_rl_vision.envs import PROCGEN_GAMES, Episode, ProcgenSpec, ma
 from understanding_rl_vision.errors import UnknownEnvError, UserError
 
 
-def rollout(
-    num_steps: int, num_envs: int = 2, seed: int = 0, action_seed: int = 0, **options
-) -> np.ndarray:
+def rollout(num_steps: int, num_envs: int = 2, seed: int = 0, action_seed: int = 0, **options) -> np.ndarray:
     """Observations of a seeded random-action rollout, shape (T+1, N, 64, 64, 3)."""
     rng = np.random.default_rng(action_seed)
     with make_vec_env("coinrun", num_envs=num_envs, seed=seed, **options) as env:
@@ -157,8 +155,6 @@ def test_importing_and_stepping_prints_nothing():
         "    with make_vec_env(name) as env:\n"
         "        env.reset(); env.step([0])\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
-    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "" and result.stdout == ""

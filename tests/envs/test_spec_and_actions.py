@@ -22,10 +22,23 @@ from understanding_rl_vision.errors import UnknownEnvError
 PROCGEN_NAMES = tuple(
     action_name(combo)
     for combo in [
-        ("LEFT", "DOWN"), ("LEFT",), ("LEFT", "UP"), ("DOWN",), (), ("UP",), ("RIGHT", "DOWN"),
-        ("RIGHT",), ("RIGHT", "UP"), ("D",), ("A",), ("W",), ("S",), ("Q",), ("E",),
+        ("LEFT", "DOWN"),
+        ("LEFT",),
+        ("LEFT", "UP"),
+        ("DOWN",),
+        (),
+        ("UP",),
+        ("RIGHT", "DOWN"),
+        ("RIGHT",),
+        ("RIGHT", "UP"),
+        ("D",),
+        ("A",),
+        ("W",),
+        ("S",),
+        ("Q",),
+        ("E",),
     ]
-)  # fmt: skip
+)
 
 
 def test_procgen_action_groups():
@@ -34,9 +47,7 @@ def test_procgen_action_groups():
     assert left_up in groups["LEFT"] and left_up in groups["UP"]
     assert left_up not in groups["RIGHT"] and left_up not in groups["DOWN"]
     assert PROCGEN_NAMES.index("NOOP") in groups["no-arrow"]
-    assert groups["no-arrow"] == tuple(
-        PROCGEN_NAMES.index(n) for n in ("NOOP", "D", "A", "W", "S", "Q", "E")
-    )
+    assert groups["no-arrow"] == tuple(PROCGEN_NAMES.index(n) for n in ("NOOP", "D", "A", "W", "S", "Q", "E"))
     assert groups["RIGHT"] == (6, 7, 8)
 
 
@@ -80,13 +91,9 @@ def test_parse_env_id_options_and_unknown_names():
 @pytest.mark.parametrize(
     "spec",
     [
-        ProcgenSpec(
-            game="maze", distribution_mode="easy", num_levels=3, start_level=9, full_res_frames=True
-        ),
+        ProcgenSpec(game="maze", distribution_mode="easy", num_levels=3, start_level=9, full_res_frames=True),
         AtariSpec(game="Pong", sticky_action_prob=0.0, frame_stack=2),
-        GymnasiumSpec(
-            env_id="understanding_rl_vision/DotGrid-v0", make_kwargs=(("cells", 5), ("grey", True))
-        ),
+        GymnasiumSpec(env_id="understanding_rl_vision/DotGrid-v0", make_kwargs=(("cells", 5), ("grey", True))),
     ],
 )
 def test_spec_dict_round_trip(spec):

@@ -160,18 +160,17 @@ def test_patches_off_the_frame_are_padded_in_thumbnails_and_popups():
 
 
 def test_shapes_and_dtypes_for_every_default_popup(square_set):
-    obs, _, features = square_set
+    _, _, features = square_set
     config = FeatureVisConfig()
     cells = {1: (4, 8, 16, 32), 2: (2, 4, 8, 16), 4: (1, 2, 4, 8), 8: (1, 1, 2, 4)}
     assert len(features) == 2
     for feature in features:
         thumb = feature.thumbnail
-        assert (thumb.image.shape, thumb.indices.shape, thumb.positions.shape) == (
-            (64, 64, 3), (16,), (16, 2))  # fmt: skip
-        assert (thumb.image.dtype, thumb.indices.dtype, thumb.positions.dtype) == (
-            np.uint8, np.int32, np.int32)  # fmt: skip
+        assert (thumb.image.shape, thumb.indices.shape, thumb.positions.shape) == ((64, 64, 3), (16,), (16, 2))
+        assert (thumb.image.dtype, thumb.indices.dtype, thumb.positions.dtype) == (np.uint8, np.int32, np.int32)
         assert [(p.expand_mult, p.subdiv_mult) for p in feature.popups] == [
-            (e, d) for e in config.expand_mults for d in config.subdiv_mults]  # fmt: skip
+            (e, d) for e in config.expand_mults for d in config.subdiv_mults
+        ]
         for pop in feature.popups:
             g = cells[pop.expand_mult][config.subdiv_mults.index(pop.subdiv_mult)]
             assert g == popup_cells(LAYER, pop.expand_mult, pop.subdiv_mult)

@@ -6,8 +6,16 @@ import pytest
 
 from understanding_rl_vision.demo import bundled_agent_path
 
-SMALL_SETTINGS = dict(num_envs=2, num_steps=12, obs_num_envs=2, num_obs=6, obs_every=2, layers=("2b", "3c"),
-             nmf_features=3, num_bookmarks=2)  # fmt: skip
+SMALL_SETTINGS = dict(
+    num_envs=2,
+    num_steps=12,
+    obs_num_envs=2,
+    num_obs=6,
+    obs_every=2,
+    layers=("2b", "3c"),
+    nmf_features=3,
+    num_bookmarks=2,
+)
 """2 trajectories x 12 frames, 12 observations, two layers, value attribution."""
 
 

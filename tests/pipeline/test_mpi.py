@@ -14,8 +14,24 @@ import pytest
 
 from understanding_rl_vision.demo import bundled_agent_path
 
-FLAGS = ["--num-envs", "3", "--num-steps", "16", "--obs-num-envs", "2", "--num-obs", "8", "--obs-every", "2",
-         "--layers", "2a,2b,3c", "--nmf-features", "3", "--attr-policy", "--quiet"]  # fmt: skip
+FLAGS = [
+    "--num-envs",
+    "3",
+    "--num-steps",
+    "16",
+    "--obs-num-envs",
+    "2",
+    "--num-obs",
+    "8",
+    "--obs-every",
+    "2",
+    "--layers",
+    "2a,2b,3c",
+    "--nmf-features",
+    "3",
+    "--attr-policy",
+    "--quiet",
+]
 
 
 def mpiexec() -> str:
@@ -25,8 +41,11 @@ def mpiexec() -> str:
 
 
 def tree(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def cli(*args: str) -> list[str]:
@@ -36,8 +55,9 @@ def cli(*args: str) -> list[str]:
 def test_two_ranks_write_the_same_bytes_as_one_process(tmp_path):
     one = subprocess.run(cli("-o", str(tmp_path / "one")), capture_output=True, text=True, timeout=600)
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([mpiexec(), "-n", "2", *cli("-o", str(tmp_path / "two"))], capture_output=True, text=True,
-                         timeout=600)  # fmt: skip
+    two = subprocess.run(
+        [mpiexec(), "-n", "2", *cli("-o", str(tmp_path / "two"))], capture_output=True, text=True, timeout=600
+    )
     assert two.returncode == 0, two.stderr
     assert two.stdout.count("wrote ") == 1  # rank 0 writes and reports, once
     made_by = [int(np.load(p)["made_by_rank"]) for p in (tmp_path / "two.cache").glob("*/*.npz")]
@@ -51,8 +71,9 @@ def test_without_mpi4py_mpiexec_falls_back_to_one_process(tmp_path):
     blocker.mkdir()
     (blocker / "mpi4py.py").write_text("raise ImportError('mpi4py hidden for this test')\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([mpiexec(), "-n", "2", *cli("-o", str(tmp_path / "out"))], capture_output=True,
-                            text=True, timeout=600, env=env)  # fmt: skip
+    result = subprocess.run(
+        [mpiexec(), "-n", "2", *cli("-o", str(tmp_path / "out"))], capture_output=True, text=True, timeout=600, env=env
+    )
     assert result.returncode == 0, result.stderr
     assert "launched with 2 MPI ranks but mpi4py is not installed" in result.stderr
     assert "this rank leaves the work to rank 0" in result.stderr
@@ -61,8 +82,12 @@ def test_without_mpi4py_mpiexec_falls_back_to_one_process(tmp_path):
 
 @pytest.mark.parametrize("ranks", [2])
 def test_bad_input_under_mpi_is_one_line(tmp_path, ranks):
-    result = subprocess.run([mpiexec(), "-n", str(ranks), *cli("-o", str(tmp_path / "out")), "--layers", "9z"],
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [mpiexec(), "-n", str(ranks), *cli("-o", str(tmp_path / "out")), "--layers", "9z"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode != 0 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "9z" in lines[0], lines

@@ -26,8 +26,9 @@ def write_fake_output(folder: Path, text: str = "page") -> None:
     (folder / "data" / "manifest.js").write_text(text)
 
 
-def build(out: Path, *, overwrite: bool = False, cache: Path | None = None, text: str = "page",
-          checkpoint: Path | None = None) -> None:  # fmt: skip
+def build(
+    out: Path, *, overwrite: bool = False, cache: Path | None = None, text: str = "page", checkpoint: Path | None = None
+) -> None:
     target = check_target(out, overwrite=overwrite, cache_dir=cache or out.parent / "cache", checkpoint=checkpoint)
     publish(target, lambda folder: write_fake_output(folder, text))
 
@@ -89,10 +90,20 @@ def test_protected_folders_are_refused_even_when_empty(tmp_path, monkeypatch, wh
     work.mkdir(parents=True)
     monkeypatch.chdir(work if where.endswith("cwd") else tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path / "home" / "me"))
-    out = {"cwd": work, "above cwd": work.parent, "home": work.parent, "above home": tmp_path / "home",
-           "root": Path("/")}[where]  # fmt: skip
-    expected = {"cwd": "working directory", "above cwd": "working directory", "home": "home folder",
-                "above home": "home folder", "root": "root of a filesystem"}[where]  # fmt: skip
+    out = {
+        "cwd": work,
+        "above cwd": work.parent,
+        "home": work.parent,
+        "above home": tmp_path / "home",
+        "root": Path("/"),
+    }[where]
+    expected = {
+        "cwd": "working directory",
+        "above cwd": "working directory",
+        "home": "home folder",
+        "above home": "home folder",
+        "root": "root of a filesystem",
+    }[where]
     with pytest.raises(UserError, match=expected):
         check_target(out, overwrite=True, cache_dir=tmp_path / "cache")
     assert work.is_dir()
@@ -192,16 +203,30 @@ NAMES = st.sampled_from(["a", "b", "out", "data", "interface.html", "notes.txt"]
 PATHS = st.lists(NAMES, min_size=1, max_size=3).map(lambda parts: "/".join(parts))
 
 
-REASONS = ("working directory", "not written by this tool", "did not write", "pass --overwrite", "not a folder",
-           "is a file", "cache folder")  # fmt: skip
+REASONS = (
+    "working directory",
+    "not written by this tool",
+    "did not write",
+    "pass --overwrite",
+    "not a folder",
+    "is a file",
+    "cache folder",
+)
 
 
-@settings(max_examples=150, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
-@given(user_files=st.lists(PATHS, max_size=8), ours=st.sampled_from([None, "out", "a/out", "a"]),
-       output=st.one_of(st.none(), PATHS), cwd=st.sampled_from([".", "a", "a/b"]), overwrite=st.booleans())  # fmt: skip
-def test_a_run_refuses_or_leaves_every_file_it_did_not_write(tmp_path_factory, monkeypatch, user_files, ours,
-                                                              output, cwd, overwrite):  # fmt: skip
+@settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    user_files=st.lists(PATHS, max_size=8),
+    ours=st.sampled_from([None, "out", "a/out", "a"]),
+    output=st.one_of(st.none(), PATHS),
+    cwd=st.sampled_from([".", "a", "a/b"]),
+    overwrite=st.booleans(),
+)
+def test_a_run_refuses_or_leaves_every_file_it_did_not_write(
+    tmp_path_factory, monkeypatch, user_files, ours, output, cwd, overwrite
+):
     """Random user files around and inside -o (and perhaps an earlier output of ours, with or
     without user files added into it); whatever the run does, every user file keeps its bytes."""
     root = tmp_path_factory.mktemp("tree")
@@ -226,4 +251,3 @@ def test_a_run_refuses_or_leaves_every_file_it_did_not_write(tmp_path_factory, m
         event("refused: " + next((k for k in REASONS if k in str(refusal)), str(refusal)))
     after = snapshot(root)
     assert {name: after.get(name) for name in users} == users
-

@@ -14,7 +14,6 @@ import torch
 
 from understanding_rl_vision import rl_clarity
 from understanding_rl_vision.agents import load_checkpoint, save_checkpoint
-from understanding_rl_vision.errors import UserError
 from understanding_rl_vision.contract import (
     attribution_key,
     check_against_manifest,
@@ -23,19 +22,27 @@ from understanding_rl_vision.contract import (
     read_payload,
     trajectory_key,
 )
+from understanding_rl_vision.errors import UserError
 from understanding_rl_vision.pipeline import jobs
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def count_jobs(monkeypatch) -> dict[str, int]:
     """Count the jobs that actually compute (patched wrappers around the real functions)."""
     calls = {"trajectories": 0, "observations": 0, "fit": 0, "attribution": 0}
-    for kind, name in [("trajectories", "run_trajectories"), ("observations", "run_observations"),
-                       ("fit", "run_fit"), ("attribution", "run_attribution")]:  # fmt: skip
+    for kind, name in [
+        ("trajectories", "run_trajectories"),
+        ("observations", "run_observations"),
+        ("fit", "run_fit"),
+        ("attribution", "run_attribution"),
+    ]:
         real = getattr(jobs, name)
 
         def counted(*args, _real=real, _kind=kind, **kwargs):
@@ -62,8 +69,8 @@ def test_the_output_agrees_with_its_manifest(first_run):
     assert [layer.label for layer in manifest.layers] == ["2b", "3c"] and manifest.default_layer == 1
     assert manifest.trajectory_lengths == (12, 12)
     keys = [trajectory_key(t) for t in range(2)]
-    keys += [feature_key(l, f) for l in range(2) for f in range(len(manifest.layers[l].features))]
-    keys += [attribution_key(l, t, 0) for l in range(2) for t in range(2)]
+    keys += [feature_key(i, f) for i in range(2) for f in range(len(manifest.layers[i].features))]
+    keys += [attribution_key(i, t, 0) for i in range(2) for t in range(2)]
     for key in keys:
         check_against_manifest(manifest, read_payload(data, key))
     assert manifest.agent == "agent.safetensors" and manifest.fps == 12.0
@@ -86,13 +93,11 @@ def test_a_rerun_computes_nothing_and_writes_the_same_bytes(first_run, checkpoin
 def test_no_resample_rebuilds_from_the_cache_and_takes_new_page_settings(first_run, checkpoint, monkeypatch, small):
     out, _ = first_run
     calls = count_jobs(monkeypatch)
-    rl_clarity.run(checkpoint, out, resample=False, overwrite=True, progress=False, fps=5.0,
-                   **small)  # fmt: skip
+    rl_clarity.run(checkpoint, out, resample=False, overwrite=True, progress=False, fps=5.0, **small)
     assert sum(calls.values()) == 0
     assert read_manifest(out / "data").fps == 5.0
     with pytest.raises(UserError, match=r"--no-resample: 6 of 8 products .* not in the cache"):
-        rl_clarity.run(checkpoint, out, resample=False, overwrite=True, progress=False,
-                       **{**small, "nmf_features": 2})  # fmt: skip
+        rl_clarity.run(checkpoint, out, resample=False, overwrite=True, progress=False, **{**small, "nmf_features": 2})
     assert read_manifest(out / "data").fps == 5.0  # the failed run left the output alone
 
 
@@ -145,8 +150,9 @@ def test_disk_full_while_exporting_keeps_the_previous_output(first_run, checkpoi
 
     monkeypatch.setattr(output, "write_payload", full)
     with pytest.raises(UserError, match="cannot write data/attr-1-0-0.js: No space left on device"):
-        rl_clarity.run(checkpoint, out, cache_dir=first_run[0].parent / "out.cache", overwrite=True,
-                       progress=False, **small)  # fmt: skip
+        rl_clarity.run(
+            checkpoint, out, cache_dir=first_run[0].parent / "out.cache", overwrite=True, progress=False, **small
+        )
     assert tree_digest(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
@@ -158,7 +164,9 @@ def test_disk_full_while_caching_leaves_no_damaged_product(checkpoint, tmp_path,
     unraisable = []
     monkeypatch.setattr(np.lib.format, "write_array", full)
     monkeypatch.setattr("sys.unraisablehook", unraisable.append)
-    with pytest.raises(UserError, match=r"cannot write .*out\.cache/\w+/(trajectories|observations)-\w+\.npz: No space left"):
+    with pytest.raises(
+        UserError, match=r"cannot write .*out\.cache/\w+/(trajectories|observations)-\w+\.npz: No space left"
+    ):
         rl_clarity.run(checkpoint, tmp_path / "out", progress=False, **small)
     gc.collect()
     assert unraisable == []  # no half-open zip file whose late close prints "Exception ignored"
@@ -178,15 +186,18 @@ def test_nan_in_the_model_is_one_clear_error(checkpoint, tmp_path, small):
     assert not list((tmp_path / "out.cache").glob("*/.claims-*"))  # a failed run leaves no claims folder
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"layers": ("9z",)}, r"9z.*(2b|stacks)"),
-    ({"env": "starpilot"}, "trained on procgen:coinrun, not procgen:starpilot"),
-    ({"env": "nosuchgame"}, "nosuchgame"),
-    ({"row_outputs": ("logit:LEFT",)}, "add --attr-policy"),
-    ({"device": "cuda:7"}, "cuda:7"),
-    ({"default_layer": "1a"}, "not among the chosen layers"),
-    ({"nmf_featurez": 3}, "unknown setting nmf_featurez; valid: num_envs"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"layers": ("9z",)}, r"9z.*(2b|stacks)"),
+        ({"env": "starpilot"}, "trained on procgen:coinrun, not procgen:starpilot"),
+        ({"env": "nosuchgame"}, "nosuchgame"),
+        ({"row_outputs": ("logit:LEFT",)}, "add --attr-policy"),
+        ({"device": "cuda:7"}, "cuda:7"),
+        ({"default_layer": "1a"}, "not among the chosen layers"),
+        ({"nmf_featurez": 3}, "unknown setting nmf_featurez; valid: num_envs"),
+    ],
+)
 def test_bad_settings_are_one_clear_error(checkpoint, tmp_path, settings, message, small):
     with pytest.raises(UserError, match=message):
         rl_clarity.run(checkpoint, tmp_path / "out", progress=False, **{**small, **settings})

@@ -173,8 +173,7 @@ def test_row_sample_is_seeded_and_still_recovers(monkeypatch):
     attribution, directions, _ = synthetic(seed=2)
     monkeypatch.setattr(nmf_module, "MAX_FIT_ROWS", 1000)
     fits = [
-        ChannelReducer(ReductionConfig(nmf_features=4, nmf_seed=seed)).fit(attribution).components
-        for seed in (0, 0, 1)
+        ChannelReducer(ReductionConfig(nmf_features=4, nmf_seed=seed)).fit(attribution).components for seed in (0, 0, 1)
     ]
     np.testing.assert_array_equal(fits[0], fits[1])
     assert not np.array_equal(fits[0], fits[2])

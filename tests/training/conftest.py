@@ -11,8 +11,7 @@ from understanding_rl_vision.training import PPOConfig, train
 
 def tiny_config(**overrides) -> PPOConfig:
     """4 envs x 32 steps, one epoch of 2 minibatches: one update is 128 steps."""
-    options = {"num_envs": 4, "num_steps": 32, "num_minibatches": 2, "update_epochs": 1,
-               "total_steps": 128}  # fmt: skip
+    options = {"num_envs": 4, "num_steps": 32, "num_minibatches": 2, "update_epochs": 1, "total_steps": 128}
     return PPOConfig(**{**options, **overrides})
 
 

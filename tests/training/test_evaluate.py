@@ -58,8 +58,7 @@ class Recorder:
             stops = np.flatnonzero(ends[:, i])[:quota]
             assert len(stops) == quota, f"env {i} ended {len(stops)} episodes, needed {quota}"
             starts = np.concatenate([[0], stops[:-1] + 1])
-            episodes.append([(rewards[a : b + 1, i].sum(), b + 1 - a)
-                             for a, b in zip(starts, stops)])  # fmt: skip
+            episodes.append([(rewards[a : b + 1, i].sum(), b + 1 - a) for a, b in zip(starts, stops)])
             last_needed = max(last_needed, stops[-1])
         assert len(self.rewards) == last_needed + 1
         return episodes
@@ -100,9 +99,8 @@ def test_evaluate_reports_each_envs_first_episodes_summed_from_their_rewards(lea
     quotas = [2, 2, 1, 1]  # 6 episodes over 4 envs
     for env, mean, std, completion in [
         (agent_env, result.mean_return, result.std_return, result.level_completion_rate),
-        (random_env, result.random_mean_return, result.random_std_return,
-         result.random_level_completion_rate),
-    ]:  # fmt: skip
+        (random_env, result.random_mean_return, result.random_std_return, result.random_level_completion_rate),
+    ]:
         returns = env.returns(quotas)
         assert mean == pytest.approx(returns.mean(), rel=1e-12)
         assert std == pytest.approx(returns.std(), rel=1e-12)
@@ -143,8 +141,7 @@ def test_held_out_levels():
 def test_cli_json_is_one_object_equal_to_the_api_and_seeded(leaper_run, recorded, capsys):
     path = leaper_run / "checkpoint.safetensors"
     # Seed 2: short episodes (measured: 35 agent and 22 random steps), one of two completed by each.
-    argv = ["evaluate", str(path), "--episodes", "2", "--num-envs", "2", "--seed", "2", "--json",
-            "--quiet"]  # fmt: skip
+    argv = ["evaluate", str(path), "--episodes", "2", "--num-envs", "2", "--seed", "2", "--json", "--quiet"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert len(out.strip().splitlines()) == 1
@@ -168,8 +165,7 @@ def test_cli_json_is_one_object_equal_to_the_api_and_seeded(leaper_run, recorded
 def test_cli_table_compares_agent_and_random(leaper_run, recorded, capsys):
     path = leaper_run / "checkpoint.safetensors"
     # Greedy, this agent never finishes (500-step timeouts); seed 2 keeps the random side short.
-    argv = ["evaluate", str(path), "--episodes", "2", "--num-envs", "2", "--seed", "2", "--greedy",
-            "--quiet"]  # fmt: skip
+    argv = ["evaluate", str(path), "--episodes", "2", "--num-envs", "2", "--seed", "2", "--greedy", "--quiet"]
     assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     agent_env, random_env = recorded

@@ -128,9 +128,16 @@ def test_same_seed_same_weights_other_seed_other_weights(tiny, coinrun_run, tmp_
 
 def test_ppo_learns_a_small_task(tmp_path):
     """DotGrid: reach the target within 30 steps. A random policy succeeds a third of the time."""
-    config = PPOConfig(env="understanding_rl_vision/DotGrid-v0", num_envs=16, num_steps=32,
-                       num_minibatches=4, total_steps=10240, learning_rate=2e-3, gamma=0.9,
-                       ent_coef=0.0)  # fmt: skip
+    config = PPOConfig(
+        env="understanding_rl_vision/DotGrid-v0",
+        num_envs=16,
+        num_steps=32,
+        num_minibatches=4,
+        total_steps=10240,
+        learning_rate=2e-3,
+        gamma=0.9,
+        ent_coef=0.0,
+    )
     result = evaluate(train(config, tmp_path, progress=False), 64, num_envs=8, progress=False)
     assert result.mean_return > result.random_mean_return + 0.3
 
@@ -143,8 +150,18 @@ def one_line_error(capsys, argv) -> str:
 
 
 def test_resume_with_a_changed_config_is_refused_naming_the_fields(coinrun_run, capsys):
-    argv = ["train", "--save-dir", str(coinrun_run), "--resume", "--learning-rate", "0.001",
-            "--ent-coef", "0.02", "--total-steps", "999"]  # fmt: skip
+    argv = [
+        "train",
+        "--save-dir",
+        str(coinrun_run),
+        "--resume",
+        "--learning-rate",
+        "0.001",
+        "--ent-coef",
+        "0.02",
+        "--total-steps",
+        "999",
+    ]
     err = one_line_error(capsys, argv)
     assert "learning_rate 0.0005 -> 0.001" in err and "ent_coef 0.01 -> 0.02" in err
     assert "total_steps 128" not in err
@@ -158,9 +175,7 @@ def test_resume_without_a_run_and_training_over_a_run_are_refused(coinrun_run, t
 
 
 def test_rl_clarity_train_refuses_unknown_options(tmp_path):
-    with pytest.raises(
-        ConfigError, match="unknown training option.*learning_rat\\b.*valid: .*learning_rate"
-    ):
+    with pytest.raises(ConfigError, match="unknown training option.*learning_rat\\b.*valid: .*learning_rate"):
         rl_clarity.train("coinrun", save_dir=tmp_path, learning_rat=1e-3)
     assert not any(tmp_path.iterdir())
 
@@ -181,7 +196,5 @@ def test_bad_configs_are_user_errors(options, message):
 
 
 def test_procgen_options_are_refused_for_other_envs():
-    with pytest.raises(
-        ConfigError, match="num_levels: Procgen options, but ALE/Breakout-v5 is not"
-    ):
+    with pytest.raises(ConfigError, match="num_levels: Procgen options, but ALE/Breakout-v5 is not"):
         PPOConfig(env="ALE/Breakout-v5", num_levels=200).env_spec()

@@ -65,9 +65,7 @@ class _ActorCritic(nn.Module):
         self.head = head
         shape = tuple(int(d) for d in observation_shape)
         if len(shape) != 3 or min(shape) < 1:
-            raise ObservationShapeError(
-                f"observation shape {shape} is not (H, W, C) with positive sizes"
-            )
+            raise ObservationShapeError(f"observation shape {shape} is not (H, W, C) with positive sizes")
         if int(num_actions) < 1:
             raise UserError(f"an agent needs at least one action, got {num_actions}")
         height, width, _ = shape
@@ -271,15 +269,11 @@ ARCHITECTURES: dict[str, type[_ActorCritic]] = {
 }
 
 
-def build_model(
-    spec: ArchitectureSpec, observation_shape: Sequence[int], num_actions: int
-) -> nn.Module:
+def build_model(spec: ArchitectureSpec, observation_shape: Sequence[int], num_actions: int) -> nn.Module:
     """Instantiate a registered architecture; bad names or arguments are user errors."""
     cls = ARCHITECTURES.get(spec.name)
     if cls is None:
-        raise UserError(
-            f"unknown architecture {spec.name!r}; known: {', '.join(sorted(ARCHITECTURES))}"
-        )
+        raise UserError(f"unknown architecture {spec.name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
     try:  # check the arguments first, so a TypeError from inside torch is never misreported
         inspect.signature(cls).bind(observation_shape, num_actions, **spec.kwargs)
     except TypeError as exc:

@@ -175,10 +175,15 @@ def agent_digest(agent: Agent) -> str:
         h.update(name.encode() + b"\0")
         h.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     settings = {
-        "class": type(agent.model).__qualname__, "shape": agent.observation_shape, "actions": agent.action_names,
-        "preprocessing": [agent.preprocessing.scale, agent.preprocessing.layout], "gamma": agent.gamma,
-        "lam": agent.lam, "outputs": agent.action_outputs, "env": repr(agent.env_spec),
-    }  # fmt: skip
+        "class": type(agent.model).__qualname__,
+        "shape": agent.observation_shape,
+        "actions": agent.action_names,
+        "preprocessing": [agent.preprocessing.scale, agent.preprocessing.layout],
+        "gamma": agent.gamma,
+        "lam": agent.lam,
+        "outputs": agent.action_outputs,
+        "env": repr(agent.env_spec),
+    }
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     if agent.forward is not None:
         h.update(_code_identity(agent.forward).encode())

@@ -39,9 +39,7 @@ _BYO_HINT = "see the README 'Bring your own agent'"
 _REQUIRED = ("architecture", "observation_shape", "action_names", "gamma", "lam")
 
 
-def save_checkpoint(
-    agent: Agent, path: str | os.PathLike[str], *, extra: dict[str, Any] | None = None
-) -> Path:
+def save_checkpoint(agent: Agent, path: str | os.PathLike[str], *, extra: dict[str, Any] | None = None) -> Path:
     """Write ``agent`` to ``path`` atomically: a crash leaves the old file or none, never half.
 
     ``extra`` is free JSON (training step counts, returns...) returned under ``"extra"`` by
@@ -113,14 +111,15 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
     model = planned_model(spec, shape, len(names), found, str(path), misfit)
     try:
         tensors = load_file(path, device="cpu")
-    except Exception as exc:  # noqa: BLE001  # safetensors' own error: keep it to one line
+    except Exception as exc:  # safetensors' own error: keep it to one line
         raise CheckpointError(f"corrupt checkpoint {path}: {first_line(exc)}") from None
     model.load_state_dict(float32_weights(tensors, str(path)), strict=True)
     model.to(device).eval()
     stored = config.get("preprocessing") or {}
     try:
-        preprocessing = Preprocessing(float(stored.get("scale", Preprocessing.scale)),
-                                      str(stored.get("layout", Preprocessing.layout)))  # fmt: skip
+        preprocessing = Preprocessing(
+            float(stored.get("scale", Preprocessing.scale)), str(stored.get("layout", Preprocessing.layout))
+        )
     except UserError as exc:
         raise CheckpointError(f"corrupt checkpoint metadata in {path}: preprocessing: {exc}") from None
     return Agent(
@@ -151,8 +150,10 @@ def _env_spec(value: Any, path: Path) -> EnvSpec | None:
         kind = type(default) if isinstance(default, (bool, int, float, str)) else None
         fits = kind is None or (is_number(stored) if kind is float else type(stored) is kind)
         if not fits:
-            raise CheckpointError(f"corrupt checkpoint metadata in {path}: env_spec {item.name} must be a "
-                                  f"{kind.__name__}, not {stored!r:.40}")  # type: ignore[union-attr]  # fmt: skip
+            raise CheckpointError(
+                f"corrupt checkpoint metadata in {path}: env_spec {item.name} must be a "
+                f"{kind.__name__}, not {stored!r:.40}"  # type: ignore[union-attr]
+            )
     return spec
 
 
@@ -161,8 +162,9 @@ def _check_config(config: dict[str, Any], path: Path) -> None:
     range: a hand-edited file fails here with the field named, never later with a traceback."""
     what = f"corrupt checkpoint metadata in {path}"
     arch = config["architecture"]
-    if not (isinstance(arch, dict) and isinstance(arch.get("name"), str)
-            and isinstance(arch.get("kwargs") or {}, dict)):  # fmt: skip
+    if not (
+        isinstance(arch, dict) and isinstance(arch.get("name"), str) and isinstance(arch.get("kwargs") or {}, dict)
+    ):
         raise CheckpointError(f"{what}: bad 'architecture' entry")
     check_observation_shape(config["observation_shape"], what)
     names = config["action_names"]
@@ -215,9 +217,7 @@ def _read_header(path: Path) -> tuple[Header, dict[str, Any]]:
     try:
         version = int(meta.get("format_version", ""))
     except ValueError:
-        raise CheckpointError(
-            f"corrupt checkpoint metadata in {path}: bad format_version"
-        ) from None
+        raise CheckpointError(f"corrupt checkpoint metadata in {path}: bad format_version") from None
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {path} has format version {version}, newer than the {FORMAT_VERSION} "
@@ -230,9 +230,7 @@ def _read_header(path: Path) -> tuple[Header, dict[str, Any]]:
         raise CheckpointError(f"corrupt checkpoint metadata in {path}: config is not a JSON object")
     missing = [key for key in _REQUIRED if key not in config]
     if missing:
-        raise CheckpointError(
-            f"corrupt checkpoint metadata in {path}: missing {', '.join(missing)}"
-        )
+        raise CheckpointError(f"corrupt checkpoint metadata in {path}: missing {', '.join(missing)}")
     _check_config(config, path)
     config["format_version"] = version
     return header, config

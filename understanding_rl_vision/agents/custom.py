@@ -33,7 +33,7 @@ def custom_agent(
     value: Callable[[object], torch.Tensor],
     env: str | EnvSpec,
     features: Callable[[torch.Tensor], object] | None = None,
-    preprocessing: Preprocessing = Preprocessing(),  # noqa: B008  # frozen: one shared default is safe
+    preprocessing: Preprocessing = Preprocessing(),  # frozen: one shared default is safe
     action_outputs: str = "logits",
     action_names: Sequence[str] | None = None,
     gamma: float = DEFAULT_GAMMA,
@@ -58,8 +58,17 @@ def custom_agent(
         hidden = trunk(x)
         return logits(hidden), value(hidden).reshape(-1)
 
-    agent = Agent(model=module, observation_shape=shape, action_names=names, preprocessing=preprocessing,  # type: ignore[arg-type]
-                  gamma=gamma, lam=lam, env_spec=spec, action_outputs=action_outputs, forward=forward)  # fmt: skip
+    agent = Agent(
+        model=module,
+        observation_shape=shape,  # type: ignore[arg-type]
+        action_names=names,
+        preprocessing=preprocessing,
+        gamma=gamma,
+        lam=lam,
+        env_spec=spec,
+        action_outputs=action_outputs,
+        forward=forward,
+    )
     _check(agent, first)
     return agent
 
@@ -71,9 +80,11 @@ def _check(agent: Agent, obs: object) -> None:
             out = agent(obs)  # type: ignore[arg-type]
     except UserError:
         raise
-    except Exception as exc:  # noqa: BLE001  # the user's functions may raise anything
-        raise UserError(f"the custom agent failed on an observation of shape {tuple(obs.shape)}: "  # type: ignore[attr-defined]
-                        f"{type(exc).__name__}: {exc}") from None  # fmt: skip
+    except Exception as exc:  # the user's functions may raise anything
+        raise UserError(
+            f"the custom agent failed on an observation of shape {tuple(obs.shape)}: "  # type: ignore[attr-defined]
+            f"{type(exc).__name__}: {exc}"
+        ) from None
     n = len(obs)  # type: ignore[arg-type]
     if tuple(out.logits.shape) != (n, agent.num_actions):
         raise UserError(f"logits must have shape (N, {agent.num_actions}); got {tuple(out.logits.shape)}")

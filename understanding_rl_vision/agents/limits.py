@@ -88,8 +88,10 @@ def check_observation_shape(shape: Any, what: str) -> tuple[int, int, int]:
     height, width, channels = shape
     if min(shape) < 1:
         raise CheckpointError(f"{what}: observation shape {tuple(shape)} has a size below 1")
-    if max(height, width) > MAX_OBSERVATION_SIDE or channels > MAX_OBSERVATION_CHANNELS or (
-        height * width * channels > MAX_OBSERVATION_VALUES
+    if (
+        max(height, width) > MAX_OBSERVATION_SIDE
+        or channels > MAX_OBSERVATION_CHANNELS
+        or (height * width * channels > MAX_OBSERVATION_VALUES)
     ):
         raise CheckpointError(
             f"{what}: observation shape {tuple(shape)} is implausibly large (at most "

@@ -86,16 +86,19 @@ def planned_model(
     expected = {name: tuple(tensor.shape) for name, tensor in plan.state_dict().items()}
     count = sum(tensor.numel() for tensor in plan.state_dict().values())
     if count > MAX_PARAMETERS:
-        raise CheckpointError(f"{what} describes a network of {count:,} parameters, over the "
-                              f"{MAX_PARAMETERS:,} this tool loads")  # fmt: skip
+        raise CheckpointError(
+            f"{what} describes a network of {count:,} parameters, over the {MAX_PARAMETERS:,} this tool loads"
+        )
     problem = shape_mismatch(expected, found)
     if problem:
         wrong = set(expected) ^ set(found) | {k for k in set(expected) & set(found) if tuple(found[k]) != expected[k]}
         raise MisfitError(f"{misfit}: {problem}", frozenset(wrong))
     largest = _largest_activation(plan, shape)
     if largest > MAX_ACTIVATION_VALUES:
-        raise CheckpointError(f"{what}: a layer of this network yields {largest:,} values per observation, over the "
-                              f"{MAX_ACTIVATION_VALUES:,} this tool can explain")  # fmt: skip
+        raise CheckpointError(
+            f"{what}: a layer of this network yields {largest:,} values per observation, over the "
+            f"{MAX_ACTIVATION_VALUES:,} this tool can explain"
+        )
     return build_model(spec, shape, num_actions)
 
 
@@ -139,6 +142,5 @@ def float32_weights(state: Mapping[str, torch.Tensor], what: str) -> dict[str, t
             raise CheckpointError(f"{what}: tensor {name} holds NaN or infinite values; the file is damaged")
         out[name] = tensor
     if converted:
-        print(f"note: {what} stores {' and '.join(sorted(converted))} weights; converted to float32",
-              file=sys.stderr)  # fmt: skip
+        print(f"note: {what} stores {' and '.join(sorted(converted))} weights; converted to float32", file=sys.stderr)
     return out

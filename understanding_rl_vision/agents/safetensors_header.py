@@ -17,8 +17,23 @@ from typing import Any
 from ..errors import CheckpointError
 from .limits import MAX_HEADER_BYTES, MAX_TENSORS, MAX_WEIGHT_BYTES, is_int, load_json
 
-DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8,
-               "U32": 4, "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}  # fmt: skip
+DTYPE_BYTES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U64": 8,
+    "U32": 4,
+    "U16": 2,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -70,8 +85,10 @@ def read_header(path: Path, size: int, what: str) -> Header:
     prefix = read_prefix(path, 9)
     length = declared_header_length(prefix)
     if length > MAX_HEADER_BYTES:
-        raise CheckpointError(f"{what} declares a {length:,}-byte header, over the {MAX_HEADER_BYTES:,} this tool "
-                              f"reads (ours are a few KB): {path}")  # fmt: skip
+        raise CheckpointError(
+            f"{what} declares a {length:,}-byte header, over the {MAX_HEADER_BYTES:,} this tool "
+            f"reads (ours are a few KB): {path}"
+        )
     if 8 + length > size:
         raise CheckpointError(f"checkpoint is truncated (header cut short, {size} bytes): {path}")
     try:
@@ -98,8 +115,9 @@ def read_header(path: Path, size: int, what: str) -> Header:
     if size < expected:
         raise CheckpointError(f"checkpoint is truncated ({size} of {expected} bytes): {path}")
     if total > MAX_WEIGHT_BYTES:
-        raise CheckpointError(f"{what} declares {total:,} bytes of weights, over the {MAX_WEIGHT_BYTES:,} this tool "
-                              f"loads: {path}")  # fmt: skip
+        raise CheckpointError(
+            f"{what} declares {total:,} bytes of weights, over the {MAX_WEIGHT_BYTES:,} this tool loads: {path}"
+        )
     return Header(tensors, metadata)
 
 
@@ -114,10 +132,14 @@ def _entry(entry: Any, name: str, path: Path) -> tuple[str, tuple[int, ...], int
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
     if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
         raise bad(f"has an unknown dtype {str(dtype)[:20]!r}")
-    if not isinstance(shape, list) or len(shape) > 8 or not all(is_int(d) and 0 <= d for d in shape):
+    if not isinstance(shape, list) or len(shape) > 8 or not all(is_int(d) and d >= 0 for d in shape):
         raise bad("has no valid shape (a list of at most 8 sizes)")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(is_int(o) for o in offsets)
-            and 0 <= offsets[0] <= offsets[1]):  # fmt: skip
+    if not (
+        isinstance(offsets, list)
+        and len(offsets) == 2
+        and all(is_int(o) for o in offsets)
+        and 0 <= offsets[0] <= offsets[1]
+    ):
         raise bad("has no valid data_offsets")
     if math.prod(shape) * DTYPE_BYTES[dtype] != offsets[1] - offsets[0]:
         raise bad(f"of shape {tuple(shape)} does not fill its {offsets[1] - offsets[0]} bytes")

@@ -30,11 +30,29 @@ INPUT_CHUNK = 256
 """Observations per backward pass of input gradients (integrated gradients size their own chunks)."""
 
 __all__ = [
-    "INPUT_CHUNK", "INPUT_LAYER", "Batching", "ExplainedModel", "Layer", "LayerAttribution", "LayerNotFoundError",
-    "NotABottleneckError", "Output", "Rule", "attribute", "capture", "completeness_error",
-    "default_layer", "discover_layers", "explain_agent", "forward_hooks", "hook_count",
-    "input_gradients", "integrated_gradients", "quadrature", "resolve_layers",
-]  # fmt: skip
+    "INPUT_CHUNK",
+    "INPUT_LAYER",
+    "Batching",
+    "ExplainedModel",
+    "Layer",
+    "LayerAttribution",
+    "LayerNotFoundError",
+    "NotABottleneckError",
+    "Output",
+    "Rule",
+    "attribute",
+    "capture",
+    "completeness_error",
+    "default_layer",
+    "discover_layers",
+    "explain_agent",
+    "forward_hooks",
+    "hook_count",
+    "input_gradients",
+    "integrated_gradients",
+    "quadrature",
+    "resolve_layers",
+]
 
 
 def attribute(
@@ -53,7 +71,8 @@ def attribute(
     ``agent`` is an :class:`Agent` (observations are uint8 (N, H, W, C)) or any
     :class:`ExplainedModel` (observations are its preprocessed input). ``layer`` is a dotted
     module name, a label such as ``2b``, ``input`` for plain input gradients, a :class:`Layer`
-    already resolved, or None for the default (middle) layer. ``outputs`` are names such as ``value``, ``logit:LEFT``, ``logits``,
+    already resolved, or None for the default (middle) layer. ``outputs`` are names such as
+    ``value``, ``logit:LEFT``, ``logits``,
     ``group:RIGHT``, ``groups``. Returns (K outputs, N, *layer shape). ``batching`` picks how
     the K backward passes run (see :mod:`.integrated_gradients`); results are identical.
     """
@@ -72,6 +91,12 @@ def attribute(
     else:
         (resolved,) = resolve_layers(explained.model, inputs[:1], [layer])
     return integrated_gradients(
-        explained, inputs, resolved.name, chosen, steps=steps, rule=rule, memory_budget=memory_budget,
+        explained,
+        inputs,
+        resolved.name,
+        chosen,
+        steps=steps,
+        rule=rule,
+        memory_budget=memory_budget,
         batching=batching,
     )

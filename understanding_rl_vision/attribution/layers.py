@@ -54,8 +54,7 @@ def bottleneck_outputs(model: nn.Module, example: torch.Tensor) -> dict[str, tup
         ShapeProp(graph_module).propagate(example)
     except Exception as exc:  # fx raises many types for untraceable code
         raise UserError(
-            f"cannot trace {type(model).__name__} to find its layers ({type(exc).__name__}); "
-            "name the layers explicitly"
+            f"cannot trace {type(model).__name__} to find its layers ({type(exc).__name__}); name the layers explicitly"
         ) from None
     nodes = [n for n in graph_module.graph.nodes if n.op not in ("get_attr",)]
     position = {node: i for i, node in enumerate(nodes)}

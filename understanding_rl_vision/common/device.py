@@ -23,9 +23,7 @@ def check_device(name: str) -> torch.device:
     if device.type != "cuda":
         return device
     if not torch.cuda.is_available():
-        raise ConfigError(
-            f"device {name!r} asked for, but torch sees no CUDA GPU here; use --device cpu"
-        )
+        raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA GPU here; use --device cpu")
     if (device.index or 0) >= (count := torch.cuda.device_count()):
         raise ConfigError(f"device {name!r} does not exist: {count} GPU(s) visible")
     return device

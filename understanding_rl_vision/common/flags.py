@@ -49,9 +49,13 @@ def field_docs(cls: type) -> dict[str, str]:
         except (OSError, TypeError):  # no source shipped: flags without help text
             continue
         for node, following in itertools.pairwise(body):
-            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                    and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
-                    and isinstance(following.value.value, str)):  # fmt: skip
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)
+            ):
                 docs[node.target.id] = " ".join(following.value.value.split())
     return docs
 
@@ -66,8 +70,10 @@ def _parser_for(hint: Any) -> dict[str, Any]:
         return {"type": type(args[0]), "choices": list(args)}
     if origin is tuple:
         item = args[0]
-        return {"type": lambda text: tuple(item(part) for part in text.split(",") if part.strip()),
-                "metavar": "A,B,..."}  # fmt: skip
+        return {
+            "type": lambda text: tuple(item(part) for part in text.split(",") if part.strip()),
+            "metavar": "A,B,...",
+        }
     if origin in (typing.Union, types.UnionType):
         return _parser_for(next(a for a in args if a is not type(None)))
     return {"type": hint, "metavar": hint.__name__.upper()}
@@ -85,8 +91,9 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, title: str) -> 
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         help_text = f"{docs.get(name, '')} (default: {shown!s})".replace("%", "%%")
         kind = _parser_for(typing.get_type_hints(owner)[name])
-        groups[group].add_argument(f"--{name.replace('_', '-')}", dest=PREFIX + name,
-                                   default=argparse.SUPPRESS, help=help_text, **kind)  # fmt: skip
+        groups[group].add_argument(
+            f"--{name.replace('_', '-')}", dest=PREFIX + name, default=argparse.SUPPRESS, help=help_text, **kind
+        )
 
 
 def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -3,6 +3,7 @@ to a size."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -22,10 +23,8 @@ def available_memory() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     if not found:
-        try:
+        with contextlib.suppress(AttributeError, ValueError, OSError):
             found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-        except (AttributeError, ValueError, OSError):
-            pass
     cgroup = _cgroup_available()
     if cgroup is not None:
         found.append(cgroup)
@@ -47,13 +46,13 @@ def _cgroup_available() -> int | None:
         for candidate in [folder, *folder.parents]:
             if candidate == root.parent:
                 break
-            room = _room(candidate / "memory.max", candidate / "memory.current", candidate / "memory.stat",
-                         "inactive_file")  # fmt: skip
+            room = _room(
+                candidate / "memory.max", candidate / "memory.current", candidate / "memory.stat", "inactive_file"
+            )
             if room is not None:
                 rooms.append(room)
     v1 = root / "memory"
-    room = _room(v1 / "memory.limit_in_bytes", v1 / "memory.usage_in_bytes", v1 / "memory.stat",
-                 "total_inactive_file")  # fmt: skip
+    room = _room(v1 / "memory.limit_in_bytes", v1 / "memory.usage_in_bytes", v1 / "memory.stat", "total_inactive_file")
     if room is not None:
         rooms.append(room)
     return min(rooms) if rooms else None

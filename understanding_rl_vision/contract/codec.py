@@ -212,8 +212,11 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         for f in fields(hint):
             spec = array_spec(f)
             sub = f"{where}.{f.name}"
-            kwargs[f.name] = (decode_array(value[f.name], spec) if spec
-                              else _convert(_hints(typing.cast(type, hint))[f.name], value[f.name], sub))  # fmt: skip
+            kwargs[f.name] = (
+                decode_array(value[f.name], spec)
+                if spec
+                else _convert(_hints(typing.cast(type, hint))[f.name], value[f.name], sub)
+            )
         return typing.cast(type, hint)(**kwargs)  # a hint is the class, never an instance
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -273,8 +276,9 @@ def png_data_url(image: np.ndarray) -> ImageRef:
     return ImageRef(f"data:image/png;base64,{data}")
 
 
-def sprite_layout(count: int, height: int, width: int, per_sheet: int | None = None,
-                  max_side: int = 4096) -> tuple[int, int]:  # fmt: skip
+def sprite_layout(
+    count: int, height: int, width: int, per_sheet: int | None = None, max_side: int = 4096
+) -> tuple[int, int]:
     """(per_sheet, columns): as many images as fit in a ``max_side`` square, laid out squarish."""
     fit = max(1, max_side // width) * max(1, max_side // height)
     per_sheet = max(1, min(count, fit, per_sheet or count))

@@ -95,8 +95,11 @@ def json_schema() -> dict[str, Any]:
                 "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
                 "scale": {"type": "number", "minimum": 0},
                 "compression": {"enum": ["none", "deflate"]},
-                "data": {"type": "string", "contentEncoding": "base85",
-                         "description": "RFC 1924 alphabet; a last group of n bytes in n + 1 characters"},
+                "data": {
+                    "type": "string",
+                    "contentEncoding": "base85",
+                    "description": "RFC 1924 alphabet; a last group of n bytes in n + 1 characters",
+                },
             },
             "required": ["dtype", "shape", "scale", "compression", "data"],
             "additionalProperties": False,
@@ -119,9 +122,10 @@ def json_schema() -> dict[str, Any]:
                 prop = _json_type(hints[f.name])
             else:
                 n = len(spec.dims)
-                prop = {"$ref": "#/$defs/EncodedArray", "properties": {
-                    "dtype": {"const": spec.stored},
-                    "shape": {"minItems": n, "maxItems": n}}}  # fmt: skip
+                prop = {
+                    "$ref": "#/$defs/EncodedArray",
+                    "properties": {"dtype": {"const": spec.stored}, "shape": {"minItems": n, "maxItems": n}},
+                }
             doc = f.metadata.get("doc", "") + (f" [{_array_note(spec)}]" if spec else "")
             props[f.name] = {**prop, "description": doc}
         defs[cls.__name__] = {
@@ -140,6 +144,7 @@ def json_schema() -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- JavaScript
+
 
 def _js_type(hint: Any) -> str:
     """A JSDoc type expression for a field's Python type hint."""
@@ -191,7 +196,7 @@ def javascript_contract() -> str:
         f"/** @typedef {{{'|'.join(repr(d).replace(chr(39), chr(34)) for d in DTYPES)}}} DType */",
         "",
         "/**",
-        " * An array: base85 `data` (RFC 1924 alphabet), zlib-deflated if `compression` is \"deflate\",",
+        ' * An array: base85 `data` (RFC 1924 alphabet), zlib-deflated if `compression` is "deflate",',
         " * little-endian,",
         " * C order; value = stored * scale (1 for unquantised arrays).",
         " * @typedef {object} EncodedArray",

@@ -114,8 +114,7 @@ def check_against_manifest(manifest: Manifest, payload: Any) -> None:
         need(t < len(manifest.trajectory_lengths), f"trajectory {t} is not in the manifest")
         if not problems:
             n = manifest.trajectory_lengths[t]
-            frames = len(payload.rewards if isinstance(payload, TrajectoryPayload) else
-                         payload.residual)  # fmt: skip
+            frames = len(payload.rewards if isinstance(payload, TrajectoryPayload) else payload.residual)
             need(frames == n, f"{frames} frames, the manifest says {n}")
     if isinstance(payload, TrajectoryPayload):
         actions = payload.logits.shape[1]
@@ -132,8 +131,10 @@ def check_against_manifest(manifest: Manifest, payload: Any) -> None:
         count = len(manifest.layers[payload.layer].features)
         need(payload.feature < count, f"feature {payload.feature} of {count}")
         limit = manifest.observations.count if manifest.observations else 0
-        need(all(p.grid.max(initial=-1) < limit for p in payload.popups),
-             f"popup grids index past the {limit} observations")  # fmt: skip
+        need(
+            all(p.grid.max(initial=-1) < limit for p in payload.popups),
+            f"popup grids index past the {limit} observations",
+        )
     if problems:
         details = "; ".join(problems)
         raise UserError(f"payload {payload.key()} disagrees with the manifest: {details}")

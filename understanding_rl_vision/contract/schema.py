@@ -117,15 +117,10 @@ class _Record:
                 continue
             value = np.array(getattr(self, f.name), dtype=spec.logical, copy=True)
             if value.ndim != len(spec.dims):
-                raise ValueError(
-                    f"{type(self).__name__}.{f.name} must have dims {spec.dims}, got {value.shape}"
-                )
+                raise ValueError(f"{type(self).__name__}.{f.name} must have dims {spec.dims}, got {value.shape}")
             for dim, size in zip(spec.dims, value.shape):
                 if sizes.setdefault(dim, size) != size:
-                    raise ValueError(
-                        f"{type(self).__name__}.{f.name}: dim {dim} is {size}, elsewhere "
-                        f"{sizes[dim]}"
-                    )
+                    raise ValueError(f"{type(self).__name__}.{f.name}: dim {dim} is {size}, elsewhere {sizes[dim]}")
             if spec.logical == "float32" and not np.isfinite(value).all():
                 raise ValueError(f"{type(self).__name__}.{f.name} has NaN or infinite values")
             if spec.quantised and spec.stored.startswith("u") and (value < 0).any():
@@ -186,8 +181,10 @@ class Sprites:
         if min(self.count, self.height, self.width, self.columns, self.per_sheet) < 1:
             raise ValueError(f"sprite sizes must be positive: {self}")
         if len(self.sheets) != -(-self.count // self.per_sheet):
-            raise ValueError(f"{self.count} images at {self.per_sheet} a sheet need "
-                             f"{-(-self.count // self.per_sheet)} sheets, got {len(self.sheets)}")
+            raise ValueError(
+                f"{self.count} images at {self.per_sheet} a sheet need "
+                f"{-(-self.count // self.per_sheet)} sheets, got {len(self.sheets)}"
+            )
 
     def locate(self, index: int) -> tuple[ImageRef, int, int]:
         """The sheet holding image ``index`` and the pixel (x, y) of its top-left corner."""
@@ -226,9 +223,7 @@ class Manifest:
                 f"interface data has format version {self.format_version}, this package reads "
                 f"{FORMAT_VERSION}; rebuild the interface"
             )
-        object.__setattr__(
-            self, "action_groups", {k: tuple(v) for k, v in self.action_groups.items()}
-        )
+        object.__setattr__(self, "action_groups", {k: tuple(v) for k, v in self.action_groups.items()})
         checks = [
             (bool(self.layers), "at least one layer"),
             (0 <= self.default_layer < len(self.layers), "default_layer indexing layers"),
@@ -236,12 +231,19 @@ class Manifest:
             (all(n >= 1 for n in self.trajectory_lengths), "positive trajectory lengths"),
             (self.fps > 0, "a positive fps"),
             (self.action_outputs in ("logits", "q_values"), 'action_outputs "logits" or "q_values"'),
-            (all(0 <= i < len(self.action_names) for g in self.action_groups.values() for i in g),
-             "action groups indexing action_names"),
-            (all(0 <= b.trajectory < len(self.trajectory_lengths)
-                 and 0 <= b.frame < self.trajectory_lengths[b.trajectory] for b in self.bookmarks),
-             "bookmarks inside the trajectories"),
-        ]  # fmt: skip
+            (
+                all(0 <= i < len(self.action_names) for g in self.action_groups.values() for i in g),
+                "action groups indexing action_names",
+            ),
+            (
+                all(
+                    0 <= b.trajectory < len(self.trajectory_lengths)
+                    and 0 <= b.frame < self.trajectory_lengths[b.trajectory]
+                    for b in self.bookmarks
+                ),
+                "bookmarks inside the trajectories",
+            ),
+        ]
         for ok, what in checks:
             if not ok:
                 raise ValueError(f"manifest needs {what}")
@@ -312,14 +314,15 @@ class Popup(_Record):
     expand_mult: int = _doc("Patch size as a multiple of one layer position's pixels")
     subdiv_mult: float = _doc("Cells per layer position along each axis")
     image: ImageRef = _doc("The Gy x Gx mosaic, RGBA PNG")
-    grid: np.ndarray = _array("Observation-set index per cell, -1 if empty", "Gy Gx", "int32",
-                              logical="int32")  # fmt: skip
+    grid: np.ndarray = _array("Observation-set index per cell, -1 if empty", "Gy Gx", "int32", logical="int32")
     patch_height: int = _doc("Observation pixels one patch covers vertically")
     patch_width: int = _doc("Observation pixels one patch covers horizontally")
-    tops: np.ndarray = _array("Observation row of each mosaic row's patch top (< 0: padded)", "Gy",
-                              "int32", logical="int32")  # fmt: skip
-    lefts: np.ndarray = _array("Observation column of each mosaic column's patch left edge", "Gx",
-                               "int32", logical="int32")  # fmt: skip
+    tops: np.ndarray = _array(
+        "Observation row of each mosaic row's patch top (< 0: padded)", "Gy", "int32", logical="int32"
+    )
+    lefts: np.ndarray = _array(
+        "Observation column of each mosaic column's patch left edge", "Gx", "int32", logical="int32"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -344,7 +347,11 @@ class FeaturePayload:
 
 
 PAYLOAD_TYPES: tuple[type[Manifest], type[TrajectoryPayload], type[AttributionPayload], type[FeaturePayload]] = (
-    Manifest, TrajectoryPayload, AttributionPayload, FeaturePayload)
+    Manifest,
+    TrajectoryPayload,
+    AttributionPayload,
+    FeaturePayload,
+)
 """Top-level payloads; each JSON object carries ``kind`` = the class's KIND."""
 
 
@@ -377,10 +384,10 @@ def _index(value: int) -> int:
 def bookmarks_from(bookmarks: Any) -> tuple[Bookmark, ...]:
     """Convert :class:`~understanding_rl_vision.advantages.Bookmarks` (high and low lists)."""
     return tuple(
-        Bookmark(kind=kind, trajectory=int(b.trajectory), frame=int(b.frame),
-                 advantage=float(b.advantage))
-        for kind in ("high", "low") for b in getattr(bookmarks, kind)
-    )  # fmt: skip
+        Bookmark(kind=kind, trajectory=int(b.trajectory), frame=int(b.frame), advantage=float(b.advantage))
+        for kind in ("high", "low")
+        for b in getattr(bookmarks, kind)
+    )
 
 
 @dataclass(frozen=True)

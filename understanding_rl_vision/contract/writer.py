@@ -16,8 +16,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..common.files import atomic_path
-from ..errors import UserError
 from ..common.images import viewable
+from ..errors import UserError
 from .codec import encode_png, pack_sprites, sprite_layout, to_json
 from .schema import (
     KEY_PATTERN,
@@ -36,8 +36,7 @@ from .schema import (
 )
 
 _KEY = re.compile(KEY_PATTERN)
-_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
-             *(f"lpt{i}" for i in range(10))}  # fmt: skip
+_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 _encoder = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 
 
@@ -87,8 +86,9 @@ def write_image(directory: str | os.PathLike[str], name: str, image: np.ndarray)
     return ImageRef(path.name)
 
 
-def write_sprites(directory: str | os.PathLike[str], prefix: str, images: np.ndarray,
-                  per_sheet: int | None = None) -> Sprites:  # fmt: skip
+def write_sprites(
+    directory: str | os.PathLike[str], prefix: str, images: np.ndarray, per_sheet: int | None = None
+) -> Sprites:
     """Pack (N, H, W, 3) uint8 images into sheets ``<prefix>-<s>.png``."""
     images = np.asarray(images)
     if images.ndim != 4 or len(images) == 0:
@@ -106,8 +106,9 @@ def write_observations(directory: str | os.PathLike[str], observations: np.ndarr
     return write_sprites(directory, "obs", viewable(observations), per_sheet=OBS_PER_SHEET)
 
 
-def write_trajectory(directory: str | os.PathLike[str], trajectory: int, *, frames: np.ndarray,
-                     **arrays: np.ndarray) -> TrajectoryPayload:  # fmt: skip
+def write_trajectory(
+    directory: str | os.PathLike[str], trajectory: int, *, frames: np.ndarray, **arrays: np.ndarray
+) -> TrajectoryPayload:
     """Frames as ``traj-<t>-<s>.png`` sheets, then ``traj-<t>.js``. ``arrays``: rewards,
     firsts, actions, values, logits, advantages, each with N rows."""
     key = trajectory_key(trajectory)
@@ -170,12 +171,18 @@ def write_feature(
         feature=feature,
         thumbnail=write_image(directory, f"{key}-thumb", thumbnail),
         popups=tuple(
-            Popup(expand_mult=int(p.expand_mult), subdiv_mult=float(p.subdiv_mult),
-                  image=write_image(directory, f"{key}-p{i}", p.image), grid=p.index_grid,
-                  patch_height=int(p.cell_size[0]), patch_width=int(p.cell_size[1]),
-                  tops=p.tops, lefts=p.lefts)
+            Popup(
+                expand_mult=int(p.expand_mult),
+                subdiv_mult=float(p.subdiv_mult),
+                image=write_image(directory, f"{key}-p{i}", p.image),
+                grid=p.index_grid,
+                patch_height=int(p.cell_size[0]),
+                patch_width=int(p.cell_size[1]),
+                tops=p.tops,
+                lefts=p.lefts,
+            )
             for i, p in enumerate(popups)
         ),
-    )  # fmt: skip
+    )
     write_payload(directory, key, payload)
     return payload

@@ -39,9 +39,7 @@ __all__ = [
 ]
 
 
-def make_vec_env(
-    spec_or_id: EnvSpec | str, num_envs: int = 1, seed: int = 0, **options: Any
-) -> VecEnv:
+def make_vec_env(spec_or_id: EnvSpec | str, num_envs: int = 1, seed: int = 0, **options: Any) -> VecEnv:
     """Build ``num_envs`` seeded copies of an environment.
 
     ``spec_or_id`` is a spec (e.g. from a checkpoint) or a name for :func:`parse_env_id`, which

@@ -54,9 +54,7 @@ def make_gymnasium_env(env_id: str, **kwargs: Any) -> gymnasium.Env:
             quiet_ale()
         return gymnasium.make(env_id, **kwargs)
     except gymnasium.error.UnregisteredEnv as exc:
-        raise UnknownEnvError(
-            f"unknown Gymnasium environment {env_id!r}: {_one_line(exc)}"
-        ) from None
+        raise UnknownEnvError(f"unknown Gymnasium environment {env_id!r}: {_one_line(exc)}") from None
     except (gymnasium.error.Error, ImportError, TypeError, ValueError) as exc:
         raise UserError(f"could not create {env_id!r}: {_one_line(exc)}") from None
 
@@ -74,9 +72,7 @@ class _ListVecEnv(VecEnv):
     env's own random stream, so a run is reproducible from the seed alone.
     """
 
-    def __init__(
-        self, spec: EnvSpec, factory: Callable[[], gymnasium.Env], num_envs: int, seed: int
-    ):
+    def __init__(self, spec: EnvSpec, factory: Callable[[], gymnasium.Env], num_envs: int, seed: int):
         check_vec_args(num_envs, seed)
         self.spec = spec
         self.num_envs = int(num_envs)
@@ -182,16 +178,12 @@ class GymnasiumVecEnv(_ListVecEnv):
 
         space, name = env.observation_space, self.spec.id
         if not isinstance(space, gymnasium.spaces.Box):
-            raise UserError(
-                f"{name} has {type(space).__name__} observations, not images (H, W, C) uint8"
-            )
+            raise UserError(f"{name} has {type(space).__name__} observations, not images (H, W, C) uint8")
         if space.dtype != np.uint8 or len(space.shape) not in (2, 3):
             shape = f"{space.shape} {space.dtype}"
             raise UserError(f"{name} has observations of shape {shape}, not images (H, W, C) uint8")
         if not isinstance(env.action_space, gymnasium.spaces.Discrete):
-            raise UserError(
-                f"{name} has {env.action_space} actions; only Discrete action spaces are supported"
-            )
+            raise UserError(f"{name} has {env.action_space} actions; only Discrete action spaces are supported")
 
     def _shapes(self, env: gymnasium.Env) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
         shape = tuple(cast("tuple[int, ...]", env.observation_space.shape))  # a Box of 2 or 3 dims: see _validate

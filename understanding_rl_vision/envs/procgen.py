@@ -60,18 +60,12 @@ def _import_procgen() -> Any:
 
 def _check_spec(spec: ProcgenSpec) -> None:
     if spec.game not in PROCGEN_GAMES:
-        raise UnknownEnvError(
-            f"unknown Procgen game {spec.game!r}; known: {', '.join(PROCGEN_GAMES)}"
-        )
+        raise UnknownEnvError(f"unknown Procgen game {spec.game!r}; known: {', '.join(PROCGEN_GAMES)}")
     mode = spec.distribution_mode
     if mode not in _MODE_GAMES:
-        raise UserError(
-            f"unknown Procgen distribution_mode {mode!r}; known: {', '.join(_MODE_GAMES)}"
-        )
+        raise UserError(f"unknown Procgen distribution_mode {mode!r}; known: {', '.join(_MODE_GAMES)}")
     if spec.game not in _MODE_GAMES[mode]:
-        raise UserError(
-            f"{spec.game} has no {mode!r} mode; games that do: {', '.join(_MODE_GAMES[mode])}"
-        )
+        raise UserError(f"{spec.game} has no {mode!r} mode; games that do: {', '.join(_MODE_GAMES[mode])}")
     if mode == "exploration" and (spec.num_levels, spec.start_level) != (0, 0):
         raise UserError("exploration mode fixes the level; leave num_levels and start_level at 0")
     if spec.num_levels < 0 or spec.start_level < 0:
@@ -113,10 +107,14 @@ class ProcgenVecEnv(VecEnv):
 
     def _open(self, rand_seed: int) -> Any:
         spec = self.spec
-        levels = {} if spec.distribution_mode == "exploration" else {
-            "num_levels": spec.num_levels,
-            "start_level": spec.start_level,
-        }  # fmt: skip
+        levels = (
+            {}
+            if spec.distribution_mode == "exploration"
+            else {
+                "num_levels": spec.num_levels,
+                "start_level": spec.start_level,
+            }
+        )
         return self._procgen.ProcgenGym3Env(
             num=self.num_envs,
             env_name=spec.game,
@@ -160,8 +158,7 @@ class ProcgenVecEnv(VecEnv):
         if info is not None and first.any():
             # The info at a new episode's first step describes the level that just ended.
             episodes = tuple(
-                self._episodes.end(int(i), bool(info[i]["prev_level_complete"]))
-                for i in np.flatnonzero(first)
+                self._episodes.end(int(i), bool(info[i]["prev_level_complete"])) for i in np.flatnonzero(first)
             )
         # full_res_frames implies need_info, so info is the list here
         frame = self._full_res(cast("list[dict[str, Any]]", info)) if self.spec.full_res_frames else obs

@@ -29,7 +29,7 @@ class DotGridEnv(gymnasium.Env):
     numbered-action path; ``continuous=True`` gives a Box action space to exercise rejection.
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012  # gymnasium declares it so
 
     def __init__(
         self,
@@ -44,9 +44,7 @@ class DotGridEnv(gymnasium.Env):
         shape = (size, size) if grey else (size, size, 3)
         self.observation_space = spaces.Box(0, 255, shape, dtype=np.uint8)
         self.action_space = (
-            spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
-            if continuous
-            else spaces.Discrete(len(_MOVES))
+            spaces.Box(-1.0, 1.0, (2,), dtype=np.float32) if continuous else spaces.Discrete(len(_MOVES))
         )
         self._agent = np.zeros(2, dtype=np.int64)
         self._target = np.zeros(2, dtype=np.int64)

@@ -16,6 +16,13 @@ from .dataset_examples import (
 )
 
 __all__ = [
-    "FeatureImages", "Popup", "Thumbnail", "crop_padded", "direction_scores", "feature_images",
-    "popup", "popup_cells", "thumbnail",
-]  # fmt: skip
+    "FeatureImages",
+    "Popup",
+    "Thumbnail",
+    "crop_padded",
+    "direction_scores",
+    "feature_images",
+    "popup",
+    "popup_cells",
+    "thumbnail",
+]

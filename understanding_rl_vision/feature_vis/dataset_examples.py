@@ -123,8 +123,10 @@ def direction_scores(activations, components, batch_size: int = BATCH) -> np.nda
     directions = (comps / norms).astype(np.float32)
     shape = tuple(activations.shape)
     if len(shape) != 4 or shape[1] != directions.shape[1]:
-        raise UserError(f"activations must be (N, C, h, w) with the components' C = "
-                        f"{directions.shape[1]} channels, got shape {shape}")  # fmt: skip
+        raise UserError(
+            f"activations must be (N, C, h, w) with the components' C = "
+            f"{directions.shape[1]} channels, got shape {shape}"
+        )
     n, channels, h, w = shape
     out = np.empty((n, len(directions), h, w), np.float32)
     if hasattr(activations, "detach"):  # a torch tensor
@@ -157,8 +159,9 @@ def crop_padded(observations: np.ndarray, indices, tops, lefts, height: int, wid
     indices, tops, lefts = (np.asarray(a, np.int64).reshape(-1) for a in (indices, tops, lefts))
     big_h, big_w = observations.shape[1:3]
     rows, cols = tops[:, None] + np.arange(height), lefts[:, None] + np.arange(width)
-    out = observations[indices[:, None, None], np.clip(rows, 0, big_h - 1)[:, :, None],
-                       np.clip(cols, 0, big_w - 1)[:, None, :]]  # fmt: skip
+    out = observations[
+        indices[:, None, None], np.clip(rows, 0, big_h - 1)[:, :, None], np.clip(cols, 0, big_w - 1)[:, None, :]
+    ]
     outside = ((rows < 0) | (rows >= big_h))[:, :, None] | ((cols < 0) | (cols >= big_w))[:, None]
     if outside.any():
         out[outside] = checkerboard(rows, cols)[outside][:, None]
@@ -186,15 +189,18 @@ def thumbnail(observations: np.ndarray, scores: np.ndarray, grid: int = 4) -> Th
     """Legend mosaic for one feature's activation maps ``scores`` (N, h, w)."""
     n, h, w = scores.shape
     big_h, big_w = observations.shape[1:3]
-    ph, pw = (max(MIN_THUMBNAIL_PX, min(int(_round(THUMBNAIL_CELLS * big / small)), big))
-              for big, small in ((big_h, h), (big_w, w)))  # fmt: skip
+    ph, pw = (
+        max(MIN_THUMBNAIL_PX, min(int(_round(THUMBNAIL_CELLS * big / small)), big))
+        for big, small in ((big_h, h), (big_w, w))
+    )
     flat = scores.reshape(n, h * w)
     peak_at = flat.argmax(axis=1)
     best = np.argsort(-flat[np.arange(n), peak_at], kind="stable")[: grid * grid]
     rows, cols = np.divmod(peak_at[best], w)
     tiles = np.empty((grid * grid, ph, pw, 3), np.uint8)
-    tiles[: len(best)] = crop_padded(observations, best, _tops((rows + 0.5) * big_h / h, ph),
-                                     _tops((cols + 0.5) * big_w / w, pw), ph, pw)  # fmt: skip
+    tiles[: len(best)] = crop_padded(
+        observations, best, _tops((rows + 0.5) * big_h / h, ph), _tops((cols + 0.5) * big_w / w, pw), ph, pw
+    )
     tiles[len(best) :] = checkerboard(np.arange(ph), np.arange(pw))[..., None]
     indices, positions = np.full(grid * grid, -1, np.int32), np.full((grid * grid, 2), -1, np.int32)
     indices[: len(best)], positions[: len(best)] = best, np.stack([rows, cols], axis=1)
@@ -258,8 +264,9 @@ def assign(values: np.ndarray, max_uses: int) -> tuple[np.ndarray, np.ndarray]:
     return chosen, chosen_values
 
 
-def popup(observations: np.ndarray, scores: np.ndarray, expand_mult: int, subdiv_mult: float,
-          max_reuse_fraction: float = 0.1) -> Popup:  # fmt: skip
+def popup(
+    observations: np.ndarray, scores: np.ndarray, expand_mult: int, subdiv_mult: float, max_reuse_fraction: float = 0.1
+) -> Popup:
     """Spatially-aware popup for one feature's activation maps ``scores`` (N, h, w)."""
     by_position = np.ascontiguousarray(scores.transpose(1, 2, 0))
     return _popup(observations, by_position, expand_mult, subdiv_mult, max_reuse_fraction)
@@ -275,19 +282,24 @@ def _popup(observations, by_position, expand_mult, subdiv_mult, max_reuse_fracti
         by_position = _interpolation(w, gx) @ by_position.reshape(gy, w, n)
     max_uses = math.ceil(gy * gx / (max_reuse_fraction * n))
     chosen, values = assign(by_position.reshape(gy * gx, n), max_uses)
-    ph, pw = (min(big, max(1, int(_round(expand_mult * big / small))))
-              for big, small in ((big_h, h), (big_w, w)))  # fmt: skip
+    ph, pw = (min(big, max(1, int(_round(expand_mult * big / small)))) for big, small in ((big_h, h), (big_w, w)))
     row_tops = _tops((np.arange(gy) + 0.5) * big_h / gy, ph).astype(np.int32)
     col_lefts = _tops((np.arange(gx) + 0.5) * big_w / gx, pw).astype(np.int32)
     tops, lefts = np.repeat(row_tops, gx), np.tile(col_lefts, gy)
     cells = np.zeros((gy * gx, ph, pw, 4), np.uint8)
     if (filled := chosen >= 0).any():
-        cells[filled, ..., :3] = crop_padded(
-            observations, chosen[filled], tops[filled], lefts[filled], ph, pw)  # fmt: skip
+        cells[filled, ..., :3] = crop_padded(observations, chosen[filled], tops[filled], lefts[filled], ph, pw)
         alpha = _round(255 * values[filled] / values[filled].max())
         cells[filled, ..., 3] = np.clip(alpha, 0, 255)[:, None, None]
-    return Popup(expand_mult, subdiv_mult, _mosaic(cells, gy, gx), chosen.reshape(gy, gx),
-                 values.reshape(gy, gx), row_tops, col_lefts)  # fmt: skip
+    return Popup(
+        expand_mult,
+        subdiv_mult,
+        _mosaic(cells, gy, gx),
+        chosen.reshape(gy, gx),
+        values.reshape(gy, gx),
+        row_tops,
+        col_lefts,
+    )
 
 
 def feature_images(
@@ -295,22 +307,28 @@ def feature_images(
 ) -> list[FeatureImages]:
     """Thumbnail and every configured popup of each feature, in ``components``' order.
 
-    ``observations`` (N, H, W, C) uint8 (shown as :func:`~..common.images.viewable` makes them); ``activations`` (N, C, h, w) of one layer on them (numpy
+    ``observations`` (N, H, W, C) uint8 (shown as :func:`~..common.images.viewable` makes them);
+    ``activations`` (N, C, h, w) of one layer on them (numpy
     or torch); ``components`` (K, C) feature directions in channel space (normalised here).
     """
     obs = viewable(observations)
     if not hasattr(activations, "shape"):
         activations = np.asarray(activations)
     if len(activations.shape) != 4 or activations.shape[0] != len(obs):
-        raise UserError(f"activations must be (N, C, h, w) for the N = {len(obs)} observations, "
-                        f"got shape {tuple(activations.shape)}")  # fmt: skip
+        raise UserError(
+            f"activations must be (N, C, h, w) for the N = {len(obs)} observations, "
+            f"got shape {tuple(activations.shape)}"
+        )
     scores = direction_scores(activations, components)
     if not np.isfinite(scores).all():
         raise UserError("activations contain NaN or infinity")
     results = []
     for k in range(scores.shape[1]):
         by_position = np.ascontiguousarray(scores[:, k].transpose(1, 2, 0))
-        popups = tuple(_popup(obs, by_position, e, d, config.max_reuse_fraction)
-                       for e in config.expand_mults for d in config.subdiv_mults)  # fmt: skip
+        popups = tuple(
+            _popup(obs, by_position, e, d, config.max_reuse_fraction)
+            for e in config.expand_mults
+            for d in config.subdiv_mults
+        )
         results.append(FeatureImages(thumbnail(obs, scores[:, k], config.thumbnail_grid), popups))
     return results

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..agents.base import Agent
 from .. import attribution
+from ..agents.base import Agent
 from ..attribution import INPUT_CHUNK, INPUT_LAYER, ExplainedModel, Layer, capture
 from ..config import RunConfig
-from ..errors import UserError
 from ..contract.codec import dequantise, quantise
+from ..errors import UserError
 from ..feature_vis import feature_images
 from ..feature_vis.dataset_examples import FeatureImages, Popup, Thumbnail
 from ..reduction import ChannelReducer, FeatureMaps
@@ -34,8 +34,9 @@ from .plan import Job, Plan
 
 
 def run_trajectories(agent: Agent, plan: Plan, cache: Cache, progress: bool) -> None:
-    found = collect_trajectories(agent, plan.config.trajectories, env_spec=plan.env,
-                                 seed=plan.config.seed, progress=progress)  # fmt: skip
+    found = collect_trajectories(
+        agent, plan.config.trajectories, env_spec=plan.env, seed=plan.config.seed, progress=progress
+    )
     _check_finite(found.values, "value", found.logits, "logits")
     cache.save(plan.trajectories.name, dataclasses.asdict(found))
 
@@ -45,8 +46,9 @@ def load_trajectories(cache: Cache, plan: Plan) -> Trajectories:
 
 
 def run_observations(agent: Agent, plan: Plan, cache: Cache, job: Job, progress: bool) -> None:
-    found = collect_observation_set(agent, plan.config.observation_set, env_spec=plan.env,
-                                    seed=plan.config.seed, progress=progress, part=job.part)  # fmt: skip
+    found = collect_observation_set(
+        agent, plan.config.observation_set, env_spec=plan.env, seed=plan.config.seed, progress=progress, part=job.part
+    )
     cache.save(job.name, {"observations": found})
 
 
@@ -59,18 +61,22 @@ def _check_finite(*named: object) -> None:
         bad = ~np.isfinite(np.asarray(values))
         if bad.any():
             where = np.argwhere(bad)[0]
-            raise UserError(f"the model's {name} output is NaN or infinite (at index {tuple(where.tolist())}); "
-                            "the checkpoint's weights are broken")  # fmt: skip
+            raise UserError(
+                f"the model's {name} output is NaN or infinite (at index {tuple(where.tolist())}); "
+                "the checkpoint's weights are broken"
+            )
 
 
 # ------------------------------------------------------------------------------------ attribution
 
 
-def attribute(explained: ExplainedModel, inputs: torch.Tensor, layer: Layer, outputs: Sequence[str],
-              config: RunConfig) -> torch.Tensor:  # fmt: skip
+def attribute(
+    explained: ExplainedModel, inputs: torch.Tensor, layer: Layer, outputs: Sequence[str], config: RunConfig
+) -> torch.Tensor:
     """(K, N, C, H, W) attribution of ``outputs`` at ``layer``, with the run's settings."""
-    values = attribution.attribute(explained, inputs, layer, list(outputs), steps=config.attribution.ig_steps,
-                                   rule=config.attribution.ig_rule).values  # fmt: skip
+    values = attribution.attribute(
+        explained, inputs, layer, list(outputs), steps=config.attribution.ig_steps, rule=config.attribution.ig_rule
+    ).values
     _check_finite(values.numpy(), "attribution")
     return values
 
@@ -102,16 +108,21 @@ def run_fit(agent: Agent, explained: ExplainedModel, plan: Plan, cache: Cache, j
     inputs = agent.preprocess(observations)
     value = attribute(explained, inputs, layer, ["value"], plan.config)[0]
     reducer = ChannelReducer(plan.config.reduction).fit(value)
-    images = feature_images(observations, activations(agent, explained, inputs, layer), reducer.components,
-                            plan.config.feature_vis)  # fmt: skip
+    images = feature_images(
+        observations, activations(agent, explained, inputs, layer), reducer.components, plan.config.feature_vis
+    )
     arrays = {"components": reducer.components}
     for k, feature in enumerate(images):
         thumb = feature.thumbnail
-        arrays |= {f"{k}/thumbnail": thumb.image, f"{k}/thumbnail_indices": thumb.indices,
-                   f"{k}/thumbnail_positions": thumb.positions}  # fmt: skip
+        arrays |= {
+            f"{k}/thumbnail": thumb.image,
+            f"{k}/thumbnail_indices": thumb.indices,
+            f"{k}/thumbnail_positions": thumb.positions,
+        }
         for i, popup in enumerate(feature.popups):
-            arrays |= {f"{k}/{i}/{field.name}": np.asarray(getattr(popup, field.name))
-                       for field in dataclasses.fields(popup)}  # fmt: skip
+            arrays |= {
+                f"{k}/{i}/{field.name}": np.asarray(getattr(popup, field.name)) for field in dataclasses.fields(popup)
+            }
     cache.save(job.name, arrays)
 
 
@@ -120,8 +131,9 @@ def load_fit(cache: Cache, job: Job) -> LayerFit:
     components = arrays["components"]
     features = []
     for k in range(len(components)):
-        thumbnail = Thumbnail(arrays[f"{k}/thumbnail"], arrays[f"{k}/thumbnail_indices"],
-                              arrays[f"{k}/thumbnail_positions"])  # fmt: skip
+        thumbnail = Thumbnail(
+            arrays[f"{k}/thumbnail"], arrays[f"{k}/thumbnail_indices"], arrays[f"{k}/thumbnail_positions"]
+        )
         popups, i = [], 0
         while f"{k}/{i}/image" in arrays:
             values: dict[str, Any] = {f.name: arrays[f"{k}/{i}/{f.name}"] for f in dataclasses.fields(Popup)}
@@ -138,8 +150,15 @@ def load_fit(cache: Cache, job: Job) -> LayerFit:
 _QUANTISED = {"positive": "uint8", "negative": "uint8", "residual": "int8"}
 
 
-def run_attribution(agent: Agent, explained: ExplainedModel, plan: Plan, cache: Cache, job: Job,
-                    trajectories: Trajectories, components: np.ndarray) -> None:  # fmt: skip
+def run_attribution(
+    agent: Agent,
+    explained: ExplainedModel,
+    plan: Plan,
+    cache: Cache,
+    job: Job,
+    trajectories: Trajectories,
+    components: np.ndarray,
+) -> None:
     """Every output's attribution over one trajectory, transformed into the layer's features."""
     layer = plan.layers[job.layer]
     inputs = agent.preprocess(trajectories.observations[job.trajectory])
@@ -161,8 +180,9 @@ def load_attribution(cache: Cache, job: Job, num_outputs: int) -> list[FeatureMa
     return [
         FeatureMaps(
             **{name: dequantise(arrays[f"{o}/{name}"], float(arrays[f"{o}/{name}_scale"])) for name in _QUANTISED},
-            totals=arrays[f"{o}/totals"], residual_totals=arrays[f"{o}/residual_totals"],
+            totals=arrays[f"{o}/totals"],
+            residual_totals=arrays[f"{o}/residual_totals"],
             scale=float(arrays[f"{o}/scale"]),
-        )  # fmt: skip
+        )
         for o in range(num_outputs)
     ]

@@ -10,6 +10,7 @@ doing all the work, and the other ranks say so and exit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -138,10 +139,8 @@ class Claims:
 
     def fail(self, rank: int, message: str) -> None:
         """Tell the other ranks to stop waiting: this rank cannot go on."""
-        try:
+        with contextlib.suppress(OSError):
             (self.directory / f"failed-{rank}").write_text(message)
-        except OSError:
-            pass
 
     def failure(self) -> str | None:
         for path in self.directory.glob("failed-*"):
@@ -152,8 +151,13 @@ class Claims:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def run_jobs(jobs: Iterable[Job], exists: Callable[[str], bool], run: Callable[[Job], None], claims: Claims,
-             on_progress: Callable[[Job], None] = lambda job: None) -> None:  # fmt: skip
+def run_jobs(
+    jobs: Iterable[Job],
+    exists: Callable[[str], bool],
+    run: Callable[[Job], None],
+    claims: Claims,
+    on_progress: Callable[[Job], None] = lambda job: None,
+) -> None:
     """Run every job whose product does not exist yet, claiming each; a job starts once the
     products it needs exist. Jobs are tried in the given order (most expensive first).
 
@@ -203,7 +207,10 @@ def note_fallback(workers: Workers) -> bool:
     if workers.comm is not None or size <= 1:
         return False
     if launched_rank() == 0:
-        print(f"note: launched with {size} MPI ranks but mpi4py is not installed "
-              "(pip install 'understanding-rl-vision[mpi]'); running in one process", file=sys.stderr)  # fmt: skip
+        print(
+            f"note: launched with {size} MPI ranks but mpi4py is not installed "
+            "(pip install 'understanding-rl-vision[mpi]'); running in one process",
+            file=sys.stderr,
+        )
         return False
     return True

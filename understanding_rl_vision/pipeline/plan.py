@@ -59,8 +59,9 @@ class Plan:
         return next(job for job in self.jobs if job.kind == "fit" and job.layer == layer)
 
     def attribution(self, layer: int, trajectory: int) -> Job:
-        return next(job for job in self.jobs
-                    if job.kind == "attribution" and (job.layer, job.trajectory) == (layer, trajectory))  # fmt: skip
+        return next(
+            job for job in self.jobs if job.kind == "attribution" and (job.layer, job.trajectory) == (layer, trajectory)
+        )
 
 
 def choose_env(agent: Agent, requested: str) -> EnvSpec:
@@ -74,8 +75,10 @@ def choose_env(agent: Agent, requested: str) -> EnvSpec:
     if agent.env_spec is None:
         return spec
     if spec.id != agent.env_spec.id:
-        raise UserError(f"the checkpoint was trained on {agent.env_spec.id}, not {spec.id}; "
-                        "omit --env to use the checkpoint's environment")  # fmt: skip
+        raise UserError(
+            f"the checkpoint was trained on {agent.env_spec.id}, not {spec.id}; "
+            "omit --env to use the checkpoint's environment"
+        )
     return agent.env_spec
 
 
@@ -115,29 +118,52 @@ def make_plan(agent: Agent, config: RunConfig, checkpoint_digest: str) -> Plan:
     outputs = tuple(o.name for o in explain_agent(agent).outputs(config.attribution.outputs))
     unknown = [name for name in config.interface.row_outputs if name not in outputs]
     if unknown:
-        raise UserError(f"row_outputs {', '.join(unknown)} not computed; outputs: {', '.join(outputs)}"
-                        + ("" if config.attribution.attr_policy else " (add --attr-policy for logits)"))
+        raise UserError(
+            f"row_outputs {', '.join(unknown)} not computed; outputs: {', '.join(outputs)}"
+            + ("" if config.attribution.attr_policy else " (add --attr-policy for logits)")
+        )
     if config.interface.trajectory >= config.trajectories.num_envs:
-        raise UserError(f"trajectory {config.interface.trajectory} does not exist: there are "
-                        f"{config.trajectories.num_envs}")  # fmt: skip
+        raise UserError(
+            f"trajectory {config.interface.trajectory} does not exist: there are {config.trajectories.num_envs}"
+        )
     base = {"checkpoint": checkpoint_digest, "env": spec_to_dict(env), "seed": config.seed}
-    trajectories = Job("trajectories", "trajectories-" + digest(
-        {**base, **dataclasses.asdict(config.trajectories)}))  # fmt: skip
-    observations = tuple(Job("observations", "observations-" + digest(
-        {**base, **dataclasses.asdict(config.observation_set), "part": part}), part=part)
-        for part in range(observation_parts(config.observation_set)))  # fmt: skip
+    trajectories = Job("trajectories", "trajectories-" + digest({**base, **dataclasses.asdict(config.trajectories)}))
+    observations = tuple(
+        Job(
+            "observations",
+            "observations-" + digest({**base, **dataclasses.asdict(config.observation_set), "part": part}),
+            part=part,
+        )
+        for part in range(observation_parts(config.observation_set))
+    )
     parts = tuple(job.name for job in observations)
     integration = {"ig_steps": config.attribution.ig_steps, "ig_rule": config.attribution.ig_rule}
     fits, attributions = [], []
     for index, layer in enumerate(layers):
-        fit_name = "fit-" + digest({"observations": parts, "layer": layer.name, **integration,
-                                    **dataclasses.asdict(config.reduction), **dataclasses.asdict(config.feature_vis)})
+        fit_name = "fit-" + digest(
+            {
+                "observations": parts,
+                "layer": layer.name,
+                **integration,
+                **dataclasses.asdict(config.reduction),
+                **dataclasses.asdict(config.feature_vis),
+            }
+        )
         cost = float(torch.tensor(layer.shape).prod())
         fits.append(Job("fit", fit_name, layer=index, needs=parts, cost=cost))
         for t in range(config.trajectories.num_envs):
-            name = "attribution-" + digest({"fit": fit_name, "trajectories": trajectories.name,
-                                            "trajectory": t, "outputs": outputs, **integration})  # fmt: skip
-            attributions.append(Job("attribution", name, layer=index, trajectory=t,
-                                    needs=(trajectories.name, fit_name), cost=cost * len(outputs)))  # fmt: skip
+            name = "attribution-" + digest(
+                {"fit": fit_name, "trajectories": trajectories.name, "trajectory": t, "outputs": outputs, **integration}
+            )
+            attributions.append(
+                Job(
+                    "attribution",
+                    name,
+                    layer=index,
+                    trajectory=t,
+                    needs=(trajectories.name, fit_name),
+                    cost=cost * len(outputs),
+                )
+            )
     by_cost = sorted(fits, key=lambda j: -j.cost) + sorted(attributions, key=lambda j: -j.cost)
     return Plan(config, env, tuple(layers), default, outputs, (*observations, trajectories, *by_cost))

@@ -11,6 +11,7 @@ to replace. Removing an old output removes only the files its record lists.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -45,9 +46,7 @@ class Target:
     seen: tuple[int, int, int] | None
 
 
-def check_target(
-    output_dir: Path, *, overwrite: bool, cache_dir: Path, checkpoint: Path | None = None
-) -> Target:
+def check_target(output_dir: Path, *, overwrite: bool, cache_dir: Path, checkpoint: Path | None = None) -> Target:
     """Refuse, with one line naming the reason, any folder a run must not write or replace."""
     path = Path(os.path.abspath(output_dir))
     if path.is_symlink():
@@ -63,8 +62,10 @@ def check_target(
         remove_leftovers(path)
     cache = Path(cache_dir).absolute().resolve()
     if _within(cache, real):
-        raise UserError(f"the cache folder {cache} is inside the output folder {path}, which every run replaces; "
-                        "choose a --cache-dir outside -o")  # fmt: skip
+        raise UserError(
+            f"the cache folder {cache} is inside the output folder {path}, which every run replaces; "
+            "choose a --cache-dir outside -o"
+        )
     if _within(real, cache):
         raise UserError(f"the output folder {path} is inside the cache folder {cache}; choose another -o")
     if checkpoint is not None and _within(Path(checkpoint).absolute().resolve(), real):
@@ -100,11 +101,15 @@ def check_ours(folder: Path) -> Path:
     if listed is None:
         training = [name for name in TRAINING_FILES if (folder / name).exists()]
         what = f"a training run ({', '.join(training)})" if training else _some(foreign)
-        raise UserError(f"{folder} holds {what} and was not written by this tool; it is never replaced "
-                        "(remove it yourself or choose another -o)")  # fmt: skip
+        raise UserError(
+            f"{folder} holds {what} and was not written by this tool; it is never replaced "
+            "(remove it yourself or choose another -o)"
+        )
     if foreign:
-        raise UserError(f"{folder} holds {_some(foreign)} that this tool did not write; it is not replaced "
-                        "(move them out or choose another -o)")  # fmt: skip
+        raise UserError(
+            f"{folder} holds {_some(foreign)} that this tool did not write; it is not replaced "
+            "(move them out or choose another -o)"
+        )
     return record
 
 
@@ -112,10 +117,8 @@ def remove_output(folder: Path) -> bool:
     """Remove the files ``folder``'s record lists, then its folders if empty. True if it is gone."""
     record = folder / RECORD
     for name in _listed(record) or ():
-        try:
+        with contextlib.suppress(OSError):  # gone already, or no longer a file: left as it is
             (folder / name).unlink()
-        except OSError:  # gone already, or no longer a file: left as it is
-            pass
     record.unlink(missing_ok=True)
     for parent, _, _ in sorted(os.walk(folder, topdown=False), key=lambda entry: -len(entry[0])):
         _rmdir_if_empty(Path(parent))
@@ -153,15 +156,19 @@ def _swap(building: Path, target: Target) -> None:
         if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
             raise
     if target.seen is None:
-        raise UserError(f"output folder {path} appeared during the run and was left as it is; the work is "
-                        "cached: rerun (with --overwrite if it is an earlier output of this tool)")  # fmt: skip
+        raise UserError(
+            f"output folder {path} appeared during the run and was left as it is; the work is "
+            "cached: rerun (with --overwrite if it is an earlier output of this tool)"
+        )
     old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-{os.getpid()}-"))
     os.rmdir(old)
     os.rename(path, old)  # whatever is there now, taken aside in one step
     try:
         if _stamp(check_ours(old)) != target.seen:
-            raise UserError(f"output folder {path} was replaced by another run during this one and was left "
-                            "as it is; the work is cached: rerun to replace it")  # fmt: skip
+            raise UserError(
+                f"output folder {path} was replaced by another run during this one and was left "
+                "as it is; the work is cached: rerun to replace it"
+            )
         os.rename(building, path)
     except BaseException:
         _put_back(old, path)

@@ -22,8 +22,8 @@ from ..attribution import explain_agent
 from ..config import RunConfig
 from ..errors import UserError
 from . import jobs
-from .output import write_output
 from .cache import Cache
+from .output import write_output
 from .parallel import Claims, OtherRankFailed, RankError, Workers, lanes_per_process, one_thread, run_jobs
 from .plan import Job, Plan, make_plan
 from .publish import check_target, publish
@@ -37,8 +37,12 @@ if TYPE_CHECKING:
 LANE_PREFIX = "understanding-rl-vision-lane-"
 INTERRUPT_WAIT_SECONDS = 0.5
 """How long Ctrl-C waits for the other lanes to finish their jobs before leaving them."""
-STAGE_NAMES = {"trajectories": "rollouts", "observations": "rollouts", "fit": "layer fits",
-               "attribution": "attribution"}  # fmt: skip
+STAGE_NAMES = {
+    "trajectories": "rollouts",
+    "observations": "rollouts",
+    "fit": "layer fits",
+    "attribution": "attribution",
+}
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,16 @@ def default_cache_dir(output_dir: Path) -> Path:
     return output_dir.parent / f"{output_dir.name}.cache"
 
 
-def run_pipeline(agent: Agent, checkpoint_digest: str, output_dir: str | os.PathLike[str], config: RunConfig,
-                 options: RunOptions = RunOptions(), *, title: str = "", workers: Workers | None = None) -> Path:  # fmt: skip
+def run_pipeline(
+    agent: Agent,
+    checkpoint_digest: str,
+    output_dir: str | os.PathLike[str],
+    config: RunConfig,
+    options: RunOptions = RunOptions(),
+    *,
+    title: str = "",
+    workers: Workers | None = None,
+) -> Path:
     """Compute what is missing and write ``output_dir``; returns its interface.html (every rank)."""
     workers = workers or Workers.detect()
     output_dir = Path(output_dir).absolute()
@@ -74,8 +86,10 @@ def run_pipeline(agent: Agent, checkpoint_digest: str, output_dir: str | os.Path
     if not options.resample:
         missing = [job for job in plan.jobs if not cache.has(job.name)]
         if missing:
-            raise UserError(f"--no-resample: {len(missing)} of {len(plan.jobs)} products for this checkpoint and "
-                            f"config are not in the cache {cache.directory}; run once without --no-resample")  # fmt: skip
+            raise UserError(
+                f"--no-resample: {len(missing)} of {len(plan.jobs)} products for this checkpoint and "
+                f"config are not in the cache {cache.directory}; run once without --no-resample"
+            )
     try:
         with one_thread():
             _compute(agent, plan, cache, workers, options.progress and workers.is_root)
@@ -118,8 +132,10 @@ def _compute(agent: Agent, plan: Plan, cache: Cache, workers: Workers, progress:
             failures.append(exc)
             claims.fail(workers.rank, f"rank {workers.rank} failed: {_describe(exc)}")
 
-    sides = [threading.Thread(target=side_lane, args=(copy,), name=f"{LANE_PREFIX}{i + 1}", daemon=True)
-             for i, copy in enumerate(_lane_agents(agent, workers))]  # fmt: skip
+    sides = [
+        threading.Thread(target=side_lane, args=(copy,), name=f"{LANE_PREFIX}{i + 1}", daemon=True)
+        for i, copy in enumerate(_lane_agents(agent, workers))
+    ]
     try:
         for thread in sides:
             thread.start()

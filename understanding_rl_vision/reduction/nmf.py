@@ -126,8 +126,7 @@ class ChannelReducer:
         n, channels, height, width = values.shape
         if channels != self.components.shape[1]:
             raise UserError(
-                f"attribution has {channels} channels but the reducer was fitted on "
-                f"{self.components.shape[1]}"
+                f"attribution has {channels} channels but the reducer was fitted on {self.components.shape[1]}"
             )
         h = self.components.astype(np.float64)
         gram = h @ h.T

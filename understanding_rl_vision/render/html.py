@@ -19,6 +19,7 @@ from ..common.files import atomic_path
 from ..config import InterfaceConfig
 from ..contract.schema import DATA_DIRNAME
 
+
 def _static(name: str) -> str:
     return resources.files(__package__).joinpath("static", name).read_text(encoding="utf-8")
 

@@ -94,8 +94,7 @@ class PPOConfig:
             bool_mismatch = isinstance(value, bool) != (kind is bool)  # True is an int too
             if bool_mismatch or not isinstance(value, (int, float) if kind is float else kind):
                 raise ConfigError(f"{name} must be {kind.__name__}, got {value!r}")
-        for name in ("num_envs", "num_steps", "total_steps", "num_minibatches", "update_epochs",
-                     "save_every"):  # fmt: skip
+        for name in ("num_envs", "num_steps", "total_steps", "num_minibatches", "update_epochs", "save_every"):
             _check(self, name, lambda v: v >= 1, "must be >= 1")
         for name in ("gamma", "gae_lambda"):
             _check(self, name, lambda v: 0.0 <= v <= 1.0, "must lie in [0, 1]")
@@ -163,7 +162,5 @@ def make_config(**options: Any) -> PPOConfig:
     names = [f.name for f in fields(PPOConfig)]
     unknown = sorted(set(options) - set(names))
     if unknown:
-        raise ConfigError(
-            f"unknown training option(s) {', '.join(unknown)}; valid: {', '.join(names)}"
-        )
+        raise ConfigError(f"unknown training option(s) {', '.join(unknown)}; valid: {', '.join(names)}")
     return PPOConfig(**options)

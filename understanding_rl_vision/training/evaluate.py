@@ -145,10 +145,7 @@ def held_out(spec: EnvSpec | None) -> tuple[EnvSpec, str]:
         unseen = replace(spec, start_level=spec.start_level + spec.num_levels, num_levels=0)
         # Procgen draws unlimited levels from all 2**31 seeds (it ignores start_level then), so a
         # training level recurs with probability num_levels / 2**31 per episode: negligible.
-        return unseen, (
-            f"held out: trained on levels {first}..{last}, evaluated on unlimited levels "
-            f"(num_levels=0)"
-        )
+        return unseen, (f"held out: trained on levels {first}..{last}, evaluated on unlimited levels (num_levels=0)")
     if isinstance(spec, ProcgenSpec):
         return spec, "held out: trained on unlimited levels, evaluated on a separate seed stream"
     return spec, "the training environment on a separate seed stream"
@@ -187,9 +184,8 @@ def format_table(result: EvaluationResult) -> str:
         ("episodes", str(result.episodes), str(result.episodes)),
         ("mean return", f"{result.mean_return:.2f}", f"{result.random_mean_return:.2f}"),
         ("std return", f"{result.std_return:.2f}", f"{result.random_std_return:.2f}"),
-        ("level completion", rate(result.level_completion_rate),
-         rate(result.random_level_completion_rate)),
-    ]  # fmt: skip
+        ("level completion", rate(result.level_completion_rate), rate(result.random_level_completion_rate)),
+    ]
     acting = "greedy" if result.greedy else "sampled"
     lines = [f"{result.env}: {result.levels}; {acting} actions, {result.seconds:.1f} s"]
     lines += [f"{name:<18}{a:>10}{b:>10}" for name, a, b in rows]

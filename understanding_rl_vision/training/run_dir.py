@@ -39,10 +39,19 @@ RECENT_EPISODES = 100
 RESUMABLE_CHANGES = ("total_steps", "save_every", "device", "chunk_size")
 """Config fields a resumed run may change: how long and how to train, not what is learned."""
 LOG_COLUMNS = (
-    "update", "global_step", "wall_time", "steps_per_second", "episode_return",
-    "level_completion", "episodes", "policy_loss", "value_loss", "entropy", "approx_kl",
+    "update",
+    "global_step",
+    "wall_time",
+    "steps_per_second",
+    "episode_return",
+    "level_completion",
+    "episodes",
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "approx_kl",
     "clip_fraction",
-)  # fmt: skip
+)
 
 
 @dataclass
@@ -71,8 +80,7 @@ def refuse_existing_run(save_dir: Path) -> None:
     existing = [name for name in (TRAIN_STATE, CHECKPOINT) if (save_dir / name).exists()]
     if existing:
         raise UserError(
-            f"{save_dir} already holds a run ({', '.join(existing)}); "
-            "resume it (--resume) or choose another save dir"
+            f"{save_dir} already holds a run ({', '.join(existing)}); resume it (--resume) or choose another save dir"
         )
 
 
@@ -108,8 +116,7 @@ def load_state(save_dir: Path, config: PPOConfig) -> tuple[dict[str, Any], Progr
     :data:`RESUMABLE_CHANGES` is refused, naming every differing field."""
     state = _read_state(save_dir)
     saved, now = state["config"], asdict(config)
-    changed = sorted(k for k in saved.keys() | now.keys()
-                     if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k))  # fmt: skip
+    changed = sorted(k for k in saved.keys() | now.keys() if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k))
     if changed:
         details = ", ".join(f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
         raise UserError(
@@ -158,17 +165,22 @@ class RunLog:
         if resume and path.exists():
             self._keep_rows_up_to(path, update)
         new = not (resume and path.exists() and path.stat().st_size > 0)
-        self._file = open(path, "w" if new else "a", newline="")
+        self._file = open(path, "w" if new else "a", newline="")  # noqa: SIM115  # closed by __exit__
         self._writer = csv.writer(self._file)
         if new:
             self._writer.writerow(LOG_COLUMNS)
 
-    def write(
-        self, progress: Progress, steps_per_second: float, stats: Mapping[str, float]
-    ) -> None:
-        row = [progress.update, progress.global_step, round(progress.seconds, 3),
-               round(steps_per_second, 1), progress.mean_return(), progress.completion_rate(),
-               len(progress.recent), *(stats[name] for name in LOG_COLUMNS[7:])]  # fmt: skip
+    def write(self, progress: Progress, steps_per_second: float, stats: Mapping[str, float]) -> None:
+        row = [
+            progress.update,
+            progress.global_step,
+            round(progress.seconds, 3),
+            round(steps_per_second, 1),
+            progress.mean_return(),
+            progress.completion_rate(),
+            len(progress.recent),
+            *(stats[name] for name in LOG_COLUMNS[7:]),
+        ]
         self._writer.writerow(["" if isinstance(v, float) and math.isnan(v) else v for v in row])
         self._file.flush()
 

@@ -45,15 +45,18 @@ def sniff_format(path: Path) -> str:
             return "torchscript"
         if any(name.endswith("data.pkl") for name in names):
             return "state-dict"
-        raise CheckpointError(f"{path} is a zip file but neither a Stable-Baselines3 model, a TorchScript "
-                              "module nor a torch.save file")  # fmt: skip
+        raise CheckpointError(
+            f"{path} is a zip file but neither a Stable-Baselines3 model, a TorchScript module nor a torch.save file"
+        )
     length = declared_header_length(head) if len(head) >= 9 else 0
     if length > 0 and head[8:9] == b"{":
         return "understanding-rl-vision" if _has_our_metadata(path, length) else "state-dict"
     if head[:1] == b"\x80":  # a legacy (non-zip) torch.save pickle
         return "state-dict"
-    raise CheckpointError(f"not a checkpoint we can read (unrecognised content): {path}; we read our "
-                          ".safetensors, Stable-Baselines3 .zip, torch.save state dicts (CleanRL) and TorchScript")  # fmt: skip
+    raise CheckpointError(
+        f"not a checkpoint we can read (unrecognised content): {path}; we read our "
+        ".safetensors, Stable-Baselines3 .zip, torch.save state dicts (CleanRL) and TorchScript"
+    )
 
 
 def _has_our_metadata(path: Path, length: int) -> bool:
@@ -81,7 +84,7 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         read_header(path, size, "state dict")  # sizes and offsets checked before the file is mapped
         try:
             state = load_file(path, device="cpu")
-        except Exception as exc:  # noqa: BLE001  # safetensors' own error: keep it to one line
+        except Exception as exc:  # safetensors' own error: keep it to one line
             raise CheckpointError(f"cannot read {path} as a safetensors state dict: {first_line(exc)}") from None
     else:
         state = load_torch(path, str(path), f"cannot read {path} as a state dict without unpickling code")
@@ -112,12 +115,15 @@ def read_foreign(path: str | os.PathLike[str]) -> Foreign:
         sb3 = read_sb3(path)
         found = sb3.recognised
         return Foreign(
-            format=kind, path=path, recognised=found,
+            format=kind,
+            path=path,
+            recognised=found,
             observation_shape=_hwc(sb3.observation_shape, found.in_channels),
-            gamma=sb3.gamma, lam=sb3.gae_lambda,
+            gamma=sb3.gamma,
+            lam=sb3.gae_lambda,
             preprocessing=Preprocessing(scale=1 / 255 if sb3.normalize_images else 1.0),
             details={"policy": sb3.policy_class, "stable_baselines3_version": sb3.version},
-        )  # fmt: skip
+        )
     if kind == "torchscript":
         from .torchscript import read_torchscript
 
@@ -132,15 +138,19 @@ def environment(foreign: Foreign, env: str | EnvSpec, frame_stack: int = 0) -> E
     """The spec for ``env``, with the Atari frame stack and screen size the network implies."""
     name = env or foreign.env
     if not name:
-        raise UserError(f"{foreign.path.name} ({foreign.format}) does not record its environment; "
-                        "name it with --env (e.g. --env ALE/Breakout-v5 or --env coinrun)")  # fmt: skip
+        raise UserError(
+            f"{foreign.path.name} ({foreign.format}) does not record its environment; "
+            "name it with --env (e.g. --env ALE/Breakout-v5 or --env coinrun)"
+        )
     spec = parse_env_id(name) if isinstance(name, str) else name
     found = foreign.recognised
     if isinstance(spec, AtariSpec):
         channels = found.in_channels if found else (foreign.observation_shape or (0, 0, spec.frame_stack))[2]
         if frame_stack and channels and frame_stack != channels:
-            raise UserError(f"--frame-stack {frame_stack} does not fit the network, whose first layer takes "
-                            f"{channels} stacked frames")  # fmt: skip
+            raise UserError(
+                f"--frame-stack {frame_stack} does not fit the network, whose first layer takes "
+                f"{channels} stacked frames"
+            )
         size = foreign.observation_shape[0] if foreign.observation_shape else (found.input_size[0] if found else 84)
         spec = dataclasses.replace(spec, frame_stack=frame_stack or channels or spec.frame_stack, screen_size=size)
     elif frame_stack:
@@ -155,23 +165,36 @@ def complete(foreign: Foreign, spec: EnvSpec, device: str | torch.device = "cpu"
     with make_vec_env(spec, num_envs=1, seed=0) as env:
         shape, names = tuple(env.observation_shape), tuple(env.action_names)
     found = foreign.recognised
-    common = {"observation_shape": shape, "action_names": names, "env_spec": spec,
-              "preprocessing": foreign.preprocessing,
-              "gamma": DEFAULT_GAMMA if foreign.gamma is None else foreign.gamma,
-              "lam": DEFAULT_LAMBDA if foreign.lam is None else foreign.lam}  # fmt: skip
+    common = {
+        "observation_shape": shape,
+        "action_names": names,
+        "env_spec": spec,
+        "preprocessing": foreign.preprocessing,
+        "gamma": DEFAULT_GAMMA if foreign.gamma is None else foreign.gamma,
+        "lam": DEFAULT_LAMBDA if foreign.lam is None else foreign.lam,
+    }
     if found is None:  # an opaque TorchScript module
         from .torchscript import opaque_agent
 
         return opaque_agent(foreign, device=device, **common)
     if found.in_channels != shape[2]:
-        raise UserError(f"{foreign.path.name} takes {found.in_channels}-channel observations but {spec.id} "
-                        f"yields {shape} (H, W, C)")  # fmt: skip
+        raise UserError(
+            f"{foreign.path.name} takes {found.in_channels}-channel observations but {spec.id} yields {shape} (H, W, C)"
+        )
     if found.num_actions != len(names):
-        raise UserError(f"{foreign.path.name} has {found.num_actions} actions but {spec.id} has {len(names)}; "
-                        "is this the environment it was trained on?")  # fmt: skip
+        raise UserError(
+            f"{foreign.path.name} has {found.num_actions} actions but {spec.id} has {len(names)}; "
+            "is this the environment it was trained on?"
+        )
     found_shapes = {name: tuple(tensor.shape) for name, tensor in found.state_dict.items()}
-    model = planned_model(found.architecture, shape, len(names), found_shapes, str(foreign.path),
-                          f"{foreign.path.name} does not fit {spec.id}'s observations {shape}")  # fmt: skip
+    model = planned_model(
+        found.architecture,
+        shape,
+        len(names),
+        found_shapes,
+        str(foreign.path),
+        f"{foreign.path.name} does not fit {spec.id}'s observations {shape}",
+    )
     model.load_state_dict(float32_weights(found.state_dict, str(foreign.path)), strict=True)
     if foreign.scripted is not None:
         from .torchscript import opaque_agent, rebuilt_matches
@@ -181,8 +204,8 @@ def complete(foreign: Foreign, spec: EnvSpec, device: str | torch.device = "cpu"
         common["preprocessing"] = Preprocessing()  # what our rebuilt module expects
     model.to(device).eval()
     head = found.architecture.kwargs.get("head", "actor-critic")
-    return Agent(model=model, architecture=found.architecture,
-                 action_outputs="q_values" if head == "q" else "logits", **common)  # type: ignore[arg-type]
+    outputs = "q_values" if head == "q" else "logits"
+    return Agent(model=model, architecture=found.architecture, action_outputs=outputs, **common)  # type: ignore[arg-type]
 
 
 def load_agent(

@@ -35,11 +35,25 @@ from ..limits import (
 
 _CHUNK = 1 << 20
 _INT_OPCODES = {"INT", "LONG", "BININT", "BININT1", "BININT2", "LONG1", "LONG4"}
-_STORAGE_BYTES = {"Double": 8, "Long": 8, "ComplexFloat": 8, "ComplexDouble": 16, "Float": 4, "Int": 4,
-                  "Half": 2, "BFloat16": 2, "Short": 2, "Char": 1, "Byte": 1, "Bool": 1}  # fmt: skip
+_STORAGE_BYTES = {
+    "Double": 8,
+    "Long": 8,
+    "ComplexFloat": 8,
+    "ComplexDouble": 16,
+    "Float": 4,
+    "Int": 4,
+    "Half": 2,
+    "BFloat16": 2,
+    "Short": 2,
+    "Char": 1,
+    "Byte": 1,
+    "Bool": 1,
+}
 
 
-def open_zip(source: Path | bytes, what: str, total_cap: int | None = MAX_WEIGHT_BYTES + MAX_PICKLE_BYTES) -> zipfile.ZipFile:
+def open_zip(
+    source: Path | bytes, what: str, total_cap: int | None = MAX_WEIGHT_BYTES + MAX_PICKLE_BYTES
+) -> zipfile.ZipFile:
     """The archive, once its entry count, declared sizes and compression ratios are plausible."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
@@ -53,7 +67,9 @@ def open_zip(source: Path | bytes, what: str, total_cap: int | None = MAX_WEIGHT
     return archive
 
 
-def check_entries(archive: zipfile.ZipFile, what: str, total_cap: int | None = MAX_WEIGHT_BYTES + MAX_PICKLE_BYTES) -> None:
+def check_entries(
+    archive: zipfile.ZipFile, what: str, total_cap: int | None = MAX_WEIGHT_BYTES + MAX_PICKLE_BYTES
+) -> None:
     """Refuse zip bombs (an entry inflating far more than weights do) and, for archives that are
     read whole (``total_cap``), more inflated bytes than any agent has."""
     infos = archive.infolist()
@@ -77,8 +93,9 @@ def read_entry(archive: zipfile.ZipFile, name: str, cap: int, what: str) -> byte
     try:
         info = archive.getinfo(name)
         if info.file_size > cap:
-            raise CheckpointError(f"{name} in {what} declares {info.file_size:,} bytes, over the {cap:,} this "
-                                  "tool reads")  # fmt: skip
+            raise CheckpointError(
+                f"{name} in {what} declares {info.file_size:,} bytes, over the {cap:,} this tool reads"
+            )
         limit = min(cap, info.file_size)
         chunks, size = [], 0
         with archive.open(info) as entry:
@@ -88,8 +105,16 @@ def read_entry(archive: zipfile.ZipFile, name: str, cap: int, what: str) -> byte
                 if size > limit:
                     raise CheckpointError(f"{name} in {what} inflates past its declared {info.file_size:,} bytes")
         return b"".join(chunks)
-    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError, NotImplementedError,
-            RuntimeError) as exc:  # RuntimeError: an encrypted entry; NotImplementedError: an unknown method
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        OSError,
+        ValueError,
+        EOFError,
+        KeyError,
+        NotImplementedError,
+        RuntimeError,
+    ) as exc:  # RuntimeError: an encrypted entry; NotImplementedError: an unknown method
         raise CheckpointError(f"corrupt zip file {what}: {name}: {first_line(exc)}") from None
 
 
@@ -107,11 +132,12 @@ def load_torch(source: Path | bytes, what: str, prefix: str) -> Any:
     else:
         raise CheckpointError(f"{prefix}: not a torch.save file")
     try:
-        return torch.load(io.BytesIO(source) if isinstance(source, bytes) else source, map_location="cpu",
-                          weights_only=True)  # fmt: skip
+        return torch.load(
+            io.BytesIO(source) if isinstance(source, bytes) else source, map_location="cpu", weights_only=True
+        )
     except pickle.UnpicklingError as exc:
         raise CheckpointError(f"{prefix}: {_refusal(str(exc))}") from None
-    except Exception as exc:  # noqa: BLE001  # torch's reader raises RuntimeError and others; keep it to one line
+    except Exception as exc:  # torch's reader raises RuntimeError and others; keep it to one line
         reason = first_line(exc)
         if "weights_only" in str(exc) or "Weights only" in reason:
             reason = _refusal(str(exc))
@@ -156,8 +182,10 @@ def _scan_pickles(data: bytes, prefix: str, count: int) -> int:
             for opcode, arg, _ in pickletools.genops(stream):
                 ops += 1
                 if ops > MAX_PICKLE_OPS:
-                    raise CheckpointError(f"{prefix}: its pickle holds over {MAX_PICKLE_OPS:,} operations; a state "
-                                          "dict needs about 20 a tensor")  # fmt: skip
+                    raise CheckpointError(
+                        f"{prefix}: its pickle holds over {MAX_PICKLE_OPS:,} operations; a state "
+                        "dict needs about 20 a tensor"
+                    )
                 if arg == "storage" and opcode.name.endswith("UNICODE"):
                     pending = "?"
                 elif pending == "?" and opcode.name == "GLOBAL" and isinstance(arg, str):

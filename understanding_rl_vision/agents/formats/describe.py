@@ -26,20 +26,25 @@ def layer_shapes(agent: Agent) -> list[dict[str, Any]]:
             agent(example.numpy())
         except UserError:
             raise
-        except Exception as exc:  # noqa: BLE001  # a TorchScript module run as it is may raise anything
-            raise UserError(f"the model fails on an observation of shape {agent.observation_shape} (H, W, C): "
-                            f"{first_line(exc)}") from None  # fmt: skip
+        except Exception as exc:  # a TorchScript module run as it is may raise anything
+            raise UserError(
+                f"the model fails on an observation of shape {agent.observation_shape} (H, W, C): {first_line(exc)}"
+            ) from None
     return [
-        {"name": name, "type": type(module).__name__,
-         "shape": list(captured[name].shape[1:]) if isinstance(captured.get(name), torch.Tensor) else None}
+        {
+            "name": name,
+            "type": type(module).__name__,
+            "shape": list(captured[name].shape[1:]) if isinstance(captured.get(name), torch.Tensor) else None,
+        }
         for name, module in agent.named_layers().items()
-    ]  # fmt: skip
+    ]
 
 
 def _agent_summary(agent: Agent) -> dict[str, Any]:
     return {
-        "architecture": None if agent.architecture is None else
-        {"name": agent.architecture.name, "kwargs": agent.architecture.kwargs},
+        "architecture": None
+        if agent.architecture is None
+        else {"name": agent.architecture.name, "kwargs": agent.architecture.kwargs},
         "observation_shape": list(agent.observation_shape),
         "preprocessing": {"scale": agent.preprocessing.scale, "layout": agent.preprocessing.layout},
         "action_outputs": agent.action_outputs,
@@ -48,7 +53,7 @@ def _agent_summary(agent: Agent) -> dict[str, Any]:
         "gamma": agent.gamma,
         "lam": agent.lam,
         "layers": layer_shapes(agent),
-    }  # fmt: skip
+    }
 
 
 def describe(path: Path, *, env: str = "", frame_stack: int = 0) -> dict[str, Any]:
@@ -97,15 +102,25 @@ def weights_agent(foreign: Foreign) -> Agent | None:
     h, w = foreign.observation_shape[:2] if foreign.observation_shape else found.input_size
     shape = (h, w, found.in_channels)
     found_shapes = {name: tuple(tensor.shape) for name, tensor in found.state_dict.items()}
-    model = planned_model(found.architecture, shape, found.num_actions, found_shapes, str(foreign.path),
-                          f"the weights in {foreign.path} do not fit one {found.architecture.name!r} network "
-                          f"on {shape} (H, W, C) observations")  # fmt: skip
+    model = planned_model(
+        found.architecture,
+        shape,
+        found.num_actions,
+        found_shapes,
+        str(foreign.path),
+        f"the weights in {foreign.path} do not fit one {found.architecture.name!r} network "
+        f"on {shape} (H, W, C) observations",
+    )
     model.load_state_dict(float32_weights(found.state_dict, str(foreign.path)), strict=True)
     model.eval()
-    return Agent(model=model, observation_shape=shape, action_names=tuple(f"action {i}" for i in range(found.num_actions)),
-                 preprocessing=Preprocessing() if foreign.scripted is not None else foreign.preprocessing,
-                 architecture=found.architecture,
-                 action_outputs="q_values" if found.architecture.kwargs.get("head") == "q" else "logits")  # fmt: skip
+    return Agent(
+        model=model,
+        observation_shape=shape,
+        action_names=tuple(f"action {i}" for i in range(found.num_actions)),
+        preprocessing=Preprocessing() if foreign.scripted is not None else foreign.preprocessing,
+        architecture=found.architecture,
+        action_outputs="q_values" if found.architecture.kwargs.get("head") == "q" else "logits",
+    )
 
 
 def describe_file(path: str | os.PathLike[str], *, env: str = "", frame_stack: int = 0) -> dict[str, Any]:

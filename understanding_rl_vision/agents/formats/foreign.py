@@ -23,6 +23,6 @@ class Foreign:
     observation_shape: tuple[int, int, int] | None = None  # (H, W, C) when the file says
     gamma: float | None = None
     lam: float | None = None
-    preprocessing: Preprocessing = Preprocessing()  # noqa: RUF009  # frozen: one shared default is safe
+    preprocessing: Preprocessing = Preprocessing()  # frozen: one shared default is safe
     env: str = ""  # from a TorchScript's metadata JSON
     details: dict[str, Any] = field(default_factory=dict)  # for `inspect`

@@ -66,8 +66,10 @@ def _require_ranks(state: StateDict, layout: str, ranks: dict[str, int]) -> None
     """Sizes are read off these tensors' shapes: refuse any of the wrong rank, naming it."""
     for key, rank in ranks.items():
         if state[key].dim() != rank:
-            raise CheckpointError(f"{key} has shape {tuple(state[key].shape)} where the {layout} layout has a "
-                                  f"{rank}-D tensor; the file is damaged")  # fmt: skip
+            raise CheckpointError(
+                f"{key} has shape {tuple(state[key].shape)} where the {layout} layout has a "
+                f"{rank}-D tensor; the file is damaged"
+            )
 
 
 def nature_side(flat: int, channels: int = 64) -> list[int]:
@@ -97,9 +99,7 @@ def _pick(sides: list[int], preferred: int) -> tuple[int, int]:
     return side, side
 
 
-def _nature(
-    layout: str, state: StateDict, prefixes: dict[str, str], head: str
-) -> Recognised | None:
+def _nature(layout: str, state: StateDict, prefixes: dict[str, str], head: str) -> Recognised | None:
     """Nature CNN under ``prefixes`` (theirs -> ours); None unless every tensor is accounted for."""
     ours, leftover = _rename(state, prefixes)
     needed = ["conv1.weight", "conv2.weight", "conv3.weight", "fc.weight"]
@@ -136,14 +136,18 @@ def _impala(
         return None
     prefixes: dict[str, str] = {}
     for i in range(stacks):
-        prefixes |= {f"{prefix}.{i}.{conv}": f"stacks.{i}.conv", f"{prefix}.{i}.{res0}": f"stacks.{i}.res0",
-                     f"{prefix}.{i}.{res1}": f"stacks.{i}.res1"}  # fmt: skip
+        prefixes |= {
+            f"{prefix}.{i}.{conv}": f"stacks.{i}.conv",
+            f"{prefix}.{i}.{res0}": f"stacks.{i}.res0",
+            f"{prefix}.{i}.{res1}": f"stacks.{i}.res1",
+        }
     prefixes |= {f"{prefix}.{stacks + 2}": "fc", **heads}
     ours, leftover = _rename(state, prefixes)
     if leftover or not _has(ours, "fc.weight", "policy.weight", "value.weight"):
         return None
-    _require_ranks(ours, layout, {**{f"stacks.{i}.conv.weight": 4 for i in range(stacks)}, "fc.weight": 2,
-                                  "policy.weight": 2})  # fmt: skip
+    _require_ranks(
+        ours, layout, {**{f"stacks.{i}.conv.weight": 4 for i in range(stacks)}, "fc.weight": 2, "policy.weight": 2}
+    )
     channels = [int(ours[f"stacks.{i}.conv.weight"].shape[0]) for i in range(stacks)]
     hidden, flat = ours["fc.weight"].shape
     return Recognised(
@@ -180,8 +184,14 @@ def _sb3_actor_critic(state: StateDict) -> Recognised | None:
             "this Stable-Baselines3 policy has hidden layers after the CNN (a custom net_arch), "
             "which is not supported yet (CnnPolicy's default net_arch has none)"
         )
-    prefixes = {f"{extractor}.cnn.0": "conv1", f"{extractor}.cnn.2": "conv2", f"{extractor}.cnn.4": "conv3",
-                f"{extractor}.linear.0": "fc", "action_net": "policy", "value_net": "value"}  # fmt: skip
+    prefixes = {
+        f"{extractor}.cnn.0": "conv1",
+        f"{extractor}.cnn.2": "conv2",
+        f"{extractor}.cnn.4": "conv3",
+        f"{extractor}.linear.0": "fc",
+        "action_net": "policy",
+        "value_net": "value",
+    }
     return _nature("stable-baselines3 ActorCriticCnnPolicy (NatureCNN)", kept, prefixes, "actor-critic")
 
 
@@ -195,26 +205,41 @@ def _sb3_dqn(state: StateDict) -> Recognised | None:
             "this Stable-Baselines3 DQN policy has hidden layers after the CNN (a custom net_arch), "
             "which is not supported yet"
         )
-    prefixes = {f"{extractor}.cnn.0": "conv1", f"{extractor}.cnn.2": "conv2", f"{extractor}.cnn.4": "conv3",
-                f"{extractor}.linear.0": "fc", "q_net.q_net.0": "q"}  # fmt: skip
+    prefixes = {
+        f"{extractor}.cnn.0": "conv1",
+        f"{extractor}.cnn.2": "conv2",
+        f"{extractor}.cnn.4": "conv3",
+        f"{extractor}.linear.0": "fc",
+        "q_net.q_net.0": "q",
+    }
     return _nature("stable-baselines3 DQN CnnPolicy (NatureCNN)", kept, prefixes, "q")
 
 
 def _cleanrl_ppo_atari(state: StateDict) -> Recognised | None:
-    prefixes = {"network.0": "conv1", "network.2": "conv2", "network.4": "conv3", "network.7": "fc",
-                "actor": "policy", "critic": "value"}  # fmt: skip
+    prefixes = {
+        "network.0": "conv1",
+        "network.2": "conv2",
+        "network.4": "conv3",
+        "network.7": "fc",
+        "actor": "policy",
+        "critic": "value",
+    }
     return _nature("cleanrl ppo_atari Agent", state, prefixes, "actor-critic")
 
 
 def _cleanrl_dqn_atari(state: StateDict) -> Recognised | None:
-    prefixes = {"network.0": "conv1", "network.2": "conv2", "network.4": "conv3", "network.7": "fc",
-                "network.9": "q"}  # fmt: skip
+    prefixes = {"network.0": "conv1", "network.2": "conv2", "network.4": "conv3", "network.7": "fc", "network.9": "q"}
     return _nature("cleanrl dqn_atari QNetwork", state, prefixes, "q")
 
 
 def _cleanrl_ppo_procgen(state: StateDict) -> Recognised | None:
-    return _impala("cleanrl ppo_procgen Agent", state, "network", ("conv", "res_block0", "res_block1"),
-                   {"actor": "policy", "critic": "value"})  # fmt: skip
+    return _impala(
+        "cleanrl ppo_procgen Agent",
+        state,
+        "network",
+        ("conv", "res_block0", "res_block1"),
+        {"actor": "policy", "critic": "value"},
+    )
 
 
 def _native(state: StateDict) -> Recognised | None:
@@ -224,23 +249,36 @@ def _native(state: StateDict) -> Recognised | None:
         names = ["conv1", "conv2", "conv3", "fc", *(["q"] if head == "q" else ["policy", "value"])]
         return _nature("understanding-rl-vision nature", state, {n: n for n in names}, head)
     if "stacks.0.conv.weight" in state:
-        return _impala("understanding-rl-vision impala", state, "stacks", ("conv", "res0", "res1"),
-                       {"fc": "fc", "policy": "policy", "value": "value"})  # fmt: skip
+        return _impala(
+            "understanding-rl-vision impala",
+            state,
+            "stacks",
+            ("conv", "res0", "res1"),
+            {"fc": "fc", "policy": "policy", "value": "value"},
+        )
     return None
 
 
 LAYOUTS: tuple[Layout, ...] = (
-    Layout("sb3-actor-critic", "Stable-Baselines3 PPO/A2C CnnPolicy: features_extractor.cnn.*, "
-           "action_net, value_net", _sb3_actor_critic),
-    Layout("sb3-dqn", "Stable-Baselines3 DQN CnnPolicy: q_net.features_extractor.cnn.*, q_net.q_net.0",
-           _sb3_dqn),
+    Layout(
+        "sb3-actor-critic",
+        "Stable-Baselines3 PPO/A2C CnnPolicy: features_extractor.cnn.*, action_net, value_net",
+        _sb3_actor_critic,
+    ),
+    Layout("sb3-dqn", "Stable-Baselines3 DQN CnnPolicy: q_net.features_extractor.cnn.*, q_net.q_net.0", _sb3_dqn),
     Layout("cleanrl-ppo-atari", "CleanRL ppo_atari: network.{0,2,4,7}, actor, critic", _cleanrl_ppo_atari),
     Layout("cleanrl-dqn-atari", "CleanRL dqn_atari: network.{0,2,4,7,9}", _cleanrl_dqn_atari),
-    Layout("cleanrl-ppo-procgen", "CleanRL ppo_procgen: network.{0,1,2}.conv/res_block0/res_block1, "
-           "network.5, actor, critic", _cleanrl_ppo_procgen),
-    Layout("native", "understanding-rl-vision's own nature/impala modules: conv1.., stacks.*, fc, "
-           "policy, value (or q)", _native),
-)  # fmt: skip
+    Layout(
+        "cleanrl-ppo-procgen",
+        "CleanRL ppo_procgen: network.{0,1,2}.conv/res_block0/res_block1, network.5, actor, critic",
+        _cleanrl_ppo_procgen,
+    ),
+    Layout(
+        "native",
+        "understanding-rl-vision's own nature/impala modules: conv1.., stacks.*, fc, policy, value (or q)",
+        _native,
+    ),
+)
 
 
 def _check_sizes(tensors: StateDict, what: str) -> None:
@@ -253,13 +291,17 @@ def _check_sizes(tensors: StateDict, what: str) -> None:
         storage = tensor.untyped_storage()
         size = tensor.numel() * tensor.element_size()
         if size > storage.nbytes():
-            raise CheckpointError(f"{what}: tensor {name[:80]} of shape {tuple(tensor.shape)} views {storage.nbytes():,} "
-                                  "bytes of data (a stride of 0): the file is damaged or hostile")  # fmt: skip
+            raise CheckpointError(
+                f"{what}: tensor {name[:80]} of shape {tuple(tensor.shape)} views {storage.nbytes():,} "
+                "bytes of data (a stride of 0): the file is damaged or hostile"
+            )
         held[storage.data_ptr()] = storage.nbytes()
         declared += size
     if declared > MAX_WEIGHT_BYTES or declared > SHARING * sum(held.values()) + (1 << 20):
-        raise CheckpointError(f"{what}: its tensors view {declared:,} bytes of weights in {sum(held.values()):,} "
-                              "bytes of data: the file is damaged or hostile")  # fmt: skip
+        raise CheckpointError(
+            f"{what}: its tensors view {declared:,} bytes of weights in {sum(held.values()):,} "
+            "bytes of data: the file is damaged or hostile"
+        )
 
 
 def recognise(state: StateDict, what: str) -> Recognised:
@@ -282,4 +324,3 @@ def recognise(state: StateDict, what: str) -> Recognised:
     sample = ", ".join(key[:80] for key in list(tensors)[:4]) + (", ..." if len(tensors) > 4 else "")
     known = "; ".join(f"{layout.name} ({layout.description})" for layout in LAYOUTS)
     raise CheckpointError(f"{what} matches no layout we know (its keys: {sample}); known layouts: {known}")
-

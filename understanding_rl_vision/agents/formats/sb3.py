@@ -35,8 +35,7 @@ from .layouts import Recognised, recognise
 
 PIXEL_POLICIES = {"ActorCriticCnnPolicy", "CnnPolicy"}
 """Policy classes whose features extractor is the Nature CNN (PPO/A2C's and DQN's "CnnPolicy")."""
-VECTOR_POLICIES = {"ActorCriticPolicy", "MlpPolicy", "DQNPolicy", "MultiInputActorCriticPolicy",
-                   "MultiInputPolicy"}  # fmt: skip
+VECTOR_POLICIES = {"ActorCriticPolicy", "MlpPolicy", "DQNPolicy", "MultiInputActorCriticPolicy", "MultiInputPolicy"}
 _NAME_OPS = 10_000
 """Opcodes read for names: a class pickled by reference takes a handful; a hostile entry could
 hold millions, each a microsecond to list."""
@@ -100,8 +99,10 @@ def _shape(space: Any, path: Path) -> tuple[int, ...]:
     if stored is None:
         return ()
     if not isinstance(stored, list) or len(stored) > 8 or not all(is_int(d) for d in stored):
-        raise CheckpointError(f"corrupt Stable-Baselines3 zip {path}: the observation space's _shape "
-                              f"{str(stored)[:40]} is not a list of sizes")  # fmt: skip
+        raise CheckpointError(
+            f"corrupt Stable-Baselines3 zip {path}: the observation space's _shape "
+            f"{str(stored)[:40]} is not a list of sizes"
+        )
     return tuple(stored)
 
 
@@ -144,8 +145,9 @@ def read_sb3(path: Path) -> SB3Agent:
         raise CheckpointError(f"{path}: the action space is not Discrete; we explain discrete actions only")
     count = _int(actions["n"])
     if count is None:
-        raise CheckpointError(f"corrupt Stable-Baselines3 zip {path}: the action space's n {str(actions['n'])[:40]} "
-                              "is not a count")  # fmt: skip
+        raise CheckpointError(
+            f"corrupt Stable-Baselines3 zip {path}: the action space's n {str(actions['n'])[:40]} is not a count"
+        )
     check_num_actions(count, f"corrupt Stable-Baselines3 zip {path}")
     kwargs = data.get("policy_kwargs") or {}
     normalize = bool(kwargs.get("normalize_images", True)) if isinstance(kwargs, dict) else True

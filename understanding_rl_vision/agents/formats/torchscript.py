@@ -74,7 +74,7 @@ def read_torchscript(path: Path) -> Foreign:
         with warnings.catch_warnings():  # torch deprecates TorchScript; reading existing files is our job
             warnings.simplefilter("ignore", DeprecationWarning)
             scripted = torch.jit.load(str(path), map_location="cpu")
-    except Exception as exc:  # noqa: BLE001  # torch raises RuntimeError and others; keep it to one line
+    except Exception as exc:  # torch raises RuntimeError and others; keep it to one line
         raise CheckpointError(f"cannot load the TorchScript module {path}: {first_line(exc)}") from None
     scripted.eval()
     for parameter in scripted.parameters():
@@ -88,19 +88,23 @@ def read_torchscript(path: Path) -> Foreign:
         found = recognise(scripted.state_dict(), str(path))
     except CheckpointError:
         found = None
-    except Exception as exc:  # noqa: BLE001  # a module whose state_dict() itself fails (custom __getstate__ and the like)
+    except Exception as exc:  # a module whose state_dict() itself fails (custom __getstate__ and the like)
         raise CheckpointError(f"cannot read the weights of the TorchScript module {path}: {first_line(exc)}") from None
     if found is not None and meta.get("action_outputs", "logits") != (
         "q_values" if found.architecture.kwargs.get("head") == "q" else "logits"
     ):
         found = None
     return Foreign(
-        format="torchscript", path=path, recognised=found, scripted=scripted,
+        format="torchscript",
+        path=path,
+        recognised=found,
+        scripted=scripted,
         gamma=float(meta["gamma"]) if "gamma" in meta else None,
         lam=float(meta["lam"]) if "lam" in meta else None,
-        preprocessing=preprocessing, env=meta.get("env", ""),
+        preprocessing=preprocessing,
+        env=meta.get("env", ""),
         details={"metadata": str(metadata_path(path) or ""), "action_outputs": meta.get("action_outputs", "logits")},
-    )  # fmt: skip
+    )
 
 
 class ScriptedModel(nn.Module):
@@ -129,14 +133,17 @@ def rebuilt_matches(foreign: Foreign, model: nn.Module, shape: tuple[int, int, i
     with torch.no_grad():
         try:
             theirs = foreign.scripted(foreign.preprocessing(obs))
-        except Exception:  # noqa: BLE001  # the module fails on these observations: it is run, and reported, as it is
+        except Exception:  # the module fails on these observations: it is run, and reported, as it is
             return False
         ours = model(Preprocessing()(obs))
     if not isinstance(theirs, (tuple, list)) or len(theirs) != 2:
         return False
-    return all(isinstance(a, torch.Tensor) and a.numel() == b.numel()
-               and torch.allclose(a.reshape(-1).float(), b.reshape(-1).float(), rtol=1e-4, atol=1e-5)
-               for a, b in zip(theirs, ours))  # fmt: skip
+    return all(
+        isinstance(a, torch.Tensor)
+        and a.numel() == b.numel()
+        and torch.allclose(a.reshape(-1).float(), b.reshape(-1).float(), rtol=1e-4, atol=1e-5)
+        for a, b in zip(theirs, ours)
+    )
 
 
 def opaque_agent(foreign: Foreign, *, device: str | torch.device, **common: Any) -> Agent:
@@ -149,12 +156,16 @@ def opaque_agent(foreign: Foreign, *, device: str | torch.device, **common: Any)
     try:
         with torch.no_grad():
             out = agent(obs)
-    except Exception as exc:  # noqa: BLE001  # the module's own code may raise anything
-        raise CheckpointError(f"the TorchScript module {foreign.path} fails on observations of shape "
-                              f"{tuple(obs.shape)} (N, H, W, C): {first_line(exc)}") from None  # fmt: skip
+    except Exception as exc:  # the module's own code may raise anything
+        raise CheckpointError(
+            f"the TorchScript module {foreign.path} fails on observations of shape "
+            f"{tuple(obs.shape)} (N, H, W, C): {first_line(exc)}"
+        ) from None
     if tuple(out.logits.shape) != (2, agent.num_actions) or tuple(out.value.shape) != (2,):
-        raise CheckpointError(f"the TorchScript module {foreign.path} returns logits of shape {tuple(out.logits.shape)} "
-                              f"and values of shape {tuple(out.value.shape)} for 2 observations; expected "
-                              f"(2, {agent.num_actions}) and (2,)")  # fmt: skip
+        raise CheckpointError(
+            f"the TorchScript module {foreign.path} returns logits of shape {tuple(out.logits.shape)} "
+            f"and values of shape {tuple(out.value.shape)} for 2 observations; expected "
+            f"(2, {agent.num_actions}) and (2,)"
+        )
     model.to(device)
     return agent
