@@ -18,6 +18,7 @@ from understanding_rl_vision.demo import DEMO_CONFIG, bundled_agent_path
 from understanding_rl_vision.errors import UserError
 from understanding_rl_vision.pipeline import Cache, make_plan, resources
 from understanding_rl_vision.pipeline.parallel import Workers
+from understanding_rl_vision.pipeline.resources import check as check_module
 from understanding_rl_vision.pipeline.resources import check_resources, estimate
 
 GB = 10**9
@@ -44,10 +45,10 @@ def machine(monkeypatch):
                 return device, free, folder
         return 1, 50 * GB, folder
 
-    monkeypatch.setattr(resources, "available_memory", lambda: state["memory"])
-    monkeypatch.setattr(resources, "resident_memory", lambda: 0)
-    monkeypatch.setattr(resources, "free_disk", free_disk)
-    monkeypatch.setattr(resources, "lanes_per_process", lambda agent, workers: 2)
+    monkeypatch.setattr(check_module, "available_memory", lambda: state["memory"])
+    monkeypatch.setattr(check_module, "resident_memory", lambda: 0)
+    monkeypatch.setattr(check_module, "free_disk", free_disk)
+    monkeypatch.setattr(check_module, "lanes_per_process", lambda agent, workers: 2)
     return state
 
 
