@@ -175,23 +175,9 @@ def test_run_with_bad_checkpoint_is_one_line_exit_2(tmp_path, case):
     assert expected in lines[0].lower()
 
 
-SMALL_FLAGS = [
-    "--num-envs",
-    "2",
-    "--num-steps",
-    "12",
-    "--obs-num-envs",
-    "2",
-    "--num-obs",
-    "6",
-    "--obs-every",
-    "2",
-    "--layers",
-    "2b,3c",
-    "--nmf-features",
-    "3",
-    "--quiet",
-]
+SMALL_FLAGS = (
+    "--num-envs 2 --num-steps 12 --obs-num-envs 2 --num-obs 6 --obs-every 2 --layers 2b,3c --nmf-features 3 --quiet"
+).split()
 
 
 def test_run_writes_the_interface_and_says_how_to_open_it(tmp_path):

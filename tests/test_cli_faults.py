@@ -14,25 +14,10 @@ import pytest
 
 from understanding_rl_vision.demo import bundled_agent_path
 
-TINY = [
-    "--num-envs",
-    "2",
-    "--num-steps",
-    "12",
-    "--obs-num-envs",
-    "2",
-    "--num-obs",
-    "4",
-    "--obs-every",
-    "2",
-    "--layers",
-    "2b",
-    "--nmf-features",
-    "2",
-    "--ig-steps",
-    "2",
-    "--quiet",
-]
+TINY = (
+    "--num-envs 2 --num-steps 12 --obs-num-envs 2 --num-obs 4 "
+    "--obs-every 2 --layers 2b --nmf-features 2 --ig-steps 2 --quiet"
+).split()
 
 
 def cli(*args: str, cwd: Path | None = None, **popen) -> subprocess.Popen:

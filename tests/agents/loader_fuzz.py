@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sb3_names import as_sb3_state
 
 from understanding_rl_vision.errors import UserError
 
@@ -133,15 +134,7 @@ def make_seeds(work: Path) -> dict[str, dict]:
     agent = make_agent("impala", None, (8, 8, 3), ["a", "b", "c"], seed=0, channels=[4], hidden_size=8)
     native = save_checkpoint(agent, work / "seed.safetensors").read_bytes()
     nature = build_model(ArchitectureSpec("nature", {"hidden_size": 8}), (36, 36, 1), 3)
-    sb3_names = {
-        "conv1": "features_extractor.cnn.0",
-        "conv2": "features_extractor.cnn.2",
-        "conv3": "features_extractor.cnn.4",
-        "fc": "features_extractor.linear.0",
-        "policy": "action_net",
-        "value": "value_net",
-    }
-    sb3_state = {sb3_names[k.split(".")[0]] + "." + k.split(".", 1)[1]: v for k, v in nature.state_dict().items()}
+    sb3_state = as_sb3_state(nature)
     sb3_entries = [
         ("data", json.dumps(_sb3_data()).encode()),
         ("policy.pth", _torch_bytes(sb3_state)),

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from sb3_names import as_sb3_state
 from torch import nn
 
 from understanding_rl_vision.agents import (
@@ -175,15 +176,7 @@ def test_integer_weights_are_refused(tmp_path, capsys):
 
 def _sb3_zip(tmp_path: Path, edit=None, state=None) -> Path:
     model = build_model(ArchitectureSpec("nature", {"hidden_size": 8}), (36, 36, 1), 3)
-    names = {
-        "conv1": "features_extractor.cnn.0",
-        "conv2": "features_extractor.cnn.2",
-        "conv3": "features_extractor.cnn.4",
-        "fc": "features_extractor.linear.0",
-        "policy": "action_net",
-        "value": "value_net",
-    }
-    weights = state or {names[k.split(".")[0]] + "." + k.split(".", 1)[1]: v for k, v in model.state_dict().items()}
+    weights = state or as_sb3_state(model)
     data = _sb3_data()
     if edit:
         edit(data)

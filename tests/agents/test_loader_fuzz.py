@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from sb3_names import as_sb3_state
 
 from understanding_rl_vision.agents import (
     ArchitectureSpec,
@@ -121,16 +122,7 @@ def _sb3_entries() -> dict[str, bytes]:
     from understanding_rl_vision.agents.architectures import build_model
     from understanding_rl_vision.agents.base import ArchitectureSpec
 
-    names = {
-        "conv1": "features_extractor.cnn.0",
-        "conv2": "features_extractor.cnn.2",
-        "conv3": "features_extractor.cnn.4",
-        "fc": "features_extractor.linear.0",
-        "policy": "action_net",
-        "value": "value_net",
-    }
-    model = build_model(ArchitectureSpec("nature", {"hidden_size": 8}), (36, 36, 1), 3)
-    state = {names[k.split(".")[0]] + "." + k.split(".", 1)[1]: v for k, v in model.state_dict().items()}
+    state = as_sb3_state(build_model(ArchitectureSpec("nature", {"hidden_size": 8}), (36, 36, 1), 3))
     return {"data": json.dumps(_sb3_data()).encode(), "policy.pth": _torch_bytes(state)}
 
 

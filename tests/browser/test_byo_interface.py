@@ -9,26 +9,10 @@ import pytest
 from understanding_rl_vision.contract import read_manifest
 
 DRAWN = "window.__rlv_metrics && window.__rlv_metrics.firstAttributionDraw !== null"
-FLAGS = [
-    "--env",
-    "ALE/Breakout-v5",
-    "--num-envs",
-    "2",
-    "--num-steps",
-    "16",
-    "--obs-num-envs",
-    "2",
-    "--num-obs",
-    "4",
-    "--obs-every",
-    "4",
-    "--nmf-features",
-    "3",
-    "--num-bookmarks",
-    "1",
-    "--attr-policy",
-    "--quiet",
-]
+FLAGS = (
+    "--env ALE/Breakout-v5 --num-envs 2 --num-steps 16 --obs-num-envs 2 --num-obs 4 "
+    "--obs-every 4 --nmf-features 3 --num-bookmarks 1 --attr-policy --quiet"
+).split()
 
 
 @pytest.mark.parametrize("algo", ["ppo", "dqn"])

@@ -14,24 +14,10 @@ import pytest
 
 from understanding_rl_vision.demo import bundled_agent_path
 
-FLAGS = [
-    "--num-envs",
-    "3",
-    "--num-steps",
-    "16",
-    "--obs-num-envs",
-    "2",
-    "--num-obs",
-    "8",
-    "--obs-every",
-    "2",
-    "--layers",
-    "2a,2b,3c",
-    "--nmf-features",
-    "3",
-    "--attr-policy",
-    "--quiet",
-]
+FLAGS = (
+    "--num-envs 3 --num-steps 16 --obs-num-envs 2 --num-obs 8 "
+    "--obs-every 2 --layers 2a,2b,3c --nmf-features 3 --attr-policy --quiet"
+).split()
 
 
 def mpiexec() -> str:
