@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from understanding_rl_vision.demo import bundled_agent_path
@@ -247,3 +248,26 @@ def test_a_save_dir_that_is_a_file_is_one_line(tmp_path):
     assert code == 2
     one_error(err, "Not a directory")
     assert (tmp_path / "file").read_text() == "x"
+
+
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path):
+    """A real write failure (a file-size limit, as a full disk fails a write): one line that names
+    the product being written, no "Exception ignored" traceback from a half-closed zip file."""
+    import resource
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG from write() instead of a signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    code, _, err = finish(
+        cli("run", str(bundled_agent_path()), "-o", str(tmp_path / "out"), *TINY, preexec_fn=small_files)
+    )
+    assert code == 2
+    one_error(err, "File too large")
+    assert f"cannot write {tmp_path / 'out.cache'}/" in err[0] and ".npz: File too large" in err[0]
+    assert not (tmp_path / "out").exists()
+    cache = tmp_path / "out.cache"
+    assert not list(cache.rglob("*.tmp"))  # nothing half-written; what was finished loads
+    for product in cache.rglob("*.npz"):
+        with np.load(product) as arrays:
+            assert arrays.files
