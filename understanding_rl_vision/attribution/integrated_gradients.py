@@ -157,6 +157,8 @@ def _output_gradients(
 ) -> torch.Tensor:
     """(K, *shape) float32 CPU: the gradient of ``out`` weighted by each ``rows[k]``, reduced by
     ``finish(grads, into)`` (default: copied as is) as soon as it exists."""
+    if rows.shape[-1] != out.shape[-1]:
+        raise UserError(f"the model gives {out.shape[-1]} outputs per frame; the chosen outputs weigh {rows.shape[-1]}")
     shape = tuple(leaf.shape) if shape is None else shape
     finish = finish or (lambda grads, into: into.copy_(grads))
     result = torch.empty((len(rows), *shape), dtype=torch.float32, device=leaf.device)

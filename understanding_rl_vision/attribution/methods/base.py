@@ -1,0 +1,89 @@
+"""What an explanation method declares, and the registry the pipeline will dispatch on.
+
+A method is one frozen dataclass: its fields are its settings (they enter the cache key), its
+class-level :class:`MethodInfo` says what it is, and :meth:`Method.attribute` computes it. No stage
+of the pipeline names a method; it reads these declarations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+
+from ...errors import UserError
+from ..outputs import ExplainedModel, Output
+
+Attaches = Literal["layer", "input"]
+"""Where a method reads the network: a hooked layer's activation, or the model's input."""
+Produces = Literal["channels", "map"]
+"""``channels``: (C, h, w) per frame, reduced by the layer's NMF basis like integrated gradients.
+``map``: (h, w) per frame, shown as a heatmap."""
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What a method is, declared rather than inferred."""
+
+    name: str
+    """Registry key and ``--methods`` name, e.g. ``gradcam``."""
+    title: str
+    """Display name, e.g. ``Grad-CAM``."""
+    citation: str
+    """Where it comes from (authors, year, venue)."""
+    summary: str
+    """One line on what it shows (the page's hover note)."""
+    attaches: Attaches
+    produces: Produces
+
+
+@dataclass(frozen=True)
+class Method(ABC):
+    """One explanation method; subclasses are frozen dataclasses whose fields are settings."""
+
+    info: ClassVar[MethodInfo]
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that determine the result (for cache keys)."""
+        return {"method": self.info.name, **dataclasses.asdict(self)}
+
+    @abstractmethod
+    def attribute(
+        self, explained: ExplainedModel, inputs: torch.Tensor, outputs: Sequence[Output], layer: str | None = None
+    ) -> torch.Tensor:
+        """Explain each of ``outputs`` for a batch of preprocessed ``inputs`` (N, C, H, W).
+
+        Returns (K, N, C, h, w) for ``channels`` methods, (K, N, h, w) for ``map`` methods, float32
+        on the CPU. ``layer`` is a dotted module name for methods that attach to a layer.
+        """
+
+
+REGISTRY: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: make ``cls`` available under ``cls.info.name``."""
+    name = cls.info.name
+    if name in REGISTRY and REGISTRY[name] is not cls:
+        raise AssertionError(f"two methods are called {name!r}")  # a bug, caught by the tests
+    REGISTRY[name] = cls
+    return cls
+
+
+def method_class(name: str) -> type[Method]:
+    """The registered method called ``name``; an unknown name fails listing the valid ones."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise UserError(f"unknown method {name!r}; valid: {', '.join(sorted(REGISTRY))}") from None
+
+
+def needs_layer(method: Method, layer: str | None) -> str:
+    """``layer`` for a method that attaches to one, or one clear error."""
+    if layer is None or layer == "input":
+        raise UserError(f"{method.info.title} explains a layer; name one (e.g. --layers 3a)")
+    return layer
