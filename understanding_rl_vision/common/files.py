@@ -15,6 +15,12 @@ def current_umask() -> int:
     return mask
 
 
+def left_by_dead_process(pid: str) -> bool:
+    """Whether a leftover whose name carries ``pid`` (as text) was left by a process that is gone.
+    A name without a process id is never judged dead: it may not be ours."""
+    return pid.isdigit() and not process_alive(int(pid))
+
+
 def process_alive(pid: int) -> bool:
     """Whether a process ``pid`` exists on this machine (leftovers of dead ones may be removed)."""
     if pid <= 0:
@@ -63,7 +69,7 @@ def remove_stale_temporaries(directory: str | os.PathLike[str]) -> int:
     removed = 0
     for leftover in Path(directory).glob(".*.*.tmp"):
         pid = leftover.name.rsplit(".", 3)[-3] if leftover.name.count(".") >= 4 else ""
-        if pid.isdigit() and not process_alive(int(pid)):
+        if left_by_dead_process(pid):
             leftover.unlink(missing_ok=True)
             removed += 1
     return removed

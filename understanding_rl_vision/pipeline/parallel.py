@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from ..agents.base import Agent
-from ..common.files import process_alive
+from ..common.files import left_by_dead_process
 from ..errors import UserError
 from .plan import Job
 
@@ -123,8 +123,7 @@ class Claims:
         directory = cache_dir / name
         if workers.is_root:
             for stale in cache_dir.glob(".claims-*-*"):
-                pid = stale.name.split("-")[1]
-                if not (pid.isdigit() and process_alive(int(pid))):
+                if left_by_dead_process(stale.name.split("-")[1]):
                     shutil.rmtree(stale, ignore_errors=True)
             directory.mkdir(parents=True)
         workers.barrier()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
-from ..common.files import current_umask, process_alive
+from ..common.files import current_umask, left_by_dead_process
 from ..errors import UserError
 
 RECORD = ".understanding-rl-vision.json"
@@ -120,7 +120,7 @@ def remove_output(folder: Path) -> bool:
         with contextlib.suppress(OSError):  # gone already, or no longer a file: left as it is
             (folder / name).unlink()
     record.unlink(missing_ok=True)
-    for parent, _, _ in sorted(os.walk(folder, topdown=False), key=lambda entry: -len(entry[0])):
+    for parent, _, _ in os.walk(folder, topdown=False):  # deepest first
         _rmdir_if_empty(Path(parent))
     return not folder.exists()
 
@@ -130,10 +130,10 @@ def remove_leftovers(path: Path) -> None:
     its half-built output is removed, and an old output it had moved aside is put back (or, if
     ``path`` has been written since, removed as an output of ours)."""
     for leftover in sorted(path.parent.glob(f".{path.name}.partial-*-*")):
-        if not process_alive(_pid(leftover)):
+        if left_by_dead_process(_pid(leftover)):
             shutil.rmtree(leftover, ignore_errors=True)
     for leftover in sorted(path.parent.glob(f".{path.name}.old-*-*")):
-        if process_alive(_pid(leftover)):
+        if not left_by_dead_process(_pid(leftover)):
             continue
         try:
             os.rename(leftover, path)  # only if ``path`` is missing or empty
@@ -236,9 +236,9 @@ def _some(names: list[str]) -> str:
     return f"{len(names)} file(s) ({shown})" if names else "no record of this tool"
 
 
-def _pid(leftover: Path) -> int:
-    part = leftover.name.rsplit("-", 2)[-2]
-    return int(part) if part.isdigit() else -1
+def _pid(leftover: Path) -> str:
+    """The process id in ``.<name>.partial-<pid>-<random>`` (and ``.old-``)."""
+    return leftover.name.rsplit("-", 2)[-2]
 
 
 def _rmdir_if_empty(directory: Path) -> bool:

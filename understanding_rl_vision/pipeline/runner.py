@@ -147,9 +147,9 @@ def _compute(agent: Agent, plan: Plan, cache: Cache, workers: Workers, progress:
             # The other lanes stop after their current job. Ctrl-C does not wait for it (an
             # attribution job can take a minute): those threads are daemons, and whatever they
             # were writing is a temporary file that the next run removes.
-            deadline = time.monotonic() + (INTERRUPT_WAIT_SECONDS if isinstance(exc, KeyboardInterrupt) else 1e9)
+            deadline = time.monotonic() + INTERRUPT_WAIT_SECONDS
             for thread in sides:
-                thread.join(max(0.0, deadline - time.monotonic()))
+                thread.join(max(0.0, deadline - time.monotonic()) if isinstance(exc, KeyboardInterrupt) else None)
             if isinstance(exc, OtherRankFailed) and failures:
                 raise failures[0] from None  # this process's own lane failed: its error, not a rank's message
             raise
