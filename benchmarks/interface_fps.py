@@ -21,16 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "browser"))
+from chromium_setup import CHROMIUM_ARGS, build_small_interface  # the browser tests' own
+
 VIEWPORT = {"width": 1280, "height": 800}
 DRAWN = "window.__rlv_metrics && window.__rlv_metrics.firstAttributionDraw !== null"
-CHROMIUM_ARGS = [  # as tests/browser/conftest.py
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 SETTLE = """(n) => new Promise((done) => {
   const step = () => (n-- > 0 ? requestAnimationFrame(step) : setTimeout(done, 30));
@@ -63,33 +58,6 @@ ANIMATION_FPS = """() => new Promise((done) => {
   const tick = () => (++n, performance.now() - t0 < 1000 ? requestAnimationFrame(tick) : done(n));
   requestAnimationFrame(tick);
 })"""
-
-
-def small_interface(folder: Path) -> Path:
-    """The browser tests' small_interface (tests/browser/conftest.py), built in `folder`."""
-    from understanding_rl_vision import rl_clarity
-    from understanding_rl_vision.agents import make_agent, save_checkpoint
-    from understanding_rl_vision.envs import make_vec_env
-
-    with make_vec_env("coinrun", num_envs=1, seed=0, distribution_mode="easy") as env:
-        agent = make_agent("impala", env.spec, env.observation_shape, env.action_names, seed=0)
-    checkpoint = save_checkpoint(agent, folder / "random.safetensors")
-    return rl_clarity.run(
-        checkpoint,
-        folder / "interface",
-        progress=False,
-        num_envs=2,
-        num_steps=24,
-        obs_num_envs=4,
-        num_obs=8,
-        obs_every=4,
-        layers=("2b", "3b"),
-        default_layer="2b",
-        attr_policy=True,
-        nmf_features=4,
-        num_bookmarks=2,
-        title="random agent",
-    ).path
 
 
 def first_paint(browser, interface: Path) -> float:
@@ -136,7 +104,7 @@ def main() -> None:
     if not executable:
         sys.exit("needs Chromium: apt-get install -y chromium (or make chromium)")
     with tempfile.TemporaryDirectory(prefix="rlv-fps-") as scratch:
-        interface = args.interface.resolve() if args.interface else small_interface(Path(scratch))
+        interface = args.interface.resolve() if args.interface else build_small_interface(Path(scratch))
         print(f"interface: {interface}", flush=True)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)

@@ -3,10 +3,7 @@
 import shutil
 
 import pytest
-
-CHROMIUM_ARGS = (
-    "--headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update --disable-sync"
-).split()
+from chromium_setup import CHROMIUM_ARGS, build_small_interface
 
 
 @pytest.fixture(scope="session")
@@ -43,28 +40,6 @@ def page(browser, console_errors):
 
 
 @pytest.fixture(scope="session")
-def small_interface(tmp_path_factory, make_random_agent):
-    """interface.html from a real small run: a random IMPALA agent on CoinRun saved as a checkpoint,
-    2 trajectories of 24 frames, layers 2b and 3b, value + every logit + groups, 4 NMF features."""
-    from understanding_rl_vision import rl_clarity
-    from understanding_rl_vision.agents import save_checkpoint
-
-    folder = tmp_path_factory.mktemp("run")
-    agent = make_random_agent("coinrun", "impala", distribution_mode="easy")
-    checkpoint = save_checkpoint(agent, folder / "random.safetensors")
-    return rl_clarity.run(
-        checkpoint,
-        folder / "interface",
-        progress=False,
-        num_envs=2,
-        num_steps=24,
-        obs_num_envs=4,
-        num_obs=8,
-        obs_every=4,
-        layers=("2b", "3b"),
-        default_layer="2b",
-        attr_policy=True,
-        nmf_features=4,
-        num_bookmarks=2,
-        title="random agent",
-    ).path
+def small_interface(tmp_path_factory):
+    """interface.html from a real small run (see :func:`chromium_setup.build_small_interface`)."""
+    return build_small_interface(tmp_path_factory.mktemp("run"))
