@@ -7,9 +7,10 @@ and the CLI exposes each one under the same name.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
-from typing import Any, Literal
+from dataclasses import dataclass, field, fields
+from typing import Any
 
+from .attribution.methods import BASIS_METHOD, MethodSettings, MethodSettingsBase, method_class
 from .errors import ConfigError
 
 
@@ -178,24 +179,33 @@ class LayerConfig:
 
 @dataclass(frozen=True)
 class AttributionConfig:
-    """Integrated gradients from each layer to the explained outputs."""
+    """Which explanation methods run, and which of the model's outputs they explain."""
 
+    methods: tuple[str, ...] = ("ig",)
+    """Explanation methods by name, in the page's order: ig (integrated gradients), gradcam,
+    gradcam-channels, gradcam++, hirescam, gradient, gradient-x-input, smoothgrad, smoothgrad-sq,
+    vargrad, perturbation. Each method's settings are flags of their own (--ig-steps,
+    --noise-samples, ...)."""
+    explain: tuple[str, ...] = ("value",)
+    """Outputs every method explains: value, action (the logit or Q-value of the action taken at
+    each frame), actor (all logits as one vector; perturbation only), logit:<action>, group:<name>."""
     attr_policy: bool = False
-    """Also explain every policy logit and action group, not only the value function."""
-    ig_steps: int = 10
-    """Integration steps (the original used 10 right-Riemann steps)."""
-    ig_rule: Literal["riemann", "gauss-legendre"] = "riemann"
-    """Quadrature: right Riemann sum as the original, or Gauss-Legendre (fewer steps suffice)."""
+    """Also explain every policy logit and action group."""
 
     def __post_init__(self) -> None:
-        _positive(self, "ig_steps")
-        if self.ig_rule not in ("riemann", "gauss-legendre"):
-            raise ConfigError(f"ig_rule must be riemann or gauss-legendre, got {self.ig_rule!r}")
+        if not self.methods:
+            raise ConfigError("methods needs at least one method, e.g. ig")
+        if len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"methods lists a method twice: {','.join(self.methods)}")
+        for name in self.methods:
+            method_class(name)
+        if not self.explain:
+            raise ConfigError("explain needs at least one output, e.g. value")
 
     @property
-    def outputs(self) -> str | tuple[str, ...]:
+    def selection(self) -> tuple[str, ...]:
         """What to explain, as :meth:`ExplainedModel.outputs` takes it."""
-        return ("value", "logits", "groups") if self.attr_policy else "value"
+        return (*self.explain, "logits", "groups") if self.attr_policy else self.explain
 
 
 @dataclass(frozen=True)
@@ -211,6 +221,8 @@ class RunConfig:
     reduction: ReductionConfig = ReductionConfig()
     feature_vis: FeatureVisConfig = FeatureVisConfig()
     interface: InterfaceConfig = InterfaceConfig()
+    method_settings: MethodSettingsBase = field(default_factory=MethodSettings)
+    """Every registered method's settings (generated from the method classes)."""
     seed: int = 0
     """Seed of the trajectories and the observation set (environments and sampled actions)."""
     device: str = "cpu"
@@ -229,6 +241,11 @@ class RunConfig:
         if not isinstance(self.frame_stack, int) or self.frame_stack < 0:
             raise ConfigError(f"frame_stack must be a non-negative integer, got {self.frame_stack!r}")
 
+    def setting(self, name: str) -> Any:
+        """A setting's value by its flat name (``ig_steps``, ``num_envs``)."""
+        group = flat_field_owners()[name]
+        return getattr(getattr(self, group) if group else self, name)
+
     def replace(self, **settings: object) -> RunConfig:
         """A copy with settings changed by their flat names; unknown names list the valid ones."""
         owner = flat_field_owners()
@@ -245,7 +262,16 @@ class RunConfig:
                 by_group.setdefault(group, {})[name] = value
         for group, values in by_group.items():
             changes[group] = dataclasses.replace(getattr(self, group), **values)
-        return dataclasses.replace(self, **changes)
+        changed = dataclasses.replace(self, **changes)
+        chosen = {*changed.attribution.methods, BASIS_METHOD}  # the basis method fits every layer's features
+        for name in by_group.get("method_settings", {}):
+            readers = changed.method_settings.owners(name)
+            if not chosen & set(readers):
+                raise ConfigError(
+                    f"{name} is a setting of {', '.join(readers)}, and methods "
+                    f"({','.join(changed.attribution.methods)}) includes none of them"
+                )
+        return changed
 
 
 _GROUPS = (
@@ -257,6 +283,7 @@ _GROUPS = (
     "reduction",
     "feature_vis",
     "interface",
+    "method_settings",
 )
 
 

@@ -111,7 +111,8 @@ def test_torchscript_with_a_known_layout_is_rebuilt_with_hookable_layers(tmp_pat
 
 def test_unfamiliar_torchscript_runs_as_is_and_explains_its_input(tmp_path, coinrun_obs):
     from understanding_rl_vision import rl_clarity
-    from understanding_rl_vision.contract import read_manifest
+    from understanding_rl_vision.contract import check_against_manifest, read_manifest, read_payload
+    from understanding_rl_vision.errors import UserError
 
     module = randomise(Unfamiliar())
     torch.jit.trace(module, torch.zeros(1, 3, 64, 64)).save(str(tmp_path / "odd.pt"))
@@ -133,9 +134,19 @@ def test_unfamiliar_torchscript_runs_as_is_and_explains_its_input(tmp_path, coin
         obs_every=2,
         nmf_features=2,
         num_bookmarks=1,
+        methods=("ig", "gradient", "smoothgrad"),  # input methods work on a model we cannot hook
+        explain=("value", "action"),
+        noise_samples=2,
     )
     manifest = read_manifest(result.directory / "data")
     assert [layer.name for layer in manifest.layers] == ["input"]
+    assert [m.name for m in manifest.methods] == ["ig", "gradient", "smoothgrad"]
+    for prefix in ("m1", "m2"):
+        for t in range(2):
+            for o in range(2):
+                check_against_manifest(manifest, read_payload(result.directory / "data", f"{prefix}-in-{t}-{o}"))
+    with pytest.raises(UserError, match="Grad-CAM explains a layer, and no layer it can read is chosen"):
+        rl_clarity.run(tmp_path / "odd.pt", tmp_path / "cam", env="coinrun", progress=False, methods=("gradcam",))
 
 
 def test_state_dict_of_no_known_layout_lists_the_known_ones(tmp_path):

@@ -113,7 +113,7 @@ def captum_noise_tunnel(explained, inputs, weights, kind, draws, captum_method=S
 @pytest.mark.parametrize("kind", sorted(OUR_KINDS))
 def test_noise_tunnel_matches_captum(setup, kind):
     _, explained, inputs, outputs = setup
-    method = OUR_KINDS[kind](samples=SAMPLES, noise=NOISE, seed=3)
+    method = OUR_KINDS[kind](noise_samples=SAMPLES, noise_level=NOISE, noise_seed=3)
     draws = noise_samples(inputs, SAMPLES, NOISE, seed=3)
     assert draws.shape == (SAMPLES, *inputs.shape)
     ours = method.channel_attribution(explained, inputs, outputs)
@@ -126,7 +126,7 @@ def test_noise_tunnel_matches_captum(setup, kind):
 
 def test_noise_tunnel_wraps_gradient_x_input(setup):
     _, explained, inputs, outputs = setup
-    method = SmoothGrad(method=GradientTimesInput(), samples=SAMPLES, noise=NOISE)
+    method = SmoothGrad(method=GradientTimesInput(), noise_samples=SAMPLES, noise_level=NOISE)
     draws = noise_samples(inputs, SAMPLES, NOISE, seed=0)
     ours = method.channel_attribution(explained, inputs, outputs[:1])
     reference = captum_noise_tunnel(explained, inputs, outputs[0].weights, "smoothgrad", draws, InputXGradient)
@@ -135,9 +135,9 @@ def test_noise_tunnel_wraps_gradient_x_input(setup):
 
 def test_noise_is_seeded(setup):
     agent, explained, inputs, outputs = setup
-    first = SmoothGrad(samples=SAMPLES).attribute(explained, inputs, outputs)
-    again = SmoothGrad(samples=SAMPLES).attribute(explained, inputs, outputs)
-    other = SmoothGrad(samples=SAMPLES, seed=1).attribute(explained, inputs, outputs)
+    first = SmoothGrad(noise_samples=SAMPLES).attribute(explained, inputs, outputs)
+    again = SmoothGrad(noise_samples=SAMPLES).attribute(explained, inputs, outputs)
+    other = SmoothGrad(noise_samples=SAMPLES, noise_seed=1).attribute(explained, inputs, outputs)
     assert torch.equal(first, again)
     assert not torch.equal(first, other)
     assert torch.equal(noise_samples(inputs, 2, NOISE, 5), noise_samples(inputs, 2, NOISE, 5))
@@ -168,7 +168,7 @@ def test_maps_peak_inside_the_square():
     inputs = 0.1 * torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     inputs[..., 8:16, 18:26] += 0.8  # the bright square the output reads
     outputs = explained.outputs("value")
-    for method in (Gradient(), GradientTimesInput(), SmoothGrad(samples=8)):
+    for method in (Gradient(), GradientTimesInput(), SmoothGrad(noise_samples=8)):
         maps = method.attribute(explained, inputs, outputs)[0]  # (N, H, W)
         for frame in maps:
             row, col = divmod(int(frame.abs().argmax()), frame.shape[1])
@@ -202,6 +202,6 @@ def test_registry():
     with pytest.raises(UserError):
         SmoothGrad(kind="vargrad")
     with pytest.raises(UserError, match="samples"):
-        OurNoiseTunnel(Gradient(), samples=0)
+        OurNoiseTunnel(Gradient(), noise_samples=0)
     with pytest.raises(UserError, match="noise"):
-        VarGrad(noise=-1.0)
+        VarGrad(noise_level=-1.0)

@@ -38,16 +38,26 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "understanding_rl_vision.cli", "run", str(bundled_agent_path()), *args, *FLAGS]
 
 
+METHODS = "--methods ig,gradcam,smoothgrad --explain value,action --noise-samples 4".split()
+"""Three methods: channels at each layer, a map at each layer, a map of the input."""
+
+
 def test_two_ranks_write_the_same_bytes_as_one_process(tmp_path):
-    one = subprocess.run(cli("-o", str(tmp_path / "one")), capture_output=True, text=True, timeout=600)
+    one = subprocess.run(cli("-o", str(tmp_path / "one"), *METHODS), capture_output=True, text=True, timeout=600)
     assert one.returncode == 0, one.stderr
     two = subprocess.run(
-        [mpiexec(), "-n", "2", *cli("-o", str(tmp_path / "two"))], capture_output=True, text=True, timeout=600
+        [mpiexec(), "-n", "2", *cli("-o", str(tmp_path / "two"), *METHODS)], capture_output=True, text=True, timeout=600
     )
     assert two.returncode == 0, two.stderr
     assert two.stdout.count("wrote ") == 1  # rank 0 writes and reports, once
     made_by = [int(np.load(p)["made_by_rank"]) for p in (tmp_path / "two.cache").glob("*/*.npz")]
-    assert len(made_by) == 2 + 3 + 9 and set(made_by) == {0, 1}, made_by  # both ranks computed jobs
+    # rollouts 2, fits 3, then per trajectory: ig and gradcam at 3 layers, smoothgrad on the input
+    assert len(made_by) == 2 + 3 + 3 * (3 + 3 + 1) and set(made_by) == {0, 1}, made_by  # both ranks computed jobs
+    assert {p.name for p in (tmp_path / "two" / "data").glob("m2-in-*.js")} == {
+        f"m2-in-{t}-{o}.js"
+        for t in range(3)
+        for o in range(2 + 15 + 5)  # value, action, 15 logits, 5 groups
+    }
     assert tree(tmp_path / "one") == tree(tmp_path / "two")  # including the non-root rank's products
     assert len(tree(tmp_path / "two")) > 40
 

@@ -13,6 +13,7 @@ from .hooks import LayerNotFoundError, capture, forward_hooks, hook_count
 from .integrated_gradients import (
     DEFAULT_MEMORY_BUDGET,
     DEFAULT_STEPS,
+    INPUT_CHUNK,
     Batching,
     LayerAttribution,
     Rule,
@@ -26,8 +27,6 @@ from .outputs import ExplainedModel, Output, explain_agent
 
 INPUT_LAYER = "input"
 """The name under which the model's input is explained, as if it were a layer."""
-INPUT_CHUNK = 256
-"""Observations per backward pass of input gradients (integrated gradients size their own chunks)."""
 
 __all__ = [
     "INPUT_CHUNK",

@@ -38,11 +38,13 @@ import torch
 
 from ..errors import UserError
 from .hooks import forward_hooks, frozen_parameters
-from .outputs import ExplainedModel, Output, weight_matrix
+from .outputs import ExplainedModel, Output, output_rows
 
 Rule = Literal["riemann", "gauss-legendre"]
 Batching = Literal["sequential", "vmap"]
 DEFAULT_STEPS = 10
+INPUT_CHUNK = 256
+"""Frames per backward pass of input gradients (integrated gradients size their own chunks)."""
 DEFAULT_MEMORY_BUDGET = 128 << 20  # bytes of working memory per chunk (measured fastest of 32 MiB to 512 MiB)
 
 
@@ -89,20 +91,30 @@ def integrated_gradients(
     rule: Rule = "riemann",
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     batching: Batching = "sequential",
+    actions: torch.Tensor | None = None,
 ) -> LayerAttribution:
     """IG of each output to ``layer`` for a batch of (preprocessed) model inputs.
 
     Returns (K, N, *layer shape). Frames are processed in chunks sized by ``memory_budget``.
+    ``actions`` (N,) are the actions taken, for the ``action`` output.
     """
     alphas, weights = quadrature(steps, rule)
     _check_batching(batching)
     device = inputs.device
     alpha = torch.tensor(alphas, dtype=torch.float32, device=device)
     weight = torch.tensor(weights, dtype=torch.float32, device=device)
-    combine = weight_matrix(outputs, device)  # (K, M)
+    combine = output_rows(outputs, len(inputs), actions, device)  # (K, N, M)
     chunk_size = _chunk_size(explained, inputs, layer, len(outputs), steps, memory_budget, batching)
     chunks = [
-        _attribute_chunk(explained, inputs[start : start + chunk_size], layer, alpha, weight, combine, batching)
+        _attribute_chunk(
+            explained,
+            inputs[start : start + chunk_size],
+            layer,
+            alpha,
+            weight,
+            combine[:, start : start + chunk_size],
+            batching,
+        )
         for start in range(0, len(inputs), chunk_size)
     ]
     values = torch.cat(chunks, dim=1)
@@ -118,7 +130,8 @@ def _attribute_chunk(
     combine: torch.Tensor,
     batching: Batching,
 ) -> torch.Tensor:
-    """(K, n, *layer shape) for one chunk of n frames: one forward pass, K backward passes."""
+    """(K, n, *layer shape) for one chunk of n frames: one forward pass, K backward passes.
+    ``combine`` (K, n, M) weighs each frame's output vector."""
     captured: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def substitute(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
@@ -137,7 +150,7 @@ def _attribute_chunk(
     if out.shape[0] != steps * n:
         raise UserError(f"layer {layer!r} is crossed by a skip connection; choose a bottleneck layer")
     activation, scaled = captured[0]
-    rows = combine[:, None, :].expand(-1, steps * n, -1)  # (K, steps * n, M)
+    rows = combine.repeat(1, steps, 1)  # (K, steps * n, M), step-major like the batch
 
     def integrate(grads: torch.Tensor, into: torch.Tensor) -> None:
         """into = a * sum_s w_s grad f(alpha_s a), from the (steps * n, ...) gradients of one output."""
@@ -184,6 +197,7 @@ def input_gradients(
     outputs: Sequence[Output],
     *,
     batching: Batching = "sequential",
+    actions: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Plain gradients of each output with respect to the model input: (K, N, C, H, W).
 
@@ -191,16 +205,20 @@ def input_gradients(
     reproduce the image.
     """
     _check_batching(batching)
-    combine = weight_matrix(outputs, inputs.device)
+    rows = output_rows(outputs, len(inputs), actions, inputs.device)
     x = inputs.detach().requires_grad_()
     with frozen_parameters(explained.model), torch.enable_grad():
         out = explained.forward(x)
-    rows = combine[:, None, :].expand(-1, len(x), -1)
     return _output_gradients(out, x, rows, batching)
 
 
 def output_at(
-    explained: ExplainedModel, inputs: torch.Tensor, layer: str, scale: float, outputs: Sequence[Output]
+    explained: ExplainedModel,
+    inputs: torch.Tensor,
+    layer: str,
+    scale: float,
+    outputs: Sequence[Output],
+    actions: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(K, N) outputs with ``layer``'s activation multiplied by ``scale`` (0 gives the baseline)."""
 
@@ -209,7 +227,7 @@ def output_at(
 
     with torch.no_grad(), forward_hooks(explained.model, {layer: rescale}):
         out = explained.forward(inputs)
-    return weight_matrix(outputs, inputs.device) @ out.float().T
+    return (output_rows(outputs, len(inputs), actions, inputs.device) * out.float()).sum(dim=-1)
 
 
 def completeness_error(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
@@ -17,13 +18,21 @@ from torch import nn
 from ..agents.base import Agent
 from ..errors import UserError
 
+OutputKind = Literal["scalar", "taken", "vector"]
+"""``scalar``: ``weights`` combine the output vector into one number, the same for every frame.
+``taken``: ``weights`` mark the action entries (in action order); each frame explains the entry of
+the action it took. ``vector``: the marked entries together, as a vector (perturbation scores its
+change by a norm; gradient methods explain one scalar and refuse it)."""
+
 
 @dataclass(frozen=True)
 class Output:
-    """One explained scalar: ``weights`` combine the entries of the output vector."""
+    """One explained output: ``weights`` combine (or, see :data:`OutputKind`, mark) the entries of
+    the output vector."""
 
-    name: str  # "value", "logit:LEFT+UP", "group:RIGHT"
+    name: str  # "value", "logit:LEFT+UP", "group:RIGHT", "action", "actor"
     weights: tuple[float, ...]
+    kind: OutputKind = "scalar"
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,8 @@ class ExplainedModel:
         """Resolve names to outputs.
 
         Accepted: an entry name (``value``, ``logit:LEFT``), ``logits`` (every ``logit:`` entry),
-        ``group:NAME``, ``groups`` (every group). Unknown names fail listing the valid ones.
+        ``group:NAME``, ``groups`` (every group), ``action`` (the logit of the action taken at each
+        frame) and ``actor`` (all logits as one vector). Unknown names fail listing the valid ones.
         """
         if isinstance(selection, str):
             selection = [part.strip() for part in selection.split(",") if part.strip()]
@@ -61,11 +71,14 @@ class ExplainedModel:
         if name == "logits":
             indices = [i for i, entry in enumerate(self.entries) if entry.startswith("logit:")]
             return [self._combination(self.entries[i], [i]) for i in indices]
+        if name in ("action", "actor"):
+            marked = self._combination(name, [i for i, entry in enumerate(self.entries) if entry.startswith("logit:")])
+            return [Output(name, marked.weights, "taken" if name == "action" else "vector")]
         if name == "groups":
             return [self._combination(f"group:{g}", idx) for g, idx in self.groups.items()]
         if name.startswith("group:") and name[len("group:") :] in self.groups:
             return [self._combination(name, self.groups[name[len("group:") :]])]
-        valid = [*self.entries, "logits", *(f"group:{g}" for g in self.groups), "groups"]
+        valid = [*self.entries, "logits", *(f"group:{g}" for g in self.groups), "groups", "action", "actor"]
         raise UserError(f"unknown output {name!r}; valid: {', '.join(valid)}")
 
     def _combination(self, name: str, indices: Sequence[int]) -> Output:
@@ -75,9 +88,39 @@ class ExplainedModel:
         return Output(name, tuple(weights))
 
 
-def weight_matrix(outputs: Sequence[Output], device: torch.device | str = "cpu") -> torch.Tensor:
-    """(K, M) float32: row k combines the output vector into output k."""
-    return torch.tensor([o.weights for o in outputs], dtype=torch.float32, device=device)
+def output_rows(
+    outputs: Sequence[Output],
+    frames: int,
+    actions: torch.Tensor | None = None,
+    device: torch.device | str = "cpu",
+    *,
+    scalar: bool = True,
+) -> torch.Tensor:
+    """(K, N, M) float32: row [k, n] weighs frame n's output vector for output k.
+
+    ``actions`` (N,) are the actions taken, which ``action`` outputs need. With ``scalar``, a
+    ``vector`` output is refused: gradient methods explain one number at a time.
+    """
+    rows = torch.tensor([o.weights for o in outputs], dtype=torch.float32, device=device)
+    rows = rows[:, None, :].repeat(1, frames, 1)
+    for k, output in enumerate(outputs):
+        if output.kind == "vector" and scalar:
+            raise UserError(
+                f"{output.name!r} is a vector of outputs, which only perturbation explains; "
+                "gradient methods explain one number: choose value, action or logit:<name>"
+            )
+        if output.kind == "taken":
+            if actions is None:
+                raise UserError(f"the {output.name!r} output needs the actions taken at each frame (actions=...)")
+            actions = torch.as_tensor(actions, device=device).long().reshape(-1)
+            candidates = torch.tensor([i for i, w in enumerate(output.weights) if w], device=device)
+            if len(actions) != frames or (len(actions) and (actions.min() < 0 or actions.max() >= len(candidates))):
+                raise UserError(
+                    f"{frames} frames need {frames} actions in 0..{len(candidates) - 1}, got {len(actions)}"
+                )
+            rows[k] = 0.0
+            rows[k, torch.arange(frames, device=device), candidates[actions]] = 1.0
+    return rows
 
 
 def explain_agent(agent: Agent) -> ExplainedModel:

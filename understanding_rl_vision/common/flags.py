@@ -22,14 +22,16 @@ PREFIX = "setting_"  # namespace dests, so settings never collide with the comma
 @cache
 def flat_fields(cls: type) -> dict[str, tuple[str | None, type]]:
     """Flat field name -> (the group field holding it, None at top level; the class declaring
-    it). A field whose type is a dataclass is a group: its fields are flattened into this one."""
+    it). A field whose default is a dataclass is a group: its fields are flattened into this one.
+    A group field may name another declaring class in ``metadata["owner"]`` (the generated method
+    settings point at each method's class, where the field's type and docstring are written)."""
     out: dict[str, tuple[str | None, type]] = {}
-    hints = typing.get_type_hints(cls)
+    defaults = cls()
     for f in dataclasses.fields(cls):
-        hint = hints[f.name]
+        value = getattr(defaults, f.name)
         members: list[tuple[str, str | None, type]]
-        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-            members = [(g.name, f.name, hint) for g in dataclasses.fields(hint)]
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            members = [(g.name, f.name, g.metadata.get("owner", type(value))) for g in dataclasses.fields(value)]
         else:
             members = [(f.name, None, cls)]
         for name, group, owner in members:
@@ -86,10 +88,15 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, title: str) -> 
     for name, (group, owner) in flat_fields(cls).items():
         if group not in groups:
             heading = group.replace("_", " ") if group else title
-            groups[group] = parser.add_argument_group(f"{heading} settings")
-        default = getattr(getattr(defaults, group) if group else defaults, name)
+            groups[group] = parser.add_argument_group(
+                heading if heading.endswith("settings") else f"{heading} settings"
+            )
+        holder = getattr(defaults, group) if group else defaults
+        default = getattr(holder, name)
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        help_text = f"{docs.get(name, '')} (default: {shown!s})".replace("%", "%%")
+        readers = next(f for f in dataclasses.fields(holder) if f.name == name).metadata.get("methods")
+        used_by = f" Read by {', '.join(readers)}." if readers else ""
+        help_text = f"{docs.get(name, '')}{used_by} (default: {shown!s})".replace("%", "%%")
         kind = _parser_for(typing.get_type_hints(owner)[name])
         groups[group].add_argument(
             f"--{name.replace('_', '-')}", dest=PREFIX + name, default=argparse.SUPPRESS, help=help_text, **kind

@@ -29,6 +29,7 @@ from .reader import (
 from .schema import (
     DATA_DIRNAME,
     FORMAT_VERSION,
+    INPUT_SITE,
     KEY_TEMPLATES,
     MANIFEST_KEY,
     AttributionPayload,
@@ -39,6 +40,8 @@ from .schema import (
     ImageRef,
     LayerInfo,
     Manifest,
+    MapPayload,
+    MethodEntry,
     Popup,
     Sprites,
     TrajectoryPayload,
@@ -46,6 +49,7 @@ from .schema import (
     bookmarks_from,
     estimate_bytes,
     feature_key,
+    map_key,
     trajectory_key,
 )
 from .writer import (
@@ -62,6 +66,7 @@ from .writer import (
 __all__ = [
     "DATA_DIRNAME",
     "FORMAT_VERSION",
+    "INPUT_SITE",
     "KEY_TEMPLATES",
     "MANIFEST_KEY",
     "AttributionPayload",
@@ -73,6 +78,8 @@ __all__ = [
     "ImageRef",
     "LayerInfo",
     "Manifest",
+    "MapPayload",
+    "MethodEntry",
     "Popup",
     "Sprites",
     "TrajectoryPayload",
@@ -90,6 +97,7 @@ __all__ = [
     "from_json",
     "javascript_contract",
     "json_schema",
+    "map_key",
     "parse_envelope",
     "png_data_url",
     "quantise",

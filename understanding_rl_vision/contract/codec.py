@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
-from .schema import DTYPES, ArraySpec, ImageRef, array_spec
+from .schema import DTYPES, ArraySpec, ImageRef, array_spec, is_optional
 
 Compression = Literal["none", "deflate"]
 DEFLATE_LEVEL = 6
@@ -168,6 +168,8 @@ def to_json(record: Any) -> Any:
             out["kind"] = kind
         for f in fields(record):
             spec, value = array_spec(f), getattr(record, f.name)
+            if is_optional(f) and not spec and value == f.default:
+                continue  # absent means the default (see schema._optional)
             out[f.name] = encode_array(value, spec) if spec else to_json(value)
         return out
     if isinstance(record, Mapping):
@@ -201,7 +203,7 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     if is_dataclass(hint):
         if not isinstance(value, Mapping):
             raise TypeError(f"{where}: expected an object, got {_brief(value)}")
-        expected = {f.name for f in fields(hint)}
+        expected = {f.name for f in fields(hint) if not is_optional(f) or f.name in value}
         kind = getattr(hint, "KIND", None)
         keys = set(value) - ({"kind"} if kind is not None else set())
         if kind is not None and value.get("kind") != kind:
@@ -210,6 +212,8 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
             raise TypeError(f"{where}: fields {sorted(keys ^ expected)} missing or unknown")
         kwargs = {}
         for f in fields(hint):
+            if f.name not in value:
+                continue  # an optional field left out: its default
             spec = array_spec(f)
             sub = f"{where}.{f.name}"
             kwargs[f.name] = (

@@ -8,6 +8,7 @@ form: array fields are encoded arrays (see :mod:`.schema`), every payload has a 
 
 from __future__ import annotations
 
+import json
 import re
 import types
 import typing
@@ -17,8 +18,11 @@ from typing import Any, Literal
 
 from .schema import (
     DATA_DIRNAME,
+    DEFAULT_KEY_PREFIX,
+    DEFAULT_METHOD,
     DTYPES,
     FORMAT_VERSION,
+    INPUT_SITE,
     KEY_PATTERN,
     KEY_TEMPLATES,
     OBS_PER_SHEET,
@@ -26,6 +30,7 @@ from .schema import (
     RECEIVER,
     ArraySpec,
     array_spec,
+    is_optional,
 )
 
 _SCHEMA_ID = "https://json-schema.org/draft/2020-12/schema"
@@ -128,11 +133,12 @@ def json_schema() -> dict[str, Any]:
                 }
             doc = f.metadata.get("doc", "") + (f" [{_array_note(spec)}]" if spec else "")
             props[f.name] = {**prop, "description": doc}
+        optional = {f.name for f in fields(cls) if is_optional(f)}
         defs[cls.__name__] = {
             "type": "object",
             "description": _doc(cls),
             "properties": props,
-            "required": list(props),
+            "required": [name for name in props if name not in optional],
             "additionalProperties": False,
         }
     return {
@@ -187,6 +193,10 @@ def javascript_contract() -> str:
         f"export const OBS_PER_SHEET = {OBS_PER_SHEET};",
         f"export const KEY_PATTERN = /^{KEY_PATTERN}$/;",
         f"export const DTYPES = Object.freeze([{quoted}]);",
+        f'export const INPUT_SITE = "{INPUT_SITE}";',
+        f'export const DEFAULT_KEY_PREFIX = "{DEFAULT_KEY_PREFIX}";',
+        "/** The method of a manifest without `methods`: integrated gradients of every output at every layer. */",
+        f"export const DEFAULT_METHOD = Object.freeze({json.dumps(DEFAULT_METHOD, ensure_ascii=False)});",
         "",
         "/** The payload key of each kind, from the Python key templates. */",
         "export const keys = Object.freeze({",
@@ -222,7 +232,8 @@ def javascript_contract() -> str:
             spec = array_spec(f)
             js = "EncodedArray" if spec else _js_type(hints[f.name])
             doc = f.metadata.get("doc", "") + (f" [{_array_note(spec)}]" if spec else "")
-            out.append(f" * @property {{{js}}} {f.name}  {doc.replace('``', '`')}")
+            name = f"[{f.name}]" if is_optional(f) else f.name
+            out.append(f" * @property {{{js}}} {name}  {doc.replace('``', '`')}")
         out.append(" */")
         out.append("")
     names = "|".join(cls.__name__ for cls in PAYLOAD_TYPES)

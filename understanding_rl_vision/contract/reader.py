@@ -24,6 +24,7 @@ from .schema import (
     FeaturePayload,
     ImageRef,
     Manifest,
+    MapPayload,
     Sprites,
     TrajectoryPayload,
 )
@@ -109,12 +110,12 @@ def check_against_manifest(manifest: Manifest, payload: Any) -> None:
         if not ok:
             problems.append(what)
 
-    if isinstance(payload, (TrajectoryPayload, AttributionPayload)):
+    if isinstance(payload, (TrajectoryPayload, AttributionPayload, MapPayload)):
         t = payload.trajectory
         need(t < len(manifest.trajectory_lengths), f"trajectory {t} is not in the manifest")
         if not problems:
             n = manifest.trajectory_lengths[t]
-            frames = len(payload.rewards if isinstance(payload, TrajectoryPayload) else payload.residual)
+            frames = len(payload.rewards if isinstance(payload, TrajectoryPayload) else payload.positive)
             need(frames == n, f"{frames} frames, the manifest says {n}")
     if isinstance(payload, TrajectoryPayload):
         actions = payload.logits.shape[1]
@@ -127,6 +128,30 @@ def check_against_manifest(manifest: Manifest, payload: Any) -> None:
         need(payload.output < len(manifest.outputs), f"output {payload.output} is unknown")
         need(k == len(layer.features), f"{k} features, {layer.label} has {len(layer.features)}")
         need((h, w) == layer.shape[1:], f"maps are {h}x{w}, {layer.label} is {layer.shape}")
+    if isinstance(payload, AttributionPayload) and not problems:
+        channel_methods = [m for m in manifest.all_methods if m.key_prefix == payload.key_prefix]
+        need(
+            bool(channel_methods) and channel_methods[0].produces == "channels",
+            f"no channels method has key prefix {payload.key_prefix!r}",
+        )
+    if isinstance(payload, MapPayload):
+        methods = manifest.all_methods
+        need(payload.method < len(methods), f"method {payload.method} is not in the manifest")
+        need(payload.output < len(manifest.outputs), f"output {payload.output} is unknown")
+        if not problems:
+            method = methods[payload.method]
+            need(method.produces == "map", f"{method.name} does not produce maps")
+            need(method.key_prefix == payload.key_prefix, f"key prefix {payload.key_prefix!r} is not {method.name}'s")
+            need(payload.output in method.outputs, f"{method.name} does not explain output {payload.output}")
+            h, w = payload.positive.shape[1:]
+            if payload.site == -1:
+                need(not method.layers, f"{method.name} is computed at layers, not on the input")
+                need((h, w) == manifest.observation_size, f"maps are {h}x{w}, the input is {manifest.observation_size}")
+            else:
+                need(payload.site in method.layers, f"{method.name} was not computed at layer {payload.site}")
+                if not problems:
+                    layer = manifest.layers[payload.site]
+                    need((h, w) == layer.shape[1:], f"maps are {h}x{w}, {layer.label} is {layer.shape}")
     if isinstance(payload, FeaturePayload) and not problems:
         count = len(manifest.layers[payload.layer].features)
         need(payload.feature < count, f"feature {payload.feature} of {count}")

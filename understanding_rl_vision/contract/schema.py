@@ -68,10 +68,17 @@ KEY_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}"
 KEY_TEMPLATES: Mapping[str, str] = {
     "manifest": "manifest",
     "trajectory": "traj-{trajectory}",
-    "attribution": "attr-{layer}-{trajectory}-{output}",
+    "attribution": "{prefix}-{layer}-{trajectory}-{output}",
+    "map": "{prefix}-{site}-{trajectory}-{output}",
     "feature": "feat-{layer}-{feature}",
 }
-"""One template per payload kind; the page's key functions are generated from the same text."""
+"""One template per payload kind; the page's key functions are generated from the same text.
+``prefix`` is the method's :attr:`MethodEntry.key_prefix`; a map's ``site`` is its layer index, or
+:data:`INPUT_SITE` for a method that reads the input."""
+INPUT_SITE = "in"
+"""The ``site`` of maps computed on the model's input rather than at a layer."""
+DEFAULT_KEY_PREFIX = "attr"
+"""Key prefix of the first ``channels`` method; format-1 outputs (integrated gradients only) used it."""
 OBS_PER_SHEET = 64
 """Observation-set images per sprite sheet: small sheets, so hovering loads little."""
 
@@ -94,6 +101,16 @@ class ArraySpec:
 
 def _doc(text: str) -> Any:
     return field(metadata={"doc": text})
+
+
+def _optional(text: str, default: Any) -> Any:
+    """A field left out of the JSON when it holds ``default`` (a reader fills it back in), so
+    outputs that do not use it keep the bytes they had before it existed."""
+    return field(default=default, metadata={"doc": text, "optional": True})
+
+
+def is_optional(f: Any) -> bool:
+    return bool(f.metadata.get("optional"))
 
 
 def _array(text: str, dims: str, stored: str, quantised: bool = False, logical: str = "float32"):
@@ -152,6 +169,55 @@ class LayerInfo:
     label: str = _doc('Short label by resolution stage, e.g. "2b"')
     shape: tuple[int, int, int] = _doc("Activation shape (C, h, w); maps are h x w")
     features: tuple[FeatureInfo, ...] = _doc("NMF features; K = their count")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MethodEntry:
+    """An explanation method the run computed: what it is (the page's menu and hover note), what
+    it produces, and which outputs and layers it covers."""
+
+    name: str = _doc('Registry name, e.g. "ig", "gradcam", "perturbation"')
+    title: str = _doc('Display name, e.g. "Grad-CAM"')
+    citation: str = _doc("Where the method comes from")
+    summary: str = _doc("One line on what its maps show")
+    produces: Literal["channels", "map"] = _doc(
+        "channels: attribution payloads in the layer's NMF features; map: map payloads (heatmaps)"
+    )
+    signed: bool = _doc("Maps can be negative (drawn with a diverging colour map); false: non-negative")
+    outputs: tuple[int, ...] = _doc("Indices into Manifest.outputs that it explains")
+    layers: tuple[int, ...] = _doc("Indices into Manifest.layers it was computed at; empty for input maps")
+    key_prefix: str = _doc("The prefix of its payload keys")
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,19}", self.key_prefix):
+            raise ValueError(f"key_prefix must be letters, digits or _, got {self.key_prefix!r}")
+        if not self.outputs:
+            raise ValueError(f"method {self.name} explains no output")
+
+
+DEFAULT_METHOD = {
+    "name": "ig",
+    "title": "Integrated gradients",
+    "citation": "Sundararajan, Taly & Yan, Axiomatic Attribution for Deep Networks, ICML 2017",
+    "summary": "How much each feature at this layer adds to the output, relative to a zero activation.",
+}
+"""The method of a manifest without ``methods`` (format-1 outputs): integrated gradients of every
+output at every layer, keyed with :data:`DEFAULT_KEY_PREFIX`. Equal to the registry's ``ig``
+(a test checks it)."""
+
+
+def default_methods(outputs: int, layers: int) -> tuple[MethodEntry, ...]:
+    """What a manifest without ``methods`` means."""
+    return (
+        MethodEntry(
+            **DEFAULT_METHOD,
+            produces="channels",
+            signed=True,
+            outputs=tuple(range(outputs)),
+            layers=tuple(range(layers)),
+            key_prefix=DEFAULT_KEY_PREFIX,
+        ),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,6 +280,9 @@ class Manifest:
     bookmarks: tuple[Bookmark, ...] = _doc("High- and low-advantage frames")
     observations: Sprites | None = _doc("Observation set that popup grids index; null if none")
     action_outputs: str = _doc('"logits" (a policy) or "q_values" (a Q-network; "logit:" outputs are Q-values)')
+    methods: tuple[MethodEntry, ...] = _optional(
+        "Explanation methods in menu order; absent: integrated gradients only (see default_methods)", ()
+    )
 
     def __post_init__(self) -> None:
         if self.format_version != FORMAT_VERSION:
@@ -244,9 +313,25 @@ class Manifest:
                 "bookmarks inside the trajectories",
             ),
         ]
+        methods = self.all_methods
+        checks += [
+            (len({m.key_prefix for m in methods}) == len(methods), "unique method key prefixes"),
+            (
+                all(0 <= o < len(self.outputs) for m in methods for o in m.outputs)
+                and all(0 <= i < len(self.layers) for m in methods for i in m.layers),
+                "methods indexing outputs and layers",
+            ),
+        ]
         for ok, what in checks:
             if not ok:
                 raise ValueError(f"manifest needs {what}")
+        if self.methods == default_methods(len(self.outputs), len(self.layers)):
+            object.__setattr__(self, "methods", ())  # written as absent, as format-1 outputs were
+
+    @property
+    def all_methods(self) -> tuple[MethodEntry, ...]:
+        """``methods``, or what its absence means."""
+        return self.methods or default_methods(len(self.outputs), len(self.layers))
 
     def key(self) -> str:
         return MANIFEST_KEY
@@ -297,6 +382,9 @@ class AttributionPayload(_Record):
     totals: np.ndarray = _array("Net attribution per feature, summed over h, w", "N K", "float32")
     residual_totals: np.ndarray = _array("Residual summed over h, w", "N", "float32")
     display_scale: float = _doc("Attribution drawn at full colour; shared by the layer's maps")
+    key_prefix: str = _optional(
+        f"The method's MethodEntry.key_prefix; absent: {DEFAULT_KEY_PREFIX!r}", DEFAULT_KEY_PREFIX
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -304,7 +392,27 @@ class AttributionPayload(_Record):
             raise ValueError(f"display_scale must be finite and >= 0, got {self.display_scale}")
 
     def key(self) -> str:
-        return attribution_key(self.layer, self.trajectory, self.output)
+        return attribution_key(self.layer, self.trajectory, self.output, self.key_prefix)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class MapPayload(_Record):
+    """One ``map`` method's heatmaps of one output over one trajectory, at a layer's resolution
+    (h x w) or the input's. Positive and negative parts are separate non-negative maps (negative
+    holds magnitudes; all zero for a method whose maps are never negative)."""
+
+    KIND: ClassVar[str] = "map"
+    method: int = _doc("Index into Manifest.methods")
+    site: int = _doc("Index into Manifest.layers, or -1 for a map of the input")
+    trajectory: int = _doc("Trajectory index")
+    output: int = _doc("Index into Manifest.outputs")
+    key_prefix: str = _doc("The method's MethodEntry.key_prefix")
+    positive: np.ndarray = _array("Positive part", "N h w", "uint8", True)
+    negative: np.ndarray = _array("Magnitude of the negative part", "N h w", "uint8", True)
+    totals: np.ndarray = _array("positive - negative summed over h, w (unquantised)", "N", "float32")
+
+    def key(self) -> str:
+        return map_key(self.key_prefix, self.site, self.trajectory, self.output)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -346,10 +454,13 @@ class FeaturePayload:
         return feature_key(self.layer, self.feature)
 
 
-PAYLOAD_TYPES: tuple[type[Manifest], type[TrajectoryPayload], type[AttributionPayload], type[FeaturePayload]] = (
+PAYLOAD_TYPES: tuple[
+    type[Manifest], type[TrajectoryPayload], type[AttributionPayload], type[MapPayload], type[FeaturePayload]
+] = (
     Manifest,
     TrajectoryPayload,
     AttributionPayload,
+    MapPayload,
     FeaturePayload,
 )
 """Top-level payloads; each JSON object carries ``kind`` = the class's KIND."""
@@ -362,10 +473,16 @@ def trajectory_key(trajectory: int) -> str:
     return KEY_TEMPLATES["trajectory"].format(trajectory=_index(trajectory))
 
 
-def attribution_key(layer: int, trajectory: int, output: int) -> str:
+def attribution_key(layer: int, trajectory: int, output: int, prefix: str = DEFAULT_KEY_PREFIX) -> str:
     return KEY_TEMPLATES["attribution"].format(
-        layer=_index(layer), trajectory=_index(trajectory), output=_index(output)
+        prefix=prefix, layer=_index(layer), trajectory=_index(trajectory), output=_index(output)
     )
+
+
+def map_key(prefix: str, site: int, trajectory: int, output: int) -> str:
+    """``site`` is a layer index, or -1 for the input."""
+    where = INPUT_SITE if site == -1 else _index(site)
+    return KEY_TEMPLATES["map"].format(prefix=prefix, site=where, trajectory=_index(trajectory), output=_index(output))
 
 
 def feature_key(layer: int, feature: int) -> str:

@@ -3,32 +3,28 @@
 * ``trajectories`` / ``observations``: the rollouts (:mod:`..rollout`).
 * ``fit``: the layer's value attribution on the observation set, its NMF (:mod:`..reduction`)
   and the dataset examples of each feature (:mod:`..feature_vis`).
-* ``attribution``: every explained output over one trajectory at one layer, in NMF features,
-  stored quantised exactly as the page will receive it (:mod:`..contract.codec`).
+* ``attribution``: one method's explained outputs over one trajectory at one site, in the layer's
+  NMF features or as heat maps (:mod:`.products` holds each product's layout).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
-from .. import attribution
 from ..agents.base import Agent
-from ..attribution import INPUT_CHUNK, INPUT_LAYER, ExplainedModel, Layer, capture
-from ..config import RunConfig
-from ..contract.codec import dequantise, quantise
+from ..attribution import INPUT_CHUNK, INPUT_LAYER, ExplainedModel, Layer, Output, capture
+from ..attribution.methods import BASIS_METHOD, Method
 from ..errors import UserError
 from ..feature_vis import feature_images
-from ..feature_vis.dataset_examples import FeatureImages, Popup, Thumbnail
-from ..reduction import ChannelReducer, FeatureMaps
+from ..reduction import ChannelReducer
 from ..rollout import Trajectories, collect_observation_set, collect_trajectories
 from .cache import Cache
-from .plan import Job, Plan
+from .plan import INPUT_SITE, Job, Plan
+from .products import ChannelProduct, LayerFit, MapProduct
 
 # ------------------------------------------------------------------------------------ rollouts
 
@@ -71,12 +67,16 @@ def _check_finite(*named: object) -> None:
 
 
 def attribute(
-    explained: ExplainedModel, inputs: torch.Tensor, layer: Layer, outputs: Sequence[str], config: RunConfig
+    explained: ExplainedModel,
+    inputs: torch.Tensor,
+    method: Method,
+    layer: Layer | None,
+    outputs: Sequence[Output],
+    actions: np.ndarray | None = None,
 ) -> torch.Tensor:
-    """(K, N, C, H, W) attribution of ``outputs`` at ``layer``, with the run's settings."""
-    values = attribution.attribute(
-        explained, inputs, layer, list(outputs), steps=config.attribution.ig_steps, rule=config.attribution.ig_rule
-    ).values
+    """``method``'s attribution of ``outputs`` at ``layer`` (None: the input), checked finite."""
+    taken = None if actions is None else torch.as_tensor(actions)
+    values = method.attribute(explained, inputs, outputs, None if layer is None else layer.name, actions=taken)
     _check_finite(values.numpy(), "attribution")
     return values
 
@@ -96,58 +96,26 @@ def activations(agent: Agent, explained: ExplainedModel, inputs: torch.Tensor, l
 # ------------------------------------------------------------------------------------ layer fits
 
 
-@dataclass(frozen=True)
-class LayerFit:
-    components: np.ndarray  # (K, C)
-    features: list[FeatureImages]
-
-
 def run_fit(agent: Agent, explained: ExplainedModel, plan: Plan, cache: Cache, job: Job) -> None:
+    """The layer's NMF basis, fitted on the basis method's value attribution of the observation
+    set, and its features' dataset examples."""
     layer = plan.layers[job.layer]
     observations = load_observations(cache, plan)
     inputs = agent.preprocess(observations)
-    value = attribute(explained, inputs, layer, ["value"], plan.config)[0]
+    basis = plan.config.method_settings.method(BASIS_METHOD)
+    value = attribute(explained, inputs, basis, layer, explained.outputs(["value"]))[0]
     reducer = ChannelReducer(plan.config.reduction).fit(value)
     images = feature_images(
         observations, activations(agent, explained, inputs, layer), reducer.components, plan.config.feature_vis
     )
-    arrays = {"components": reducer.components}
-    for k, feature in enumerate(images):
-        thumb = feature.thumbnail
-        arrays |= {
-            f"{k}/thumbnail": thumb.image,
-            f"{k}/thumbnail_indices": thumb.indices,
-            f"{k}/thumbnail_positions": thumb.positions,
-        }
-        for i, popup in enumerate(feature.popups):
-            arrays |= {
-                f"{k}/{i}/{field.name}": np.asarray(getattr(popup, field.name)) for field in dataclasses.fields(popup)
-            }
-    cache.save(job.name, arrays)
+    cache.save(job.name, LayerFit(reducer.components, images).to_arrays())
 
 
 def load_fit(cache: Cache, job: Job) -> LayerFit:
-    arrays = cache.load(job.name)
-    components = arrays["components"]
-    features = []
-    for k in range(len(components)):
-        thumbnail = Thumbnail(
-            arrays[f"{k}/thumbnail"], arrays[f"{k}/thumbnail_indices"], arrays[f"{k}/thumbnail_positions"]
-        )
-        popups, i = [], 0
-        while f"{k}/{i}/image" in arrays:
-            values: dict[str, Any] = {f.name: arrays[f"{k}/{i}/{f.name}"] for f in dataclasses.fields(Popup)}
-            values["expand_mult"] = int(values["expand_mult"])
-            values["subdiv_mult"] = float(values["subdiv_mult"])
-            popups.append(Popup(**values))
-            i += 1
-        features.append(FeatureImages(thumbnail, tuple(popups)))
-    return LayerFit(components, features)
+    return LayerFit.from_arrays(cache.load(job.name))
 
 
 # ------------------------------------------------------------------------------------ attribution jobs
-
-_QUANTISED = {"positive": "uint8", "negative": "uint8", "residual": "int8"}
 
 
 def run_attribution(
@@ -157,32 +125,29 @@ def run_attribution(
     cache: Cache,
     job: Job,
     trajectories: Trajectories,
-    components: np.ndarray,
+    components: np.ndarray | None,
 ) -> None:
-    """Every output's attribution over one trajectory, transformed into the layer's features."""
-    layer = plan.layers[job.layer]
+    """One method's attribution of its outputs over one trajectory at one site, stored as its
+    product: in the layer's NMF features (``channels``, with the fit's ``components``) or as maps."""
+    planned = plan.methods[job.method]
+    layer = None if job.layer == INPUT_SITE else plan.layers[job.layer]
     inputs = agent.preprocess(trajectories.observations[job.trajectory])
-    values = attribute(explained, inputs, layer, plan.outputs, plan.config)
-    reducer = ChannelReducer.from_components(components, plan.config.reduction)
-    arrays: dict[str, np.ndarray | np.generic] = {}
-    for o in range(len(plan.outputs)):
-        maps = reducer.transform(values[o])
-        for name, dtype in _QUANTISED.items():
-            stored, scale = quantise(getattr(maps, name), dtype)
-            arrays[f"{o}/{name}"], arrays[f"{o}/{name}_scale"] = stored, np.float64(scale)
-        arrays[f"{o}/totals"], arrays[f"{o}/residual_totals"] = maps.totals, maps.residual_totals
-        arrays[f"{o}/scale"] = np.float64(maps.scale)
-    cache.save(job.name, arrays)
+    chosen = explained.outputs([plan.outputs[o] for o in planned.outputs])
+    values = attribute(explained, inputs, planned.method, layer, chosen, trajectories.actions[job.trajectory])
+    product: ChannelProduct | MapProduct
+    if planned.method.info.produces == "channels":
+        if components is None:
+            raise AssertionError("a channels job runs after its layer's fit")  # the plan's dependency
+        reducer = ChannelReducer.from_components(components, plan.config.reduction)
+        product = ChannelProduct(tuple(reducer.transform(v) for v in values))
+    else:
+        product = MapProduct.from_values(values.numpy())
+    cache.save(job.name, product.to_arrays())
 
 
-def load_attribution(cache: Cache, job: Job, num_outputs: int) -> list[FeatureMaps]:
-    arrays = cache.load(job.name)
-    return [
-        FeatureMaps(
-            **{name: dequantise(arrays[f"{o}/{name}"], float(arrays[f"{o}/{name}_scale"])) for name in _QUANTISED},
-            totals=arrays[f"{o}/totals"],
-            residual_totals=arrays[f"{o}/residual_totals"],
-            scale=float(arrays[f"{o}/scale"]),
-        )
-        for o in range(num_outputs)
-    ]
+def load_channels(cache: Cache, job: Job) -> ChannelProduct:
+    return ChannelProduct.from_arrays(cache.load(job.name))
+
+
+def load_maps(cache: Cache, job: Job) -> MapProduct:
+    return MapProduct.from_arrays(cache.load(job.name))

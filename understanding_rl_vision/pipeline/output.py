@@ -16,6 +16,8 @@ from ..contract import (
     FeatureInfo,
     LayerInfo,
     Manifest,
+    MapPayload,
+    MethodEntry,
     bookmarks_from,
     write_feature,
     write_manifest,
@@ -26,8 +28,8 @@ from ..contract import (
 from ..reduction import feature_colours
 from ..render import render_interface
 from .cache import Cache
-from .jobs import load_attribution, load_fit, load_observations, load_trajectories
-from .plan import Plan
+from .jobs import load_channels, load_fit, load_maps, load_observations, load_trajectories
+from .plan import Plan, PlannedMethod
 
 
 def write_output(
@@ -43,25 +45,7 @@ def write_output(
         fit = load_fit(cache, plan.fit(index))
         for f, feature in enumerate(fit.features):
             write_feature(data, index, f, thumbnail=feature.thumbnail.image, popups=feature.popups)
-        for t in range(trajectories.num_envs):
-            maps = load_attribution(cache, plan.attribution(index, t), len(plan.outputs))
-            for o, m in enumerate(maps):
-                write_payload(
-                    data,
-                    f"attr-{index}-{t}-{o}",
-                    AttributionPayload(
-                        layer=index,
-                        trajectory=t,
-                        output=o,
-                        positive=m.positive,
-                        negative=m.negative,
-                        residual=m.residual,
-                        totals=m.totals,
-                        residual_totals=m.residual_totals,
-                        display_scale=m.scale,
-                    ),
-                )
-            tick()
+        tick()
         colours = feature_colours(len(fit.components))
         layer_infos.append(
             LayerInfo(
@@ -73,6 +57,11 @@ def write_output(
                 ),
             )
         )
+    for m, planned in enumerate(plan.methods):
+        for site in planned.sites:
+            for t in range(trajectories.num_envs):
+                _write_method(data, plan, cache, m, site, t)
+                tick()
     gamma, lam = discount_settings(config.advantage.gamma, config.advantage.lam, agent.gamma, agent.lam)
     advantages = gae(
         trajectories.rewards, trajectories.values, trajectories.dones, gamma, lam, trajectories.last_values
@@ -106,6 +95,56 @@ def write_output(
             action_outputs=agent.action_outputs,
             bookmarks=bookmarks_from(marks),
             observations=write_observations(data, load_observations(cache, plan)),
+            methods=tuple(_method_entry(planned) for planned in plan.methods),
         ),
     )
     return render_interface(directory, title=title, interface=config.interface)
+
+
+def _write_method(data: Path, plan: Plan, cache: Cache, m: int, site: int, t: int) -> None:
+    """One method's payloads for one site and trajectory, one per explained output."""
+    planned = plan.methods[m]
+    job = plan.attribution(m, site, t)
+    if planned.method.info.produces == "channels":
+        for o, maps in zip(planned.outputs, load_channels(cache, job).maps):
+            payload = AttributionPayload(
+                layer=site,
+                trajectory=t,
+                output=o,
+                positive=maps.positive,
+                negative=maps.negative,
+                residual=maps.residual,
+                totals=maps.totals,
+                residual_totals=maps.residual_totals,
+                display_scale=maps.scale,
+                key_prefix=planned.key_prefix,
+            )
+            write_payload(data, payload.key(), payload)
+    else:
+        for o, heat in zip(planned.outputs, load_maps(cache, job).maps):
+            heatmap = MapPayload(
+                method=m,
+                site=site,
+                trajectory=t,
+                output=o,
+                key_prefix=planned.key_prefix,
+                positive=heat.positive,
+                negative=heat.negative,
+                totals=heat.totals,
+            )
+            write_payload(data, heatmap.key(), heatmap)
+
+
+def _method_entry(planned: PlannedMethod) -> MethodEntry:
+    info = planned.method.info
+    return MethodEntry(
+        name=info.name,
+        title=info.title,
+        citation=info.citation,
+        summary=info.summary,
+        produces=info.produces,
+        signed=planned.method.signed,
+        outputs=planned.outputs,
+        layers=planned.layers,
+        key_prefix=planned.key_prefix,
+    )

@@ -1,9 +1,14 @@
-"""What a run computes: its layers, outputs and jobs, each job named by a digest of its inputs.
+"""What a run computes: its layers, outputs, methods and jobs, each job named by a digest of its inputs.
 
 Jobs form a small dependency graph: the two rollouts, one fit per layer (value attribution of the
 observation set, NMF, dataset examples) needing the observation set, and one attribution job per
-(layer, trajectory) needing the trajectories and that layer's fit. Any process may run any job
-whose inputs exist; the result is the same bytes whoever runs it.
+(method, site, trajectory), where a site is a layer or the input. A ``channels`` method's job
+needs the trajectories and that layer's fit; a ``map`` method's job only the trajectories. Any
+process may run any job whose inputs exist; the result is the same bytes whoever runs it.
+
+Nothing here names a method: each one's :class:`~..attribution.methods.MethodInfo` says where it
+attaches, what it produces and whether it explains vector outputs, and its settings enter its jobs'
+names (:meth:`Method.settings`).
 """
 
 from __future__ import annotations
@@ -11,17 +16,39 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..agents.base import Agent
 from ..attribution import INPUT_LAYER, Layer, default_layer, explain_agent, resolve_layers
-from ..config import RunConfig
+from ..attribution.methods import BASIS_METHOD, Method
+from ..config import InterfaceConfig, RunConfig
+from ..contract.schema import DEFAULT_KEY_PREFIX
 from ..envs import EnvSpec, parse_env_id, spec_to_dict
 from ..errors import UserError
 from ..rollout import observation_parts
 from .cache import digest
 
-"""The pseudo-layer of plain input gradients."""
+INPUT_SITE = -1
+"""The site of a method that reads the model's input rather than a layer."""
+
+
+@dataclass(frozen=True)
+class PlannedMethod:
+    """One chosen method, and what of the run it covers."""
+
+    method: Method
+    outputs: tuple[int, ...]
+    """Indices into :attr:`Plan.outputs` it explains."""
+    layers: tuple[int, ...]
+    """Indices into :attr:`Plan.layers` it is computed at; empty for a method of the input."""
+    key_prefix: str
+    """Its payloads' key prefix in the output (the first ``channels`` method keeps format 1's)."""
+
+    @property
+    def sites(self) -> tuple[int, ...]:
+        """Where its jobs run: its layers, or :data:`INPUT_SITE`."""
+        return self.layers or (INPUT_SITE,)
 
 
 @dataclass(frozen=True)
@@ -30,8 +57,9 @@ class Job:
 
     kind: str  # "trajectories", "observations", "fit" or "attribution"
     name: str
-    layer: int = -1
+    layer: int = -1  # a fit's layer; an attribution's site (a layer index, or INPUT_SITE)
     trajectory: int = -1
+    method: int = -1  # an attribution's index into Plan.methods
     part: int = -1  # which part of the observation set
     needs: tuple[str, ...] = ()
     cost: float = 1.0  # relative, to start the longest jobs first
@@ -44,6 +72,7 @@ class Plan:
     layers: tuple[Layer, ...]
     default_layer: int
     outputs: tuple[str, ...]
+    methods: tuple[PlannedMethod, ...]
     jobs: tuple[Job, ...]
 
     @property
@@ -58,9 +87,11 @@ class Plan:
     def fit(self, layer: int) -> Job:
         return next(job for job in self.jobs if job.kind == "fit" and job.layer == layer)
 
-    def attribution(self, layer: int, trajectory: int) -> Job:
+    def attribution(self, method: int, site: int, trajectory: int) -> Job:
         return next(
-            job for job in self.jobs if job.kind == "attribution" and (job.layer, job.trajectory) == (layer, trajectory)
+            job
+            for job in self.jobs
+            if job.kind == "attribution" and (job.method, job.layer, job.trajectory) == (method, site, trajectory)
         )
 
 
@@ -112,10 +143,44 @@ def choose_layers(agent: Agent, config: RunConfig) -> tuple[list[Layer], int]:
     return layers, default
 
 
+def plan_methods(
+    config: RunConfig, layers: list[Layer], outputs: tuple[str, ...], kinds: tuple[str, ...]
+) -> tuple[PlannedMethod, ...]:
+    """Each chosen method with the outputs it can explain (``kinds``: each output's
+    :data:`~..attribution.outputs.OutputKind`) and the layers it attaches to."""
+    planned = []
+    channels = 0
+    for index, name in enumerate(config.attribution.methods):
+        method = config.method_settings.method(name)
+        info = method.info
+        explained = tuple(o for o, kind in enumerate(kinds) if kind != "vector" or not info.scalar_outputs)
+        if not explained:
+            raise UserError(
+                f"{info.title} explains none of the chosen outputs ({', '.join(outputs)}): add value or action"
+            )
+        if info.attaches == "layer":
+            at = tuple(i for i, layer in enumerate(layers) if layer.name != INPUT_LAYER or info.input_layer)
+            if not at:
+                raise UserError(f"{info.title} explains a layer, and no layer it can read is chosen (--layers)")
+        else:
+            at = ()
+        if info.produces == "channels":
+            prefix = DEFAULT_KEY_PREFIX if channels == 0 else f"m{index}"
+            channels += 1
+        else:
+            prefix = f"m{index}"
+        planned.append(PlannedMethod(method, explained, at, prefix))
+    return tuple(planned)
+
+
 def make_plan(agent: Agent, config: RunConfig, checkpoint_digest: str) -> Plan:
     env = choose_env(agent, config.env)
     layers, default = choose_layers(agent, config)
-    outputs = tuple(o.name for o in explain_agent(agent).outputs(config.attribution.outputs))
+    chosen = explain_agent(agent).outputs(config.attribution.selection)
+    outputs = tuple(o.name for o in chosen)
+    methods = plan_methods(config, layers, outputs, tuple(o.kind for o in chosen))
+    if config.interface.row_outputs == InterfaceConfig().row_outputs and "value" not in outputs:
+        config = config.replace(row_outputs=outputs[:1])  # the default row explains what was computed
     unknown = [name for name in config.interface.row_outputs if name not in outputs]
     if unknown:
         raise UserError(
@@ -137,33 +202,46 @@ def make_plan(agent: Agent, config: RunConfig, checkpoint_digest: str) -> Plan:
         for part in range(observation_parts(config.observation_set))
     )
     parts = tuple(job.name for job in observations)
-    integration = {"ig_steps": config.attribution.ig_steps, "ig_rule": config.attribution.ig_rule}
+    basis = config.method_settings.method(BASIS_METHOD).settings()
     fits, attributions = [], []
     for index, layer in enumerate(layers):
         fit_name = "fit-" + digest(
             {
                 "observations": parts,
                 "layer": layer.name,
-                **integration,
+                **basis,
                 **dataclasses.asdict(config.reduction),
                 **dataclasses.asdict(config.feature_vis),
             }
         )
-        cost = float(torch.tensor(layer.shape).prod())
-        fits.append(Job("fit", fit_name, layer=index, needs=parts, cost=cost))
-        for t in range(config.trajectories.num_envs):
-            name = "attribution-" + digest(
-                {"fit": fit_name, "trajectories": trajectories.name, "trajectory": t, "outputs": outputs, **integration}
-            )
-            attributions.append(
-                Job(
-                    "attribution",
-                    name,
-                    layer=index,
-                    trajectory=t,
-                    needs=(trajectories.name, fit_name),
-                    cost=cost * len(outputs),
+        fits.append(Job("fit", fit_name, layer=index, needs=parts, cost=_size(layer)))
+    for m, planned in enumerate(methods):
+        names = [outputs[o] for o in planned.outputs]
+        for site in planned.sites:
+            for t in range(config.trajectories.num_envs):
+                if planned.method.info.produces == "channels":
+                    fit_name = fits[site].name
+                    key = {"fit": fit_name, "trajectories": trajectories.name, "trajectory": t, "outputs": names}
+                    needs: tuple[str, ...] = (trajectories.name, fit_name)
+                else:
+                    where = INPUT_LAYER if site == INPUT_SITE else layers[site].name
+                    key = {"site": where, "trajectories": trajectories.name, "trajectory": t, "outputs": names}
+                    needs = (trajectories.name,)
+                cost = _size(layers[site]) if site != INPUT_SITE else float(np.prod(agent.observation_shape))
+                attributions.append(
+                    Job(
+                        "attribution",
+                        "attribution-" + digest({**key, **planned.method.settings()}),
+                        layer=site,
+                        trajectory=t,
+                        method=m,
+                        needs=needs,
+                        cost=cost * len(names),
+                    )
                 )
-            )
     by_cost = sorted(fits, key=lambda j: -j.cost) + sorted(attributions, key=lambda j: -j.cost)
-    return Plan(config, env, tuple(layers), default, outputs, (*observations, trajectories, *by_cost))
+    return Plan(config, env, tuple(layers), default, outputs, methods, (*observations, trajectories, *by_cost))
+
+
+def _size(layer: Layer) -> float:
+    return float(np.prod(layer.shape))

@@ -203,16 +203,19 @@ def _runner(agent: Agent, plan: Plan, cache: Cache, progress: bool, start=lambda
         else:
             if "trajectories" not in loaded:
                 loaded["trajectories"] = jobs.load_trajectories(cache, plan)
-            fit = plan.fit(job.layer)
-            if fit.name not in loaded:
-                loaded[fit.name] = cache.load(fit.name)["components"]
+            components = None
+            if plan.methods[job.method].method.info.produces == "channels":
+                fit = plan.fit(job.layer)
+                if fit.name not in loaded:
+                    loaded[fit.name] = cache.load(fit.name)["components"]
+                components = cast("np.ndarray", loaded[fit.name])
             trajectories = cast("Trajectories", loaded["trajectories"])
-            jobs.run_attribution(agent, explained, plan, cache, job, trajectories, cast("np.ndarray", loaded[fit.name]))
+            jobs.run_attribution(agent, explained, plan, cache, job, trajectories, components)
 
     return run
 
 
 def _export(building: Path, agent: Agent, plan: Plan, cache: Cache, title: str, progress: bool) -> None:
-    total = len(plan.layers) * plan.config.trajectories.num_envs
+    total = len(plan.layers) + sum(job.kind == "attribution" for job in plan.jobs)
     with tqdm(total=total, desc="export", unit="job", disable=not progress) as bar:
         write_output(building, agent, plan, cache, title, bar.update)

@@ -9,12 +9,17 @@ export const DATA_DIRNAME = "data";
 export const OBS_PER_SHEET = 64;
 export const KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/;
 export const DTYPES = Object.freeze(["uint8", "int8", "uint16", "int16", "int32", "float32"]);
+export const INPUT_SITE = "in";
+export const DEFAULT_KEY_PREFIX = "attr";
+/** The method of a manifest without `methods`: integrated gradients of every output at every layer. */
+export const DEFAULT_METHOD = Object.freeze({"name": "ig", "title": "Integrated gradients", "citation": "Sundararajan, Taly & Yan, Axiomatic Attribution for Deep Networks, ICML 2017", "summary": "How much each feature at this layer adds to the output, relative to a zero activation."});
 
 /** The payload key of each kind, from the Python key templates. */
 export const keys = Object.freeze({
   manifest: () => `manifest`,
   trajectory: (trajectory) => `traj-${trajectory}`,
-  attribution: (layer, trajectory, output) => `attr-${layer}-${trajectory}-${output}`,
+  attribution: (prefix, layer, trajectory, output) => `${prefix}-${layer}-${trajectory}-${output}`,
+  map: (prefix, site, trajectory, output) => `${prefix}-${site}-${trajectory}-${output}`,
   feature: (layer, feature) => `feat-${layer}-${feature}`,
 });
 
@@ -71,6 +76,20 @@ export const keys = Object.freeze({
  */
 
 /**
+ * An explanation method the run computed: what it is (the page's menu and hover note), what it produces, and which outputs and layers it covers.
+ * @typedef {object} MethodEntry
+ * @property {string} name  Registry name, e.g. "ig", "gradcam", "perturbation"
+ * @property {string} title  Display name, e.g. "Grad-CAM"
+ * @property {string} citation  Where the method comes from
+ * @property {string} summary  One line on what its maps show
+ * @property {("channels"|"map")} produces  channels: attribution payloads in the layer's NMF features; map: map payloads (heatmaps)
+ * @property {boolean} signed  Maps can be negative (drawn with a diverging colour map); false: non-negative
+ * @property {number[]} outputs  Indices into Manifest.outputs that it explains
+ * @property {number[]} layers  Indices into Manifest.layers it was computed at; empty for input maps
+ * @property {string} key_prefix  The prefix of its payload keys
+ */
+
+/**
  * What the page needs before anything else; small, loaded once from manifest.js.
  * @typedef {object} Manifest
  * @property {"manifest"} kind
@@ -88,6 +107,7 @@ export const keys = Object.freeze({
  * @property {Bookmark[]} bookmarks  High- and low-advantage frames
  * @property {(Sprites|null)} observations  Observation set that popup grids index; null if none
  * @property {string} action_outputs  "logits" (a policy) or "q_values" (a Q-network; "logit:" outputs are Q-values)
+ * @property {MethodEntry[]} [methods]  Explanation methods in menu order; absent: integrated gradients only (see default_methods)
  */
 
 /**
@@ -117,6 +137,21 @@ export const keys = Object.freeze({
  * @property {EncodedArray} totals  Net attribution per feature, summed over h, w [float32 (N, K), scale is 1]
  * @property {EncodedArray} residual_totals  Residual summed over h, w [float32 (N), scale is 1]
  * @property {number} display_scale  Attribution drawn at full colour; shared by the layer's maps
+ * @property {string} [key_prefix]  The method's MethodEntry.key_prefix; absent: 'attr'
+ */
+
+/**
+ * One `map` method's heatmaps of one output over one trajectory, at a layer's resolution (h x w) or the input's. Positive and negative parts are separate non-negative maps (negative holds magnitudes; all zero for a method whose maps are never negative).
+ * @typedef {object} MapPayload
+ * @property {"map"} kind
+ * @property {number} method  Index into Manifest.methods
+ * @property {number} site  Index into Manifest.layers, or -1 for a map of the input
+ * @property {number} trajectory  Trajectory index
+ * @property {number} output  Index into Manifest.outputs
+ * @property {string} key_prefix  The method's MethodEntry.key_prefix
+ * @property {EncodedArray} positive  Positive part [uint8 (N, h, w), quantised: value = stored * scale]
+ * @property {EncodedArray} negative  Magnitude of the negative part [uint8 (N, h, w), quantised: value = stored * scale]
+ * @property {EncodedArray} totals  positive - negative summed over h, w (unquantised) [float32 (N), scale is 1]
  */
 
 /**
@@ -142,4 +177,4 @@ export const keys = Object.freeze({
  * @property {Popup[]} popups  One per (expand_mult, subdiv_mult)
  */
 
-/** @typedef {(Manifest|TrajectoryPayload|AttributionPayload|FeaturePayload)} Payload */
+/** @typedef {(Manifest|TrajectoryPayload|AttributionPayload|MapPayload|FeaturePayload)} Payload */

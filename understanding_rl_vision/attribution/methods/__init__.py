@@ -1,12 +1,31 @@
 """Explanation methods, one class each, found by name in :data:`REGISTRY`.
 
-A new method is one new module here (a frozen dataclass subclass of :class:`Method` with a
-``MethodInfo``, decorated with :func:`register`) plus its tests, and one import line below.
+A new method is one new module in this package (a frozen dataclass subclass of :class:`Method`
+with a ``MethodInfo``, decorated with :func:`register`) plus its tests: every module here is
+imported below, which registers its methods, and :mod:`.settings` turns their fields into settings
+and CLI flags. Nothing else changes.
 """
 
-from . import cam as cam  # each import registers its methods
-from . import gradient as gradient
-from . import noise_tunnel as noise_tunnel
-from .base import REGISTRY, Attaches, Method, MethodInfo, Produces, method_class, register
+import importlib
+import pkgutil
 
-__all__ = ["REGISTRY", "Attaches", "Method", "MethodInfo", "Produces", "method_class", "register"]
+from .base import BASIS_METHOD, REGISTRY, Attaches, Method, MethodInfo, Produces, method_class, register
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in ("base", "settings"):
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+from .settings import MethodSettings, MethodSettingsBase  # noqa: E402  (after every method is registered)
+
+__all__ = [
+    "BASIS_METHOD",
+    "REGISTRY",
+    "Attaches",
+    "Method",
+    "MethodInfo",
+    "MethodSettings",
+    "MethodSettingsBase",
+    "Produces",
+    "method_class",
+    "register",
+]

@@ -39,6 +39,12 @@ class MethodInfo:
     """One line on what it shows (the page's hover note)."""
     attaches: Attaches
     produces: Produces
+    scalar_outputs: bool = True
+    """True: explains one scalar output at a time (one backward pass each), so a vector output such
+    as ``actor`` is refused. False: every output comes from the same forward passes, and a vector
+    output is scored as a whole (perturbation)."""
+    input_layer: bool = False
+    """A layer method that also explains the ``input`` pseudo-layer (``--include-input``)."""
 
 
 @dataclass(frozen=True)
@@ -51,18 +57,41 @@ class Method(ABC):
         """The settings that determine the result (for cache keys)."""
         return {"method": self.info.name, **dataclasses.asdict(self)}
 
+    @property
+    def signed(self) -> bool:
+        """Whether its attribution can be negative (the page then draws a diverging colour map)."""
+        return True
+
+    @classmethod
+    def flag_fields(cls) -> tuple[dataclasses.Field, ...]:
+        """The fields a user sets by name (``--noise-samples``); ``metadata={"flag": False}`` hides
+        one (a wrapped method, a kind fixed by the class). Names are unique across methods, or
+        shared with the same meaning (SmoothGrad and VarGrad share ``noise_samples``)."""
+        return tuple(f for f in dataclasses.fields(cls) if f.metadata.get("flag", True))
+
     @abstractmethod
     def attribute(
-        self, explained: ExplainedModel, inputs: torch.Tensor, outputs: Sequence[Output], layer: str | None = None
+        self,
+        explained: ExplainedModel,
+        inputs: torch.Tensor,
+        outputs: Sequence[Output],
+        layer: str | None = None,
+        *,
+        actions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Explain each of ``outputs`` for a batch of preprocessed ``inputs`` (N, C, H, W).
 
         Returns (K, N, C, h, w) for ``channels`` methods, (K, N, h, w) for ``map`` methods, float32
-        on the CPU. ``layer`` is a dotted module name for methods that attach to a layer.
+        on the CPU. ``layer`` is a dotted module name for methods that attach to a layer. ``actions``
+        (N,) are the actions taken, which the ``action`` output needs.
         """
 
 
 REGISTRY: dict[str, type[Method]] = {}
+"""Every method by name, in registration order."""
+BASIS_METHOD = "ig"
+"""The method whose value attribution on the observation set fits each layer's NMF basis, so a
+feature means the same thing for every ``channels`` method."""
 
 
 def register(cls: type[Method]) -> type[Method]:

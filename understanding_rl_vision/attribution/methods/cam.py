@@ -29,7 +29,7 @@ import torch
 from ...errors import UserError
 from ..hooks import forward_hooks, frozen_parameters
 from ..integrated_gradients import _output_gradients
-from ..outputs import ExplainedModel, Output, weight_matrix
+from ..outputs import ExplainedModel, Output, output_rows
 from .base import Method, MethodInfo, needs_layer, register
 
 CHUNK = 256
@@ -48,6 +48,7 @@ def layer_gradients(
     layer: str,
     reduce: Reduce,
     channels: bool = False,
+    actions: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``reduce(d f_k / d A, A)`` for each output k and each chunk of frames, stacked to (K, N, ...).
 
@@ -55,8 +56,11 @@ def layer_gradients(
     """
     if len(inputs) == 0:
         raise UserError("no frames to attribute")
-    combine = weight_matrix(outputs, inputs.device)  # (K, M)
-    chunks = [_chunk(explained, chunk, combine, layer, reduce, channels) for chunk in inputs.split(CHUNK)]
+    combine = output_rows(outputs, len(inputs), actions, inputs.device)  # (K, N, M)
+    chunks = [
+        _chunk(explained, chunk, rows, layer, reduce, channels)
+        for chunk, rows in zip(inputs.split(CHUNK), combine.split(CHUNK, dim=1))
+    ]
     return torch.cat(chunks, dim=1)
 
 
@@ -78,9 +82,9 @@ def _chunk(
     (activation,) = captured
     if activation.dim() != 4:
         raise UserError(f"layer {layer!r} gives shape {tuple(activation.shape)}; class activation maps need (C, h, w)")
-    if out.dim() != 2 or out.shape[1] != combine.shape[1]:
-        raise UserError(f"the model gives {tuple(out.shape)} outputs; the chosen outputs weigh {combine.shape[1]}")
-    rows = combine[:, None, :].expand(-1, len(x), -1).to(out.dtype)  # (K, n, M)
+    if out.dim() != 2 or out.shape[1] != combine.shape[-1]:
+        raise UserError(f"the model gives {tuple(out.shape)} outputs; the chosen outputs weigh {combine.shape[-1]}")
+    rows = combine.to(out.dtype)  # (K, n, M)
     shape = tuple(activation.shape) if channels else (activation.shape[0], *activation.shape[2:])
     values = activation.detach()
     return _output_gradients(out, activation, rows, "sequential", lambda g, into: into.copy_(reduce(g, values)), shape)
@@ -112,7 +116,7 @@ def gradcam_plusplus_weights(grads: torch.Tensor, activation: torch.Tensor) -> t
 class GradCAM(Method):
     """Grad-CAM: activations weighted by their channel's mean gradient, summed over channels.
 
-    ``relu=False`` keeps the negative evidence (Captum's ``relu_attributions=False``).
+    ``cam_relu=False`` keeps the negative evidence (Captum's ``relu_attributions=False``).
     """
 
     info: ClassVar[MethodInfo] = MethodInfo(
@@ -124,14 +128,30 @@ class GradCAM(Method):
         attaches="layer",
         produces="map",
     )
-    relu: bool = True
+    cam_relu: bool = True
+    """Keep only positive evidence (the published form); off keeps the negative too."""
+
+    @property
+    def signed(self) -> bool:
+        return not self.cam_relu
 
     def attribute(
-        self, explained: ExplainedModel, inputs: torch.Tensor, outputs: Sequence[Output], layer: str | None = None
+        self,
+        explained: ExplainedModel,
+        inputs: torch.Tensor,
+        outputs: Sequence[Output],
+        layer: str | None = None,
+        *,
+        actions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         name = needs_layer(self, layer)
         return layer_gradients(
-            explained, inputs, outputs, name, lambda g, a: _weighted_map(gradcam_weights(g), a, self.relu)
+            explained,
+            inputs,
+            outputs,
+            name,
+            lambda g, a: _weighted_map(gradcam_weights(g), a, self.cam_relu),
+            actions=actions,
         )
 
 
@@ -155,11 +175,23 @@ class GradCAMChannels(Method):
     )
 
     def attribute(
-        self, explained: ExplainedModel, inputs: torch.Tensor, outputs: Sequence[Output], layer: str | None = None
+        self,
+        explained: ExplainedModel,
+        inputs: torch.Tensor,
+        outputs: Sequence[Output],
+        layer: str | None = None,
+        *,
+        actions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         name = needs_layer(self, layer)
         return layer_gradients(
-            explained, inputs, outputs, name, lambda g, a: gradcam_weights(g)[:, :, None, None] * a, channels=True
+            explained,
+            inputs,
+            outputs,
+            name,
+            lambda g, a: gradcam_weights(g)[:, :, None, None] * a,
+            channels=True,
+            actions=actions,
         )
 
 
@@ -184,14 +216,30 @@ class GradCAMPlusPlus(Method):
         attaches="layer",
         produces="map",
     )
-    relu: bool = True
+    cam_relu: bool = True
+    """Keep only positive evidence (the published form); off keeps the negative too."""
+
+    @property
+    def signed(self) -> bool:
+        return not self.cam_relu
 
     def attribute(
-        self, explained: ExplainedModel, inputs: torch.Tensor, outputs: Sequence[Output], layer: str | None = None
+        self,
+        explained: ExplainedModel,
+        inputs: torch.Tensor,
+        outputs: Sequence[Output],
+        layer: str | None = None,
+        *,
+        actions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         name = needs_layer(self, layer)
         return layer_gradients(
-            explained, inputs, outputs, name, lambda g, a: _weighted_map(gradcam_plusplus_weights(g, a), a, self.relu)
+            explained,
+            inputs,
+            outputs,
+            name,
+            lambda g, a: _weighted_map(gradcam_plusplus_weights(g, a), a, self.cam_relu),
+            actions=actions,
         )
 
 
@@ -210,15 +258,26 @@ class HiResCAM(Method):
         attaches="layer",
         produces="map",
     )
-    relu: bool = True
+    cam_relu: bool = True
+    """Keep only positive evidence (the published form); off keeps the negative too."""
+
+    @property
+    def signed(self) -> bool:
+        return not self.cam_relu
 
     def attribute(
-        self, explained: ExplainedModel, inputs: torch.Tensor, outputs: Sequence[Output], layer: str | None = None
+        self,
+        explained: ExplainedModel,
+        inputs: torch.Tensor,
+        outputs: Sequence[Output],
+        layer: str | None = None,
+        *,
+        actions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         name = needs_layer(self, layer)
 
         def reduce(g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
             cam = (g * a).sum(dim=1)
-            return cam.clamp_min(0) if self.relu else cam
+            return cam.clamp_min(0) if self.cam_relu else cam
 
-        return layer_gradients(explained, inputs, outputs, name, reduce)
+        return layer_gradients(explained, inputs, outputs, name, reduce, actions=actions)

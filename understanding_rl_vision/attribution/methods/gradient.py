@@ -22,18 +22,28 @@ from typing import ClassVar
 
 import torch
 
-from ..integrated_gradients import input_gradients
+from ..integrated_gradients import INPUT_CHUNK, input_gradients
 from ..outputs import ExplainedModel, Output
 from .base import Method, MethodInfo, register
 
 
-def input_gradient(explained: ExplainedModel, inputs: torch.Tensor, outputs: Sequence[Output]) -> torch.Tensor:
+def input_gradient(
+    explained: ExplainedModel, inputs: torch.Tensor, outputs: Sequence[Output], actions: torch.Tensor | None = None
+) -> torch.Tensor:
     """d output_k / d input for every output and frame: (K, N, C, H, W) float32 on the CPU.
 
-    One forward pass over all N rows, one backward pass per output; parameters are frozen and no
-    hook is left behind. The noise tunnel calls this on its (samples x frames) noisy batch.
+    One forward pass per chunk of ``INPUT_CHUNK`` rows, one backward pass per output; parameters
+    are frozen and no hook is left behind. The noise tunnel calls this on its (samples x frames) noisy batch.
     """
-    return input_gradients(explained, inputs, outputs)
+    parts = [
+        input_gradients(explained, inputs[start : start + INPUT_CHUNK], outputs, actions=_part(actions, start))
+        for start in range(0, len(inputs), INPUT_CHUNK)
+    ]
+    return torch.cat(parts, dim=1)
+
+
+def _part(actions: torch.Tensor | None, start: int) -> torch.Tensor | None:
+    return None if actions is None else torch.as_tensor(actions)[start : start + INPUT_CHUNK]
 
 
 @dataclass(frozen=True)
@@ -42,15 +52,25 @@ class InputAttributionMethod(Method):
 
     @abstractmethod
     def channel_attribution(
-        self, explained: ExplainedModel, inputs: torch.Tensor, outputs: Sequence[Output]
+        self,
+        explained: ExplainedModel,
+        inputs: torch.Tensor,
+        outputs: Sequence[Output],
+        actions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Signed per-channel attribution of each output, (K, N, C, H, W) float32 on the CPU."""
 
     def attribute(
-        self, explained: ExplainedModel, inputs: torch.Tensor, outputs: Sequence[Output], layer: str | None = None
+        self,
+        explained: ExplainedModel,
+        inputs: torch.Tensor,
+        outputs: Sequence[Output],
+        layer: str | None = None,
+        *,
+        actions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(K, N, H, W): :meth:`channel_attribution` summed over the input channels (``layer`` is ignored)."""
-        return self.channel_attribution(explained, inputs, outputs).sum(dim=2)
+        return self.channel_attribution(explained, inputs, outputs, actions).sum(dim=2)
 
 
 @register
@@ -68,9 +88,13 @@ class Gradient(InputAttributionMethod):
     )
 
     def channel_attribution(
-        self, explained: ExplainedModel, inputs: torch.Tensor, outputs: Sequence[Output]
+        self,
+        explained: ExplainedModel,
+        inputs: torch.Tensor,
+        outputs: Sequence[Output],
+        actions: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return input_gradient(explained, inputs, outputs)
+        return input_gradient(explained, inputs, outputs, actions)
 
 
 @register
@@ -92,6 +116,10 @@ class GradientTimesInput(InputAttributionMethod):
     )
 
     def channel_attribution(
-        self, explained: ExplainedModel, inputs: torch.Tensor, outputs: Sequence[Output]
+        self,
+        explained: ExplainedModel,
+        inputs: torch.Tensor,
+        outputs: Sequence[Output],
+        actions: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return input_gradient(explained, inputs, outputs) * inputs.detach().float().cpu()
+        return input_gradient(explained, inputs, outputs, actions) * inputs.detach().float().cpu()

@@ -9,10 +9,12 @@ draws ``e_s ~ N(0, sigma^2)``, s = 1..S:
   as Captum does (Adebayo et al. 2018)
 
 Each is computed per input channel, (K, N, C, H, W); the map (K, N, H, W) is then the sum over
-channels, i.e. squaring and variance come *before* the channel sum. ``sigma`` is ``noise`` times
+channels, i.e. squaring and variance come *before* the channel sum. ``sigma`` is ``noise_level`` times
 the frame's range, ``max(x) - min(x)``, one value per frame. The draws come from a seeded
 ``torch.Generator`` (:func:`noise_samples`), so the same call gives the same result, and all S x N
-noisy rows go through the model as one batch.
+noisy rows of a frame go through the model in one batch (frames are
+taken in chunks of at most ``INPUT_CHUNK`` noisy rows; the draws are made for all frames first, so
+chunking never changes them).
 
 ``--methods smoothgrad`` (``smoothgrad-sq``, ``vargrad``) wraps :class:`.gradient.Gradient`. To
 smooth another input method, pass it: ``SmoothGrad(method=GradientTimesInput())`` or
@@ -29,6 +31,7 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from ...errors import UserError
+from ..integrated_gradients import INPUT_CHUNK
 from ..outputs import ExplainedModel, Output
 from .base import Method, MethodInfo, register
 from .gradient import Gradient, InputAttributionMethod
@@ -74,11 +77,15 @@ class NoiseTunnel(InputAttributionMethod):
     fixed_kind: ClassVar[NoiseKind | None] = None
     """Set by the registered subclasses, whose name says the kind."""
 
-    method: Method
-    kind: NoiseKind = "smoothgrad"
-    samples: int = 16
-    noise: float = 0.15
-    seed: int = 0
+    method: Method = field(metadata={"flag": False})
+    """The wrapped input method (the registered tunnels wrap :class:`.gradient.Gradient`)."""
+    kind: NoiseKind = field(default="smoothgrad", metadata={"flag": False})
+    noise_samples: int = 16
+    """Noisy copies of each frame."""
+    noise_level: float = 0.15
+    """Noise sigma as a fraction of each frame's value range (max - min)."""
+    noise_seed: int = 0
+    """Seed of the noise draws."""
 
     def __post_init__(self) -> None:
         if self.method.info.attaches != "input" or not isinstance(self.method, InputAttributionMethod):
@@ -90,34 +97,63 @@ class NoiseTunnel(InputAttributionMethod):
             raise UserError(f"unknown noise tunnel kind {self.kind!r}; choose {', '.join(KINDS)}")
         if self.fixed_kind is not None and self.kind != self.fixed_kind:
             raise UserError(f"{self.info.title} is kind {self.fixed_kind!r}; use NoiseTunnel for {self.kind!r}")
-        _check_sampling(self.samples, self.noise)
+        _check_sampling(self.noise_samples, self.noise_level)
+
+    @property
+    def signed(self) -> bool:
+        return self.kind == "smoothgrad" and self.method.signed  # squares and variances are not
 
     def settings(self) -> dict[str, Any]:
         return {
             "method": self.info.name,
             "wrapped": self.method.settings(),
             "kind": self.kind,
-            "samples": self.samples,
-            "noise": self.noise,
-            "seed": self.seed,
+            "samples": self.noise_samples,
+            "noise": self.noise_level,
+            "seed": self.noise_seed,
         }
 
     def channel_attribution(
-        self, explained: ExplainedModel, inputs: torch.Tensor, outputs: Sequence[Output]
+        self,
+        explained: ExplainedModel,
+        inputs: torch.Tensor,
+        outputs: Sequence[Output],
+        actions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(K, N, C, H, W): the chosen statistic of the wrapped per-channel attribution over the draws."""
         assert isinstance(self.method, InputAttributionMethod)  # checked in __post_init__
         x = inputs.detach()
-        draws = noise_samples(x, self.samples, self.noise, self.seed)
-        noisy = (x.float().unsqueeze(0) + draws).flatten(0, 1)  # (S * N, ...), sample-major
-        values = self.method.channel_attribution(explained, noisy, outputs)
-        values = values.view(len(values), self.samples, *x.shape)  # (K, S, N, C, H, W)
+        draws = noise_samples(x, self.noise_samples, self.noise_level, self.noise_seed)  # all drawn first: chunks
+        per_chunk = max(1, INPUT_CHUNK // self.noise_samples)  # frames whose noisy copies form one batch
+        parts = []
+        for start in range(0, len(x), per_chunk):
+            frames = slice(start, start + per_chunk)
+            parts.append(self._statistic(explained, x[frames], draws[:, frames], outputs, _part(actions, frames)))
+        return torch.cat(parts, dim=1)
+
+    def _statistic(
+        self,
+        explained: ExplainedModel,
+        x: torch.Tensor,
+        draws: torch.Tensor,
+        outputs: Sequence[Output],
+        actions: torch.Tensor | None,
+    ) -> torch.Tensor:
+        assert isinstance(self.method, InputAttributionMethod)
+        noisy = (x.float().unsqueeze(0) + draws).flatten(0, 1)  # (S * n, ...), sample-major
+        repeated = None if actions is None else torch.as_tensor(actions).repeat(self.noise_samples)
+        values = self.method.channel_attribution(explained, noisy, outputs, repeated)
+        values = values.view(len(values), self.noise_samples, *x.shape)  # (K, S, n, C, H, W)
         if self.kind == "smoothgrad":
             return values.mean(dim=1)
         squares = values.square().mean(dim=1)
         if self.kind == "smoothgrad_sq":
             return squares
         return squares - values.mean(dim=1).square()  # E[a^2] - E[a]^2, as Captum's _compute_smoothing
+
+
+def _part(actions: torch.Tensor | None, frames: slice) -> torch.Tensor | None:
+    return None if actions is None else torch.as_tensor(actions)[frames]
 
 
 def _gradient() -> Method:
@@ -138,8 +174,8 @@ class SmoothGrad(NoiseTunnel):
         produces="map",
     )
     fixed_kind: ClassVar[NoiseKind | None] = "smoothgrad"
-    method: Method = field(default_factory=_gradient)
-    kind: NoiseKind = "smoothgrad"
+    method: Method = field(default_factory=_gradient, metadata={"flag": False})
+    kind: NoiseKind = field(default="smoothgrad", metadata={"flag": False})
 
 
 @register
@@ -156,8 +192,8 @@ class SmoothGradSquared(NoiseTunnel):
         produces="map",
     )
     fixed_kind: ClassVar[NoiseKind | None] = "smoothgrad_sq"
-    method: Method = field(default_factory=_gradient)
-    kind: NoiseKind = "smoothgrad_sq"
+    method: Method = field(default_factory=_gradient, metadata={"flag": False})
+    kind: NoiseKind = field(default="smoothgrad_sq", metadata={"flag": False})
 
 
 @register
@@ -174,5 +210,5 @@ class VarGrad(NoiseTunnel):
         produces="map",
     )
     fixed_kind: ClassVar[NoiseKind | None] = "vargrad"
-    method: Method = field(default_factory=_gradient)
-    kind: NoiseKind = "vargrad"
+    method: Method = field(default_factory=_gradient, metadata={"flag": False})
+    kind: NoiseKind = field(default="vargrad", metadata={"flag": False})

@@ -179,10 +179,7 @@ def _advice(parts: Sequence[Part], shapes: Shapes, config: RunConfig, fits: Call
 
 
 def _setting(config: RunConfig, name: str) -> int:
-    owner = {"num_steps": config.trajectories, "num_envs": config.trajectories, "num_obs": config.observation_set,
-             "obs_num_envs": config.observation_set, "ig_steps": config.attribution,
-             "nmf_features": config.reduction, "thumbnail_grid": config.feature_vis}[name]  # fmt: skip
-    return getattr(owner, name)
+    return int(config.setting(name))
 
 
 def _applies(name: str, shapes: Shapes, config: RunConfig) -> bool:

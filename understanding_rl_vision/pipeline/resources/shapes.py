@@ -73,7 +73,7 @@ def shapes_of(agent: Agent, plan: Plan | RunConfig) -> Shapes:
     """The agent's and plan's shapes; from a config, resolved as :func:`..plan.make_plan` does it,
     without building a job per trajectory (so a huge ``num_envs`` costs nothing here)."""
     config = plan.config if isinstance(plan, Plan) else plan
-    key = (id(agent), agent.observation_shape, config.env, config.layer_selection, config.attribution.outputs,
+    key = (id(agent), agent.observation_shape, config.env, config.layer_selection, config.attribution.selection,
            isinstance(plan, Plan) and (plan.env, plan.layers, plan.outputs))  # fmt: skip
     try:
         known = _SHAPES.setdefault(agent.model, {})
@@ -92,7 +92,7 @@ def _shapes_of(agent: Agent, plan: Plan | RunConfig) -> Shapes:
     else:
         env = choose_env(agent, plan.env)
         layers = choose_layers(agent, plan)[0]
-        outputs = len(explain_agent(agent).outputs(plan.attribution.outputs))
+        outputs = len(explain_agent(agent).outputs(plan.attribution.selection))
     sizes = _module_sizes(agent)
     shapes = []
     for layer in layers:

@@ -71,7 +71,7 @@ class _Sizes:
         def per_frame(steps: int) -> int:
             return 4 * (steps * (layer.above_sum + 3 * layer.above_max + layer.size) + 2 * outputs * layer.size)
 
-        steps = 1 if layer.is_input else self.config.attribution.ig_steps
+        steps = 1 if layer.is_input else int(self.config.setting("ig_steps"))
         budget = DEFAULT_MEMORY_BUDGET if not layer.is_input else INPUT_CHUNK * per_frame(1)
         # A chunk is as many frames as the budget allows, at least one: its graph takes at most
         # max(budget, one frame's). The forward pass below the layer holds every frame of the

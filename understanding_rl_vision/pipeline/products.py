@@ -1,0 +1,147 @@
+"""What each job stores in the cache, one typed class per product: the array layout of a product
+is written here and nowhere else. Every class turns itself into named arrays (:meth:`to_arrays`,
+what :meth:`~.cache.Cache.save` writes) and back (:meth:`from_arrays`).
+
+Attribution is stored quantised exactly as the page will receive it (:mod:`..contract.codec`), so
+the cache costs what the output costs and export only re-encodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..contract.codec import dequantise, quantise
+from ..feature_vis.dataset_examples import FeatureImages, Popup, Thumbnail
+from ..reduction import FeatureMaps
+
+Arrays = dict[str, np.ndarray | np.generic]
+
+
+@dataclass(frozen=True)
+class LayerFit:
+    """A layer's NMF basis (K features x C channels) and each feature's dataset examples."""
+
+    components: np.ndarray
+    features: list[FeatureImages]
+
+    def to_arrays(self) -> Arrays:
+        arrays: Arrays = {"components": self.components}
+        for k, feature in enumerate(self.features):
+            thumb = feature.thumbnail
+            arrays |= {
+                f"{k}/thumbnail": thumb.image,
+                f"{k}/thumbnail_indices": thumb.indices,
+                f"{k}/thumbnail_positions": thumb.positions,
+            }
+            for i, popup in enumerate(feature.popups):
+                arrays |= {f"{k}/{i}/{f.name}": np.asarray(getattr(popup, f.name)) for f in dataclasses.fields(popup)}
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> LayerFit:
+        components = arrays["components"]
+        features = []
+        for k in range(len(components)):
+            thumbnail = Thumbnail(
+                arrays[f"{k}/thumbnail"], arrays[f"{k}/thumbnail_indices"], arrays[f"{k}/thumbnail_positions"]
+            )
+            popups, i = [], 0
+            while f"{k}/{i}/image" in arrays:
+                values: dict[str, Any] = {f.name: arrays[f"{k}/{i}/{f.name}"] for f in dataclasses.fields(Popup)}
+                values["expand_mult"] = int(values["expand_mult"])
+                values["subdiv_mult"] = float(values["subdiv_mult"])
+                popups.append(Popup(**values))
+                i += 1
+            features.append(FeatureImages(thumbnail, tuple(popups)))
+        return cls(components, features)
+
+
+_CHANNEL_PARTS = {"positive": "uint8", "negative": "uint8", "residual": "int8"}
+
+
+@dataclass(frozen=True)
+class ChannelProduct:
+    """A ``channels`` method over one trajectory at one layer: per explained output, its
+    attribution in the layer's NMF features (quantised and back, as the page will see it)."""
+
+    maps: tuple[FeatureMaps, ...]
+
+    def to_arrays(self) -> Arrays:
+        arrays: Arrays = {}
+        for o, maps in enumerate(self.maps):
+            for name, dtype in _CHANNEL_PARTS.items():
+                stored, scale = quantise(getattr(maps, name), dtype)
+                arrays[f"{o}/{name}"], arrays[f"{o}/{name}_scale"] = stored, np.float64(scale)
+            arrays[f"{o}/totals"], arrays[f"{o}/residual_totals"] = maps.totals, maps.residual_totals
+            arrays[f"{o}/scale"] = np.float64(maps.scale)
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> ChannelProduct:
+        count = sum(1 for key in arrays if key.endswith("/totals"))
+        return cls(
+            tuple(
+                FeatureMaps(
+                    **{n: dequantise(arrays[f"{o}/{n}"], float(arrays[f"{o}/{n}_scale"])) for n in _CHANNEL_PARTS},
+                    totals=arrays[f"{o}/totals"],
+                    residual_totals=arrays[f"{o}/residual_totals"],
+                    scale=float(arrays[f"{o}/scale"]),
+                )
+                for o in range(count)
+            )
+        )
+
+
+@dataclass(frozen=True)
+class HeatMap:
+    """One output's maps over a trajectory: non-negative ``positive`` and ``negative`` parts
+    (N, h, w), float32 after quantisation, and unquantised ``totals`` (N,) of positive - negative."""
+
+    positive: np.ndarray
+    negative: np.ndarray
+    totals: np.ndarray
+
+
+@dataclass(frozen=True)
+class MapProduct:
+    """A ``map`` method over one trajectory at one site (a layer or the input): a heat map per
+    explained output, each part quantised to uint8 with its own scale."""
+
+    maps: tuple[HeatMap, ...]
+
+    @classmethod
+    def from_values(cls, values: np.ndarray) -> MapProduct:
+        """From (K, N, h, w) float maps."""
+        maps = []
+        for v in np.asarray(values, np.float32):
+            parts = [dequantise(*quantise(np.maximum(sign * v, 0.0), "uint8")) for sign in (1.0, -1.0)]
+            maps.append(HeatMap(parts[0], parts[1], v.sum(axis=(1, 2), dtype=np.float64).astype(np.float32)))
+        return cls(tuple(maps))
+
+    def to_arrays(self) -> Arrays:
+        arrays: Arrays = {}
+        for o, heat in enumerate(self.maps):
+            for name in ("positive", "negative"):
+                stored, scale = quantise(getattr(heat, name), "uint8")
+                arrays[f"{o}/{name}"], arrays[f"{o}/{name}_scale"] = stored, np.float64(scale)
+            arrays[f"{o}/totals"] = heat.totals
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> MapProduct:
+        count = sum(1 for key in arrays if key.endswith("/totals"))
+        return cls(
+            tuple(
+                HeatMap(
+                    positive=dequantise(arrays[f"{o}/positive"], float(arrays[f"{o}/positive_scale"])),
+                    negative=dequantise(arrays[f"{o}/negative"], float(arrays[f"{o}/negative_scale"])),
+                    totals=arrays[f"{o}/totals"],
+                )
+                for o in range(count)
+            )
+        )
