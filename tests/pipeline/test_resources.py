@@ -198,19 +198,24 @@ import json, sys
 from understanding_rl_vision import rl_clarity
 from understanding_rl_vision.demo import bundled_agent_path
 settings = json.loads(sys.argv[2])
-settings["layers"] = tuple(settings["layers"])
+settings = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
 rl_clarity.run(bundled_agent_path(), sys.argv[1], progress=False, **settings)
 peak = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(int(peak.split()[1]) * 1024)  # this process's own peak resident bytes
 """
 
 
-def test_a_real_run_stays_within_its_estimate(agent, tmp_path):
+METHODS = {"methods": ("ig", "gradcam", "smoothgrad"), "explain": ("value", "action"), "noise_samples": 4}
+"""Channels and maps at a layer, maps of the input."""
+
+
+@pytest.mark.parametrize("extra", [{}, METHODS], ids=["ig", "methods"])
+def test_a_real_run_stays_within_its_estimate(agent, tmp_path, extra):
     out = tmp_path / "out"
     # The child's own high-water mark: getrusage(RUSAGE_CHILDREN) is the largest of every child
     # this process ever waited for, which in a full suite is some other test's.
     done = subprocess.run(
-        [sys.executable, "-c", RUN, str(out), json.dumps(SMALL)],
+        [sys.executable, "-c", RUN, str(out), json.dumps({**SMALL, **extra})],
         check=True,
         timeout=120,
         capture_output=True,
@@ -219,7 +224,10 @@ def test_a_real_run_stays_within_its_estimate(agent, tmp_path):
     peak = int(done.stdout.split()[-1])
     output = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     cache = sum(p.stat().st_size for p in (tmp_path / "out.cache").rglob("*") if p.is_file())
-    found = estimate(agent, RunConfig().replace(**SMALL), lanes=resources.lanes_per_process(agent, Workers()))
+    config = RunConfig().replace(**SMALL, **extra)
+    found = estimate(agent, config, lanes=resources.lanes_per_process(agent, Workers()))
+    print(f"peak {peak:,} / {found.peak_memory_bytes:,}, output {output:,} / {found.output_bytes:,}, "
+          f"cache {cache:,} / {found.cache_bytes:,}")  # fmt: skip
     assert peak <= found.peak_memory_bytes <= 2 * peak  # measured 0.98 GB, estimated 1.4 GB
     assert output <= found.output_bytes <= 4 * output  # 0.31 MB, 0.88 MB
     assert cache <= found.cache_bytes <= 2 * cache  # 1.85 MB, 1.89 MB

@@ -62,6 +62,12 @@ class Method(ABC):
         """Whether its attribution can be negative (the page then draws a diverging colour map)."""
         return True
 
+    @property
+    def rows_per_frame(self) -> int:
+        """Copies of each frame it runs through the network (noisy copies, perturbed copies); it
+        batches at most ``INPUT_CHUNK`` rows at a time. For the memory estimate."""
+        return 1
+
     @classmethod
     def flag_fields(cls) -> tuple[dataclasses.Field, ...]:
         """The fields a user sets by name (``--noise-samples``); ``metadata={"flag": False}`` hides

@@ -103,6 +103,10 @@ class NoiseTunnel(InputAttributionMethod):
     def signed(self) -> bool:
         return self.kind == "smoothgrad" and self.method.signed  # squares and variances are not
 
+    @property
+    def rows_per_frame(self) -> int:
+        return self.noise_samples * self.method.rows_per_frame
+
     def settings(self) -> dict[str, Any]:
         return {
             "method": self.info.name,

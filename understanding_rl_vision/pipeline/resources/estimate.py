@@ -64,12 +64,11 @@ def estimate(agent: Agent, plan: Plan | RunConfig, lanes: int = 1, processes: in
 def _missing_jobs(plan: Plan, cached: Collection[str]) -> dict[str, object]:
     """Which products still have to be computed: kinds, and for attribution the per-layer counts."""
     jobs = [job for job in plan.jobs if job.name not in cached]
-    attribution = Counter(job.layer for job in jobs if job.kind == "attribution")
     return {
         "trajectories": any(job.kind == "trajectories" for job in jobs),
         "observations": sum(job.kind == "observations" for job in jobs),
         "fit": {job.layer for job in jobs if job.kind == "fit"},
-        "attribution": [attribution[i] for i in range(len(plan.layers))],
+        "attribution": Counter((job.method, job.layer) for job in jobs if job.kind == "attribution"),
     }
 
 
@@ -85,9 +84,11 @@ def _estimate(s: Shapes, config: RunConfig, lanes: int, processes: int, missing:
     for index, layer in enumerate(s.layers):
         if missing is None or index in missing["fit"]:
             jobs.append((c.fit_job(layer), 1))
-        count = config.trajectories.num_envs if missing is None else missing["attribution"][index]
-        if count:
-            jobs.append((c.attribution_job(layer), count))
+    for m, method in enumerate(s.methods):
+        for site in method.sites:
+            count = config.trajectories.num_envs if missing is None else missing["attribution"][m, site]
+            if count:
+                jobs.append((c.attribution_job(method, site), count))
     slots = lanes * processes  # jobs that can run at once on this machine
     running: list[list[Part]] = []
     for stage, count in sorted(jobs, key=lambda job: -_total(job[0])):

@@ -17,7 +17,7 @@ from ...attribution.hooks import forward_hooks
 from ...config import RunConfig
 from ...envs.spec import AtariSpec, EnvSpec, ProcgenSpec
 from ...errors import UserError
-from ..plan import Plan, choose_env, choose_layers
+from ..plan import Plan, choose_env, choose_layers, plan_methods
 
 FULL_RES = 512
 """Procgen's full-resolution display frames (``full_res_frames``)."""
@@ -53,6 +53,18 @@ class LayerShape:
 
 
 @dataclass(frozen=True)
+class MethodShape:
+    """What the estimate needs of one chosen method."""
+
+    name: str
+    produces: str  # "channels" or "map"
+    outputs: int
+    sites: tuple[int, ...]
+    """Indices into :attr:`Shapes.layers`, or (-1,) for the input."""
+    rows_per_frame: int
+
+
+@dataclass(frozen=True)
 class Shapes:
     """What the estimate needs of the agent and the plan: nothing here depends on a size setting."""
 
@@ -62,6 +74,9 @@ class Shapes:
     outputs: int
     layers: tuple[LayerShape, ...]
     model_bytes: int
+    methods: tuple[MethodShape, ...]
+    network: LayerShape
+    """The whole network seen from its input: what a method of the input runs through."""
 
 
 _SHAPES: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, Shapes]] = weakref.WeakKeyDictionary()
@@ -73,7 +88,7 @@ def shapes_of(agent: Agent, plan: Plan | RunConfig) -> Shapes:
     """The agent's and plan's shapes; from a config, resolved as :func:`..plan.make_plan` does it,
     without building a job per trajectory (so a huge ``num_envs`` costs nothing here)."""
     config = plan.config if isinstance(plan, Plan) else plan
-    key = (id(agent), agent.observation_shape, config.env, config.layer_selection, config.attribution.selection,
+    key = (id(agent), agent.observation_shape, config.env, config.layer_selection, config.attribution,
            isinstance(plan, Plan) and (plan.env, plan.layers, plan.outputs))  # fmt: skip
     try:
         known = _SHAPES.setdefault(agent.model, {})
@@ -88,11 +103,13 @@ def shapes_of(agent: Agent, plan: Plan | RunConfig) -> Shapes:
 def _shapes_of(agent: Agent, plan: Plan | RunConfig) -> Shapes:
     layers: Sequence[Layer]
     if isinstance(plan, Plan):
-        env, layers, outputs = plan.env, plan.layers, len(plan.outputs)
+        env, layers, outputs, methods = plan.env, plan.layers, len(plan.outputs), plan.methods
     else:
         env = choose_env(agent, plan.env)
         layers = choose_layers(agent, plan)[0]
-        outputs = len(explain_agent(agent).outputs(plan.attribution.selection))
+        chosen = explain_agent(agent).outputs(plan.attribution.selection)
+        methods = plan_methods(plan, list(layers), tuple(o.name for o in chosen), tuple(o.kind for o in chosen))
+        outputs = len(chosen)
     sizes = _module_sizes(agent)
     shapes = []
     for layer in layers:
@@ -106,10 +123,17 @@ def _shapes_of(agent: Agent, plan: Plan | RunConfig) -> Shapes:
         above = above or [8 * c * h * w]  # unknown (a model we cannot hook): a guess of its size
         below = below or [c * h * w, math.prod(agent.observation_shape)]
         shapes.append(LayerShape(layer.label, c, h, w, sum(above), max(above), max(below)))
+    h, w, c = agent.observation_shape
+    every = [size for _, size in sizes] or [8 * h * w * c]
+    network = LayerShape(INPUT_LAYER, c, h, w, sum(every), max(every), h * w * c)
+    method_shapes = tuple(
+        MethodShape(m.method.info.name, m.method.info.produces, len(m.outputs), m.sites, m.method.rows_per_frame)
+        for m in methods
+    )
     params = sum(p.numel() * p.element_size() for p in agent.model.parameters())
     observation = cast("tuple[int, int, int]", tuple(agent.observation_shape))  # an (H, W, C) shape
     return Shapes(observation, _frame_shape(env, agent.observation_shape), agent.num_actions,
-                  outputs, tuple(shapes), params)  # fmt: skip
+                  outputs, tuple(shapes), params, method_shapes, network)  # fmt: skip
 
 
 def _module_sizes(agent: Agent) -> list[tuple[str, int]]:

@@ -15,7 +15,7 @@ from ...contract.schema import OBS_PER_SHEET, estimate_bytes
 from ...feature_vis.dataset_examples import MIN_THUMBNAIL_PX, THUMBNAIL_CELLS, popup_cells
 from ...reduction.nmf import CHUNK_ROWS, MAX_FIT_ROWS
 from ...rollout import OBS_PART_ENVS, observation_parts
-from .shapes import LayerShape, Shapes
+from .shapes import LayerShape, MethodShape, Shapes
 
 ENV_BYTES = 2_000_000
 """One environment instance (a procgen env measured 0.75 MB; an ALE emulator is a few MB)."""
@@ -138,8 +138,23 @@ class _Sizes:
         work = max((4 * g * g * self.N + 3 * canvas + 300 * g * g for g, _, canvas in self._popups(layer)), default=0)
         return Part(work, f"feature popups of layer {layer.label}", ("subdiv_mults", "num_obs"))
 
-    def attribution_job(self, layer: LayerShape) -> list[Part]:
-        T, S, hw, Ko = self.T, layer.size, layer.positions, self.K_out
+    def attribution_job(self, method: MethodShape, site: int) -> list[Part]:
+        """One method's job over one trajectory at one site."""
+        T, Ko = self.T, method.outputs
+        inputs = Part(4 * T * self.ob, f"one trajectory of {_count(T)} frames", ("num_steps",))
+        lane = replace(self.traj_part, what=self.traj_part.what + " (one copy per lane)")
+        if method.produces == "channels":
+            return [lane, inputs, *self._channels_job(self.s.layers[site], Ko)]
+        layer = self.s.network if site == -1 else self.s.layers[site]
+        what = f"{method.name} maps of {Ko} output{'s' * (Ko > 1)} x {_count(T)} frames"
+        maps = Part(3 * 4 * Ko * T * layer.positions, what, ("num_steps", "attr_policy"))
+        network = self.s.network  # every method runs the whole network, in chunks of INPUT_CHUNK rows
+        rows = min(INPUT_CHUNK, T * method.rows_per_frame)
+        working = rows * 4 * (network.above_sum + 3 * network.above_max + network.size)
+        return [lane, inputs, maps, Part(working, f"{method.name}'s working chunk")]
+
+    def _channels_job(self, layer: LayerShape, Ko: int) -> list[Part]:
+        T, S, hw = self.T, layer.size, layer.positions
         K = min(self.config.reduction.nmf_features, layer.channels)
         what = f"attribution of {Ko} output{'s' * (Ko > 1)} x {_count(T)} frames at layer {layer.label}"
         knobs = ("num_steps", "attr_policy", "layers")
@@ -149,9 +164,7 @@ class _Sizes:
             [Part(4 * Ko * T * S + 5 * T * S + T * hw * (48 * K + 16) + Ko * T * hw * (2 * K + 1)
                   + transform_rows * layer.channels * 16, what, knobs)],
         ]  # fmt: skip
-        inputs = Part(4 * T * self.ob, f"one trajectory of {_count(T)} frames", ("num_steps",))
-        return [replace(self.traj_part, what=self.traj_part.what + " (one copy per lane)"), inputs,
-                *max(stages, key=_total)]  # fmt: skip
+        return max(stages, key=_total)
 
     def export(self) -> list[Part]:
         T, N = self.T, self.N
@@ -163,6 +176,8 @@ class _Sizes:
             what = f"export of {outputs} x {_count(T)} frames at layer {layer.label}"
             stages.append([Part(self.K_out * maps * 5 + 27 * maps, what, ("num_steps", "attr_policy", "layers")),
                            self._pictures(layer, K)])  # fmt: skip
+        largest = max((self.s.network.positions, *(layer.positions for layer in self.s.layers)))
+        stages.append([Part(27 * T * largest, f"export of heat maps of {_count(T)} frames", ("num_steps",))])
         H, W, _ = self.s.observation
         stages.append([Part(2 * T * self.fr, f"sprite sheets of {_count(T)} frames", ("num_steps",))])
         stages.append([Part(N * (2 * self.ob + 2 * H * W * 3), self.obs_what, ("num_obs", "obs_num_envs"))])
@@ -170,12 +185,26 @@ class _Sizes:
 
     # ---------------------------------------------------------------- disk
 
-    def _stored(self, layer: LayerShape) -> str:
-        outputs = f"{self.K_out} output{'s' * (self.K_out > 1)}"
-        return f"attribution of {outputs} x {_count(self.E)} x {_count(self.T)} frames at layer {layer.label}"
+    def _stored(self, method: MethodShape, site: int) -> str:
+        outputs = f"{method.outputs} output{'s' * (method.outputs > 1)}"
+        where = "the input" if site == -1 else f"layer {self.s.layers[site].label}"
+        return f"{method.name} of {outputs} x {_count(self.E)} x {_count(self.T)} frames at {where}"
+
+    def _stored_bytes(self, method: MethodShape, site: int, quantised: bool) -> int:
+        """One job's product: the cache's arrays (``quantised``) or the output's payloads."""
+        T = self.T
+        if method.produces == "channels":
+            layer = self.s.layers[site]
+            K = min(self.config.reduction.nmf_features, layer.channels)
+            if quantised:
+                return T * layer.positions * (2 * K + 1) + 4 * T * (K + 1) + 9 * ARRAY_OVERHEAD
+            return estimate_bytes(layer.height, layer.width, K, T).quantised + FILE_OVERHEAD
+        layer = self.s.network if site == -1 else self.s.layers[site]
+        arrays = 2 * T * layer.positions + 4 * T
+        return arrays + 5 * ARRAY_OVERHEAD if quantised else arrays * 5 // 4 + FILE_OVERHEAD
 
     def cache(self, missing: dict | None) -> list[Part]:
-        E, T, N = self.E, self.T, self.N
+        E, N = self.E, self.N
         parts = []
         if missing is None or missing["trajectories"]:
             parts.append(replace(self.traj_part, bytes=self.traj + FILE_OVERHEAD))
@@ -189,9 +218,11 @@ class _Sizes:
                 arrays = 1 + K * (3 + 7 * len(self._popups(layer)))  # each with a zip entry and a .npy header
                 extra = K * layer.channels * 4 + arrays * ARRAY_OVERHEAD + FILE_OVERHEAD
                 parts.append(replace(pictures, bytes=pictures.bytes + extra))
-            count = E if missing is None else missing["attribution"][index]
-            per_output = T * layer.positions * (2 * K + 1) + 4 * T * (K + 1) + 9 * ARRAY_OVERHEAD  # 9 arrays
-            parts.append(Part(count * (self.K_out * per_output + FILE_OVERHEAD), self._stored(layer), _STORED))
+        for m, method in enumerate(self.s.methods):
+            for site in method.sites:
+                count = E if missing is None else missing["attribution"][m, site]
+                per_job = method.outputs * self._stored_bytes(method, site, quantised=True) + FILE_OVERHEAD
+                parts.append(Part(count * per_job, self._stored(method, site), _STORED))
         return parts
 
     def output(self) -> list[Part]:
@@ -199,12 +230,14 @@ class _Sizes:
         parts = []
         for layer in s.layers:
             K = min(self.config.reduction.nmf_features, layer.channels)
-            payload = estimate_bytes(layer.height, layer.width, K, T).quantised  # deflate >= base85's 5/4 assumed
-            parts.append(Part(E * self.K_out * (payload + FILE_OVERHEAD), self._stored(layer), _STORED))
             pictures = self._pictures(layer, K)
             files = K * (2 + len(self._popups(layer)))
             grids = K * sum(4 * g * g * 5 // 4 for g, _, _ in self._popups(layer))
             parts.append(replace(pictures, bytes=pictures.bytes // PNG_RATIO + grids + files * FILE_OVERHEAD))
+        for method in s.methods:
+            for site in method.sites:
+                per_job = method.outputs * self._stored_bytes(method, site, quantised=False)
+                parts.append(Part(E * per_job, self._stored(method, site), _STORED))
         per_sheet, _ = sprite_layout(T, s.frame[0], s.frame[1])
         sheets = E * -(-T // per_sheet)
         per_step = (17 + 4 * s.num_actions) * 5 // 4
