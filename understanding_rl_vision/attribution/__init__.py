@@ -9,6 +9,8 @@ import numpy as np
 import torch
 
 from ..agents.base import Agent
+from ..errors import UserError
+from . import methods
 from .hooks import LayerNotFoundError, capture, forward_hooks, hook_count
 from .integrated_gradients import (
     DEFAULT_MEMORY_BUDGET,
@@ -23,6 +25,7 @@ from .integrated_gradients import (
     quadrature,
 )
 from .layers import Layer, NotABottleneckError, default_layer, discover_layers, resolve_layers
+from .methods import Method
 from .outputs import ExplainedModel, Output, explain_agent
 
 INPUT_LAYER = "input"
@@ -36,6 +39,7 @@ __all__ = [
     "Layer",
     "LayerAttribution",
     "LayerNotFoundError",
+    "Method",
     "NotABottleneckError",
     "Output",
     "Rule",
@@ -49,6 +53,7 @@ __all__ = [
     "hook_count",
     "input_gradients",
     "integrated_gradients",
+    "methods",
     "quadrature",
     "resolve_layers",
 ]
@@ -60,42 +65,70 @@ def attribute(
     layer: str | Layer | None = None,
     outputs: Sequence[str] | str = ("value",),
     *,
+    method: str | Method = "ig",
+    actions: np.ndarray | torch.Tensor | None = None,
     steps: int = DEFAULT_STEPS,
     rule: Rule = "riemann",
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     batching: Batching = "sequential",
 ) -> LayerAttribution:
-    """Explain ``outputs`` at ``layer`` for a batch of observations.
+    """Explain ``outputs`` with ``method`` at ``layer`` for a batch of observations.
 
     ``agent`` is an :class:`Agent` (observations are uint8 (N, H, W, C)) or any
-    :class:`ExplainedModel` (observations are its preprocessed input). ``layer`` is a dotted
-    module name, a label such as ``2b``, ``input`` for plain input gradients, a :class:`Layer`
-    already resolved, or None for the default (middle) layer. ``outputs`` are names such as
-    ``value``, ``logit:LEFT``, ``logits``,
-    ``group:RIGHT``, ``groups``. Returns (K outputs, N, *layer shape). ``batching`` picks how
-    the K backward passes run (see :mod:`.integrated_gradients`); results are identical.
+    :class:`ExplainedModel` (observations are its preprocessed input). ``method`` is a registered
+    name (``ig``, ``gradcam``, ``smoothgrad``, ``perturbation``, ...; see :data:`methods.REGISTRY`)
+    or a :class:`~.methods.Method` built with its settings. ``layer`` is a dotted module name, a
+    label such as ``2b``, ``input``, a :class:`Layer` already resolved, or None: the default
+    (middle) layer for a method that reads a layer, the input for one that reads the input.
+    ``outputs`` are names such as ``value``, ``logit:LEFT``, ``logits``, ``group:RIGHT``, ``groups``,
+    ``action`` (the logit of the action taken: pass ``actions``, one per frame) or ``actor`` (every
+    logit as one vector; perturbation only). Returns (K outputs, N, *shape): the layer's shape for
+    ``channels`` methods, (h, w) for ``map`` methods. ``steps``, ``rule``, ``memory_budget`` and
+    ``batching`` are integrated gradients' (``method="ig"``); results do not depend on ``batching``.
     """
     if isinstance(agent, Agent):
         explained, inputs = explain_agent(agent), agent.preprocess(observations)
     else:
         explained, inputs = agent, torch.as_tensor(observations)
     chosen = explained.outputs(outputs)
-    if layer == INPUT_LAYER or (isinstance(layer, Layer) and layer.name == INPUT_LAYER):
-        parts = [input_gradients(explained, chunk, chosen, batching=batching) for chunk in inputs.split(INPUT_CHUNK)]
-        return LayerAttribution(INPUT_LAYER, tuple(o.name for o in chosen), torch.cat(parts, dim=1))
+    names = tuple(o.name for o in chosen)
+    taken = None if actions is None else torch.as_tensor(np.asarray(actions))
+    chosen_method = methods.method_class(method)() if isinstance(method, str) else method
+    reads_input = chosen_method.info.attaches == "input"
+    if reads_input or layer == INPUT_LAYER or (isinstance(layer, Layer) and layer.name == INPUT_LAYER):
+        if not reads_input and not chosen_method.info.input_layer:
+            raise UserError(f"{chosen_method.info.title} explains a layer, not the input")
+        if isinstance(chosen_method, methods.IntegratedGradients):
+            values = [
+                input_gradients(explained, chunk, chosen, batching=batching, actions=part)
+                for chunk, part in zip(inputs.split(INPUT_CHUNK), _split(taken, len(inputs)))
+            ]
+            return LayerAttribution(INPUT_LAYER, names, torch.cat(values, dim=1))
+        return LayerAttribution(INPUT_LAYER, names, chosen_method.attribute(explained, inputs, chosen, actions=taken))
     if isinstance(layer, Layer):
         resolved = layer
     elif layer is None:
         resolved = default_layer(discover_layers(explained.model, inputs[:1]))
     else:
         (resolved,) = resolve_layers(explained.model, inputs[:1], [layer])
-    return integrated_gradients(
-        explained,
-        inputs,
-        resolved.name,
-        chosen,
-        steps=steps,
-        rule=rule,
-        memory_budget=memory_budget,
-        batching=batching,
+    if isinstance(chosen_method, methods.IntegratedGradients):
+        return integrated_gradients(
+            explained,
+            inputs,
+            resolved.name,
+            chosen,
+            steps=steps,
+            rule=rule,
+            memory_budget=memory_budget,
+            batching=batching,
+            actions=taken,
+        )
+    return LayerAttribution(
+        resolved.name, names, chosen_method.attribute(explained, inputs, chosen, resolved.name, actions=taken)
     )
+
+
+def _split(actions: torch.Tensor | None, frames: int) -> list[torch.Tensor | None]:
+    if actions is None:
+        return [None] * -(-frames // INPUT_CHUNK)
+    return list(actions.split(INPUT_CHUNK))

@@ -15,12 +15,14 @@ for _module in pkgutil.iter_modules(__path__):
     if _module.name not in ("base", "settings"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
+from .integrated_gradients import IntegratedGradients  # noqa: E402
 from .settings import MethodSettings, MethodSettingsBase  # noqa: E402  (after every method is registered)
 
 __all__ = [
     "BASIS_METHOD",
     "REGISTRY",
     "Attaches",
+    "IntegratedGradients",
     "Method",
     "MethodInfo",
     "MethodSettings",
