@@ -11,6 +11,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[test,mpi]"
+	# pytorch-grad-cam, a test reference: without its torchvision dependency, whose wheel fails to
+	# load beside torch 2.13.0+cpu ("operator torchvision::nms does not exist"); see
+	# tests/reference_libraries.py.
+	$(BIN)/pip install --quiet --no-deps -c constraints.txt grad-cam ttach
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,6 +1,8 @@
-"""Grad-CAM, Grad-CAM++ and HiResCAM against Captum, pytorch-grad-cam's formulas, and a toy network."""
+"""Grad-CAM, Grad-CAM++ and HiResCAM against Captum, the real pytorch-grad-cam, and a toy network."""
 
+import sys
 from dataclasses import fields, replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,132 +16,153 @@ from understanding_rl_vision.attribution.methods.base import REGISTRY, method_cl
 from understanding_rl_vision.attribution.methods.cam import GradCAM, GradCAMChannels, GradCAMPlusPlus, HiResCAM
 from understanding_rl_vision.errors import UserError
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from reference_libraries import (  # in tests/, put on the path above
+    OutputVector,
+    cam_before_scaling,
+    import_pytorch_grad_cam,
+    uses_stand_in,
+)
+
+pytorch_grad_cam = import_pytorch_grad_cam()
+from pytorch_grad_cam.utils.image import scale_cam_image  # noqa: E402
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
+
 TOLERANCE = 1e-4
-OUTPUT_NAMES = ["value", "logit:RIGHT"]
+OUTPUT_NAMES = ["value", "logit:RIGHT", "action"]
+PEERS = {
+    "gradcam": pytorch_grad_cam.GradCAM,
+    "gradcam++": pytorch_grad_cam.GradCAMPlusPlus,
+    "hirescam": pytorch_grad_cam.HiResCAM,
+}
 
 
 @pytest.fixture(scope="module")
 def trained():
-    """The bundled agent, a few of its own CoinRun frames, and layer 3b (8x8)."""
+    """The bundled agent, 6 CoinRun frames from its own play (2 envs x 3 steps), the actions it took
+    there, and layer 3b (8x8)."""
     from understanding_rl_vision.agents import load_checkpoint
     from understanding_rl_vision.demo import bundled_agent_path
     from understanding_rl_vision.envs import make_vec_env
 
     agent = load_checkpoint(bundled_agent_path())
-    rng = np.random.default_rng(0)
-    frames = []
+    generator = torch.Generator().manual_seed(0)
+    frames, actions = [], []
     with make_vec_env("coinrun", num_envs=2, seed=0) as env:
         step = env.reset()
         for _ in range(3):
+            taken, _, _ = agent.act(step.obs, generator)
             frames.append(step.obs)
-            step = env.step(rng.integers(0, env.num_actions, size=2))
+            actions.append(taken)
+            step = env.step(taken)
     inputs = agent.preprocess(np.concatenate(frames))
     explained = explain_agent(agent)
     (layer,) = resolve_layers(agent.model, inputs[:1], ["3b"])
-    return agent, explained, inputs, layer.name
+    return agent, explained, inputs, torch.from_numpy(np.concatenate(actions)), layer.name
 
 
 def relative_difference(ours: torch.Tensor, reference: torch.Tensor) -> float:
     return float((ours - reference).abs().max() / reference.abs().max())
 
 
-def forward_k(explained: ExplainedModel, output: Output):
-    weights = torch.tensor(output.weights)
-    return lambda x: explained.forward(x) @ weights
+def entry_indices(explained: ExplainedModel, agent, name: str, actions: torch.Tensor) -> list[int]:
+    """Per frame, the entry of the output vector [value, logit_0, ...] that ``name`` selects, as a
+    user of either library picks it: a fixed entry, or for ``action`` the logit of the taken action."""
+    if name == "action":
+        return [explained.entries.index(f"logit:{agent.action_names[a]}") for a in actions.tolist()]
+    return [explained.entries.index(name)] * len(actions)
 
 
-def activations_and_gradients(explained: ExplainedModel, inputs: torch.Tensor, layer: str, output: Output):
-    """A and d output / d A as pytorch-grad-cam 1.5.7 gets them (activations_and_gradients.py: a forward
-    hook stores the output and a tensor hook its gradient; base_cam.py: backward of the summed target)."""
-    store = {}
+def pytorch_grad_cam_maps(peer_class, agent, inputs: torch.Tensor, layer: str, targets: list, relu: bool) -> np.ndarray:
+    """pytorch-grad-cam's map at the layer's resolution, before its upsampling and min-max scaling
+    (see :func:`reference_libraries.cam_before_scaling`), rectified as its ``compute_cam_per_layer``
+    does for ``relu``: pytorch-grad-cam has no switch, and ``get_cam_image`` is its unrectified map.
 
-    def hook(module, args, out):
-        store["activations"] = out.detach().numpy()
-        out.register_hook(lambda grad: store.__setitem__("grads", grad.detach().numpy()))
-
-    handle = dict(explained.model.named_modules())[layer].register_forward_hook(hook)
+    The call's own result is checked to be the rectified map put through the library's remaining
+    steps (``scale_cam_image`` to the input size, then ``aggregate_multi_layers`` over our one
+    layer), so the map we compare is the one that call computed.
+    """
+    peer = peer_class(model=OutputVector(agent), target_layers=[dict(agent.model.named_modules())[layer]])
     try:
-        forward_k(explained, output)(inputs).sum().backward()
+        returned, raw = cam_before_scaling(peer, inputs, targets)
+        rectified = np.maximum(raw, 0)
+        scaled = scale_cam_image(rectified, peer.get_target_width_height(inputs))
+        np.testing.assert_array_equal(returned, peer.aggregate_multi_layers([scaled[:, None]]))
     finally:
-        handle.remove()
-    explained.model.zero_grad()
-    return store["activations"], store["grads"]
+        peer.activations_and_grads.release()  # a `with` block would swallow an IndexError raised in it
+        agent.model.zero_grad()
+    return rectified if relu else raw
 
 
-def reference_gradcam_plusplus(activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
-    """pytorch_grad_cam/grad_cam_plusplus.py (get_cam_weights) then base_cam.py (get_cam_image, the
-    np.maximum in compute_cam_per_layer), version 1.5.7, without the resize and min-max scaling."""
-    grads_power_2 = grads**2
-    grads_power_3 = grads_power_2 * grads
-    spatial_axes = tuple(range(2, activations.ndim))
-    sum_activations = np.sum(activations, axis=spatial_axes)
-    sum_activations = sum_activations.reshape(sum_activations.shape + (1,) * len(spatial_axes))
-    eps = 0.000001
-    aij = grads_power_2 / (2 * grads_power_2 + sum_activations * grads_power_3 + eps)
-    aij = np.where(grads != 0, aij, 0)
-    weights = np.maximum(grads, 0) * aij
-    weights = np.sum(weights, axis=spatial_axes)
-    cam = (weights[:, :, None, None] * activations).sum(axis=1)
-    return np.maximum(cam, 0)
+def test_the_reference_is_pytorch_grad_cam_1_5_7():
+    """The real package (not a copy of its formulas); a torchvision stand-in, if it was needed, is
+    gone from ``sys.modules`` and refuses to run the parts of pytorch-grad-cam that would use it."""
+    from importlib.metadata import version
 
+    assert version("grad-cam") == "1.5.7"
+    assert PEERS["hirescam"].__module__ == "pytorch_grad_cam.hirescam"
+    if uses_stand_in(pytorch_grad_cam):
+        assert not any(name.split(".")[0] == "torchvision" for name in sys.modules)
+        from pytorch_grad_cam.utils.image import preprocess_image
 
-def reference_hirescam(activations: np.ndarray, grads: np.ndarray, relu: bool = True) -> np.ndarray:
-    """pytorch_grad_cam/hirescam.py (get_cam_image) then base_cam.py's np.maximum, version 1.5.7."""
-    cam = (grads * activations).sum(axis=1)
-    return np.maximum(cam, 0) if relu else cam
+        with pytest.raises(NotImplementedError, match="stand-in"):
+            preprocess_image(np.zeros((4, 4, 3), np.float32))
 
 
 @pytest.mark.parametrize("relu", [True, False])
 def test_gradcam_equals_captum_layer_gradcam(trained, relu):
-    agent, explained, inputs, layer = trained
+    agent, explained, inputs, actions, layer = trained
     outputs = explained.outputs(OUTPUT_NAMES)
-    ours = GradCAM(relu=relu).attribute(explained, inputs, outputs, layer)
-    assert ours.shape == (2, len(inputs), 8, 8) and ours.dtype == torch.float32 and ours.device.type == "cpu"
+    ours = GradCAM(cam_relu=relu).attribute(explained, inputs, outputs, layer, actions=actions)
+    assert ours.shape == (3, len(inputs), 8, 8) and ours.dtype == torch.float32 and ours.device.type == "cpu"
     module = dict(agent.model.named_modules())[layer]
     for k, output in enumerate(outputs):
-        reference = LayerGradCam(forward_k(explained, output), module).attribute(inputs, relu_attributions=relu)
+        target = torch.tensor(entry_indices(explained, agent, output.name, actions))  # one per frame
+        reference = LayerGradCam(explained.forward, module).attribute(inputs, target=target, relu_attributions=relu)
         difference = relative_difference(ours[k], reference.squeeze(1).detach())
-        print(f"gradcam relu={relu} {output.name}: max relative difference {difference:.2e}")
+        print(f"gradcam relu={relu} {output.name}: max relative difference to Captum {difference:.2e}")
         assert difference <= TOLERANCE, (output.name, difference)
     assert (ours >= 0).all() if relu else (ours < 0).any()
 
 
 def test_gradcam_channels_sum_to_the_unrectified_map(trained):
-    _, explained, inputs, layer = trained
+    _, explained, inputs, actions, layer = trained
     outputs = explained.outputs(OUTPUT_NAMES)
-    channels = GradCAMChannels().attribute(explained, inputs, outputs, layer)
-    assert channels.shape == (2, len(inputs), 32, 8, 8)
-    unrectified = GradCAM(relu=False).attribute(explained, inputs, outputs, layer)
+    channels = GradCAMChannels().attribute(explained, inputs, outputs, layer, actions=actions)
+    assert channels.shape == (3, len(inputs), 32, 8, 8)
+    unrectified = GradCAM(cam_relu=False).attribute(explained, inputs, outputs, layer, actions=actions)
     torch.testing.assert_close(channels.sum(2), unrectified, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize(("method", "label"), [("gradcam++", "3c"), ("hirescam", "3b"), ("hirescam", "3c")])
-def test_equals_pytorch_grad_cam_formulas(trained, method, label):
-    """Grad-CAM++ at 3c, a ReLU's output as the method assumes: at 3b (a residual sum, negative in
+@pytest.mark.parametrize("relu", [True, False], ids=["relu", "no-relu"])
+@pytest.mark.parametrize(
+    ("method", "label"), [("gradcam", "3b"), ("gradcam++", "3c"), ("hirescam", "3b"), ("hirescam", "3c")]
+)
+def test_equals_pytorch_grad_cam(trained, method, label, relu):
+    """Ours against pytorch-grad-cam 1.5.7's GradCAM, GradCAMPlusPlus and HiResCAM on the same model,
+    layer and targets (value, a logit, the taken action), each wrapped as a user of that library
+    would: the agent as a module returning the output vector, one ``ClassifierOutputTarget`` per
+    frame selecting an entry (see :func:`pytorch_grad_cam_maps`).
+
+    Grad-CAM++ at 3c, a ReLU's output as the method assumes: at 3b (a residual sum, negative in
     places) its denominator 2 g^2 + sum(A) g^3 + eps nears zero for some channels, where the one-ulp
-    difference between numpy's and torch's float32 sum of A moves the map by ~9e-5 of its maximum."""
-    agent, explained, inputs, _ = trained
+    difference between numpy's and torch's float32 sum of A moves the map by ~9e-5 of its maximum.
+    Without ReLU, pytorch-grad-cam has no switch: its unrectified map is ``get_cam_image``'s."""
+    agent, explained, inputs, actions, _ = trained
     (resolved,) = resolve_layers(agent.model, inputs[:1], [label])
     layer = resolved.name
     outputs = explained.outputs(OUTPUT_NAMES)
-    ours = method_class(method)().attribute(explained, inputs, outputs, layer)
-    reference_cam = reference_gradcam_plusplus if method == "gradcam++" else reference_hirescam
+    ours = method_class(method)(cam_relu=relu).attribute(explained, inputs, outputs, layer, actions=actions)
     for k, output in enumerate(outputs):
-        reference = torch.from_numpy(reference_cam(*activations_and_gradients(explained, inputs, layer, output)))
+        targets = [ClassifierOutputTarget(i) for i in entry_indices(explained, agent, output.name, actions)]
+        reference = torch.from_numpy(pytorch_grad_cam_maps(PEERS[method], agent, inputs, layer, targets, relu))
+        assert reference.shape == ours[k].shape
         difference = relative_difference(ours[k], reference)
-        print(f"{method} at {label} {output.name}: max relative difference {difference:.2e}")
+        print(f"{method} at {label} relu={relu} {output.name}: max relative difference {difference:.2e}")
         assert difference <= TOLERANCE, (output.name, difference)
-
-
-def test_hirescam_without_relu(trained):
-    _, explained, inputs, layer = trained
-    (output,) = explained.outputs("value")
-    ours = HiResCAM(relu=False).attribute(explained, inputs, [output], layer)[0]
-    reference = torch.from_numpy(
-        reference_hirescam(*activations_and_gradients(explained, inputs, layer, output), False)
-    )
-    assert relative_difference(ours, reference) <= TOLERANCE
-    assert (ours < 0).any()
+    if not relu and method != "gradcam++":  # its weights (positive gradients only) and 3c's activations are >= 0
+        assert (ours < 0).any()
+    assert hook_count(agent.model) == 0
 
 
 class Tiny(nn.Module):
@@ -191,18 +214,18 @@ def test_hirescam_equals_gradcam_when_the_gradient_is_spatially_constant():
     frames = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(2))
     outputs = explained.outputs("value")
     for relu in (True, False):
-        hires = HiResCAM(relu=relu).attribute(explained, frames, outputs, "feat")
-        grad = GradCAM(relu=relu).attribute(explained, frames, outputs, "feat")
+        hires = HiResCAM(cam_relu=relu).attribute(explained, frames, outputs, "feat")
+        grad = GradCAM(cam_relu=relu).attribute(explained, frames, outputs, "feat")
         torch.testing.assert_close(hires, grad, rtol=1e-5, atol=1e-6)
-    assert (HiResCAM(relu=False).attribute(explained, frames, outputs, "feat") < 0).any()
+    assert (HiResCAM(cam_relu=False).attribute(explained, frames, outputs, "feat") < 0).any()
 
 
 def test_chunks_are_invisible(trained, monkeypatch):
-    _, explained, inputs, layer = trained
+    _, explained, inputs, actions, layer = trained
     outputs = explained.outputs(OUTPUT_NAMES)
-    whole = GradCAMPlusPlus().attribute(explained, inputs, outputs, layer)
+    whole = GradCAMPlusPlus().attribute(explained, inputs, outputs, layer, actions=actions)
     monkeypatch.setattr(cam, "CHUNK", 4)
-    torch.testing.assert_close(GradCAMPlusPlus().attribute(explained, inputs, outputs, layer), whole)
+    torch.testing.assert_close(GradCAMPlusPlus().attribute(explained, inputs, outputs, layer, actions=actions), whole)
 
 
 METHODS = [GradCAM(), GradCAMChannels(), GradCAMPlusPlus(), HiResCAM()]
@@ -210,7 +233,7 @@ METHODS = [GradCAM(), GradCAMChannels(), GradCAMPlusPlus(), HiResCAM()]
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.info.name)
 def test_hooks_and_frozen_parameters_are_restored_on_every_path(trained, method):
-    agent, explained, inputs, layer = trained
+    agent, explained, inputs, _, layer = trained
     model = agent.model
     outputs = explained.outputs("value")
 
@@ -243,15 +266,15 @@ def test_hooks_and_frozen_parameters_are_restored_on_every_path(trained, method)
 
 def test_registry_and_settings():
     expected = {
-        "gradcam": (GradCAM, "map", {"relu"}),
+        "gradcam": (GradCAM, "map", {"cam_relu"}),
         "gradcam-channels": (GradCAMChannels, "channels", set()),
-        "gradcam++": (GradCAMPlusPlus, "map", {"relu"}),
-        "hirescam": (HiResCAM, "map", {"relu"}),
+        "gradcam++": (GradCAMPlusPlus, "map", {"cam_relu"}),
+        "hirescam": (HiResCAM, "map", {"cam_relu"}),
     }
     for name, (cls, produces, settings) in expected.items():
         assert REGISTRY[name] is cls
         assert cls.info.attaches == "layer" and cls.info.produces == produces
         assert {f.name for f in fields(cls)} == settings
         assert cls().settings() == {"method": name, **{s: True for s in settings}}
-    assert GradCAM(relu=False).settings() == {"method": "gradcam", "relu": False}
-    assert GradCAM() != GradCAM(relu=False)  # distinct settings, distinct cache keys
+    assert GradCAM(cam_relu=False).settings() == {"method": "gradcam", "cam_relu": False}
+    assert GradCAM() != GradCAM(cam_relu=False)  # distinct settings, distinct cache keys
