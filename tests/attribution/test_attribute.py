@@ -49,7 +49,7 @@ def test_integrated_gradients_stays_the_default_and_takes_actions(setup):
 
 
 def test_wrong_requests_fail_in_one_line(setup):
-    agent, observations, actions = setup
+    agent, observations, _ = setup
     with pytest.raises(UserError, match="needs the actions taken"):
         attribute(agent, observations, "2b", ["action"], method="gradcam")
     with pytest.raises(UserError, match="Grad-CAM explains a layer, not the input"):

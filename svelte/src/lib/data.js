@@ -1,8 +1,9 @@
 // The page's data: payloads loaded lazily through payload.js, decoded once and cached.
-// Trajectories and features are small and kept; attribution payloads (one per layer x
-// trajectory x output, megabytes each) live in a bounded least-recently-used cache.
+// Trajectories and features are small and kept; attribution and map payloads (one per method x
+// layer x trajectory x output, megabytes each) live in a bounded least-recently-used cache.
 
-import { keys } from "./contract.js";
+import { DEFAULT_KEY_PREFIX, INPUT_SITE, keys } from "./contract.js";
+import { levels, percentile } from "./levels.js";
 import { outputActions } from "./outputs.js";
 import { decodeArray, decodeStored, forgetPayload, loadPayload } from "./payload.js";
 
@@ -10,6 +11,7 @@ import { decodeArray, decodeStored, forgetPayload, loadPayload } from "./payload
 /** @typedef {import("./contract.js").Sprites} Sprites */
 /** @typedef {import("./contract.js").TrajectoryPayload} TrajectoryPayload */
 /** @typedef {import("./contract.js").AttributionPayload} AttributionPayload */
+/** @typedef {import("./contract.js").MapPayload} MapPayload */
 /** @typedef {import("./contract.js").FeaturePayload} FeaturePayload */
 
 /**
@@ -41,8 +43,26 @@ import { decodeArray, decodeStored, forgetPayload, loadPayload } from "./payload
  * @property {number} residualScale
  * @property {Float32Array} totals  N x K
  * @property {Float32Array} residualTotals  N
- * @property {number} displayScale
+ * @property {number} displayScale  Python's full-colour value (the layer's maximum); the page draws at `robust` instead
  * @property {number} totalsMax  largest |total| over frames, features and the residual
+ * @property {number} robust  the SCALE_PERCENTILE of nonzero |value| over the payload (levels.js)
+ * @property {number} bytes
+ */
+
+/**
+ * @typedef {object} HeatMaps  a decoded MapPayload, maps kept quantised
+ * @property {string} key
+ * @property {number} frames  N
+ * @property {number} height  h
+ * @property {number} width  w
+ * @property {Uint8Array} positive  N x h x w, value = stored * positiveScale
+ * @property {number} positiveScale
+ * @property {Uint8Array} negative  magnitudes of the negative part
+ * @property {number} negativeScale
+ * @property {Float32Array} totals  N: positive - negative summed over positions
+ * @property {number} robust  the SCALE_PERCENTILE of nonzero |value| over the payload
+ * @property {number} peak  the largest |value|
+ * @property {boolean} hasNegative  whether any value is negative
  * @property {number} bytes
  */
 
@@ -149,9 +169,10 @@ export function policy(trajectory, frame) {
 const series = new WeakMap();
 
 /**
- * An output's value at every frame, from the trajectory's values and logits: "value", one
- * logit ("logit:NAME") or a group's summed logits ("group:NAME"; see outputs.js), as the
- * attribution explains them. Null for an output the trajectory payload cannot reproduce.
+ * An output's value at every frame, from the trajectory's values and logits: "value", the
+ * logit of the action taken ("action"), one logit ("logit:NAME") or a group's summed logits
+ * ("group:NAME"; see outputs.js), as the attribution explains them. Null for an output the
+ * trajectory payload cannot reproduce as one number a frame ("actor": every logit).
  * @param {Trajectory} trajectory @param {Manifest} manifest @param {string} name
  * @returns {Float32Array | null}
  */
@@ -165,56 +186,80 @@ export function outputSeries(trajectory, manifest, name) {
 /** @param {Trajectory} trajectory @param {Manifest} manifest @param {string} name */
 function computeSeries(trajectory, manifest, name) {
   if (name === "value") return trajectory.values;
+  const { length: n, actionCount: a, logits } = trajectory;
+  if (name === "action") return Float32Array.from({ length: n }, (_, f) => logits[f * a + trajectory.actions[f]]);
   const indices = outputActions(manifest, name);
   if (!indices) return null;
-  const { length: n, actionCount: a, logits } = trajectory;
   const out = new Float32Array(n);
   for (let f = 0; f < n; f++) for (const i of indices) out[f] += logits[f * a + i];
   return out;
 }
 
-// ------------------------------------------------------------------ attribution
+// ------------------------------------------------------------------ attribution & maps
 
-const attributions = new Map(); // key -> {promise, bytes}, oldest first
+const payloads = new Map(); // key -> {promise, bytes}, oldest first
 const CACHE_BYTES = 96 * 2 ** 20;
-const CACHE_KEEP = 4; // the most recent entries are never evicted (rows on screen)
+const CACHE_KEEP = 16; // the most recent entries are never evicted (rows and compare cells on screen)
 
-/** @returns {Promise<Attribution>} */
-export function getAttribution(layer, trajectory, output) {
-  const key = keys.attribution(layer, trajectory, output);
-  let entry = attributions.get(key);
+/** Load and decode a large payload through the least-recently-used cache. */
+function cached(key, decode) {
+  let entry = payloads.get(key);
   if (entry) {
-    attributions.delete(key); // re-insert: most recently used
-    attributions.set(key, entry);
+    payloads.delete(key); // re-insert: most recently used
+    payloads.set(key, entry);
     return entry.promise;
   }
   entry = { promise: null, bytes: 0 };
-  entry.promise = loadOnce(key).then((p) => {
-    expect(p, { kind: "attribution", layer, trajectory, output });
-    return decodeAttribution(key, p);
-  });
+  entry.promise = loadOnce(key).then(decode);
   entry.promise.then(
     (decoded) => {
       entry.bytes = decoded.bytes;
       evict();
     },
-    () => attributions.get(key) === entry && attributions.delete(key),
+    () => payloads.get(key) === entry && payloads.delete(key),
   );
-  attributions.set(key, entry);
+  payloads.set(key, entry);
   return entry.promise;
 }
 
 function evict() {
   let total = 0;
-  for (const entry of attributions.values()) total += entry.bytes;
-  let removable = attributions.size - CACHE_KEEP;
-  for (const [key, entry] of attributions) {
+  for (const entry of payloads.values()) total += entry.bytes;
+  let removable = payloads.size - CACHE_KEEP;
+  for (const [key, entry] of payloads) {
     if (total <= CACHE_BYTES || removable <= 0) break;
     if (!entry.bytes) continue; // still loading
-    attributions.delete(key);
+    payloads.delete(key);
     total -= entry.bytes;
     removable--;
   }
+}
+
+/**
+ * A channel method's attribution of one output at one layer (integrated gradients: prefix "attr").
+ * @param {number} layer @param {number} trajectory @param {number} output @param {string} [prefix]
+ * @returns {Promise<Attribution>}
+ */
+export function getAttribution(layer, trajectory, output, prefix = DEFAULT_KEY_PREFIX) {
+  const key = keys.attribution(prefix, layer, trajectory, output);
+  return cached(key, (p) => {
+    expect(p, { kind: "attribution", layer, trajectory, output });
+    if ((p.key_prefix ?? DEFAULT_KEY_PREFIX) !== prefix) throw new Error(`payload ${key} has key_prefix ${p.key_prefix}`);
+    return decodeAttribution(key, p);
+  });
+}
+
+/**
+ * A map method's heatmaps of one output; site is a layer index or -1 for the input.
+ * @param {string} prefix @param {number} site @param {number} trajectory @param {number} output
+ * @returns {Promise<HeatMaps>}
+ */
+export function getMap(prefix, site, trajectory, output) {
+  const key = keys.map(prefix, site < 0 ? INPUT_SITE : site, trajectory, output);
+  return cached(key, (p) => {
+    expect(p, { kind: "map", site, trajectory, output, key_prefix: prefix });
+    return decodeMap(key, p);
+  });
 }
 
 /** @param {string} key @param {AttributionPayload} p @returns {Promise<Attribution>} */
@@ -228,24 +273,55 @@ async function decodeAttribution(key, p) {
   let totalsMax = 0;
   for (const v of totals) totalsMax = Math.max(totalsMax, Math.abs(v));
   for (const v of residualTotals) totalsMax = Math.max(totalsMax, Math.abs(v));
+  const robust = percentile([levels(bytes(positive), positive.scale), levels(bytes(negative), negative.scale)]);
   return {
     key,
     frames: n,
     features: k,
     height: h,
     width: w,
-    positive: positive.stored,
+    positive: bytes(positive),
     positiveScale: positive.scale,
-    negative: negative.stored,
+    negative: bytes(negative),
     negativeScale: negative.scale,
-    residual: residual.stored,
+    residual: /** @type {Int8Array} */ (residual.stored),
     residualScale: residual.scale,
     totals,
     residualTotals,
     displayScale: p.display_scale,
     totalsMax,
+    robust,
     bytes: positive.stored.byteLength * 2 + residual.stored.byteLength + totals.byteLength * 2,
   };
+}
+
+/** @param {string} key @param {MapPayload} p @returns {Promise<HeatMaps>} */
+async function decodeMap(key, p) {
+  const [n, h, w] = p.positive.shape;
+  const [positive, negative] = await Promise.all([p.positive, p.negative].map(decodeStored));
+  const totals = await decodeArray(p.totals);
+  const parts = [levels(bytes(positive), positive.scale), levels(bytes(negative), negative.scale)];
+  return {
+    key,
+    frames: n,
+    height: h,
+    width: w,
+    positive: bytes(positive),
+    positiveScale: positive.scale,
+    negative: bytes(negative),
+    negativeScale: negative.scale,
+    totals,
+    robust: percentile(parts),
+    peak: Math.max(255 * positive.scale, 255 * negative.scale),
+    hasNegative: parts[1].counts[0] < negative.stored.length && negative.scale > 0,
+    bytes: positive.stored.byteLength * 2 + totals.byteLength,
+  };
+}
+
+/** A uint8 array's stored bytes. @param {{stored: ArrayLike<number>}} decoded */
+function bytes(decoded) {
+  if (!(decoded.stored instanceof Uint8Array)) throw new Error("expected a uint8 map");
+  return decoded.stored;
 }
 
 // ------------------------------------------------------------------ features

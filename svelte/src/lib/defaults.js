@@ -1,6 +1,9 @@
 // Every default the page starts from, in one place. The manifest and the page's config (both
-// written by Python: config.InterfaceConfig.page_defaults) are the only sources; the page has
-// no defaults of its own, so a value that is missing or invalid is an error, not a guess.
+// written by Python: config.InterfaceConfig.page_defaults) are the sources; a value that is
+// missing or invalid is an error, not a guess. The exceptions are PAGE_DEFAULTS, settings newer
+// than Python's config: used when the config leaves them out, checked when it has them.
+
+import { validGain } from "./levels.js";
 
 /** @typedef {import("./contract.js").Manifest} Manifest */
 
@@ -16,7 +19,12 @@
  * @property {{expand_mult: number, subdiv_mult: number}} popup  zoom and density a popup opens at
  * @property {number} scrubberFrames  frames visible in the scrubber and the line graphs
  * @property {string} residualColor   #rrggbb of the residual in maps, bars and the legend
+ * @property {number} gain       a row's gain: full colour at the payload's SCALE_PERCENTILE / gain
+ * @property {number} observationOpacity  opacity of the observation under a row's overlay, 0..1
  */
+
+/** The two settings Python's config does not write yet (config.defaults may set them). */
+export const PAGE_DEFAULTS = { gain: 1, observationOpacity: 0.75 };
 
 const HEX = /^#[0-9a-fA-F]{6}$/;
 
@@ -33,6 +41,12 @@ export function resolveDefaults(config, manifest) {
     if (!(name in given) || !valid(given[name])) problems.push(name);
     return given[name];
   };
+  /** @type {(name: string, valid: (v: any) => boolean, fallback: any) => any} a valid value if given, else the fallback */
+  const optional = (name, valid, fallback) => {
+    if (!(name in given)) return fallback;
+    if (!valid(given[name])) problems.push(name);
+    return given[name];
+  };
   const index = (length) => (v) => Number.isInteger(v) && v >= 0 && v < length;
   const bool = (v) => typeof v === "boolean";
   const names = take("outputs", (v) => Array.isArray(v) && v.length > 0 && v.every((n) => manifest.outputs.includes(n)));
@@ -47,6 +61,8 @@ export function resolveDefaults(config, manifest) {
     popup: take("popup", (v) => v && Number.isInteger(v.expand_mult) && typeof v.subdiv_mult === "number"),
     scrubberFrames: take("scrubberFrames", (v) => Number.isInteger(v) && v >= 8),
     residualColor: take("residualColor", (v) => typeof v === "string" && HEX.test(v)),
+    gain: optional("gain", (v) => validGain(v) === v, PAGE_DEFAULTS.gain),
+    observationOpacity: optional("observationOpacity", (v) => typeof v === "number" && v >= 0 && v <= 1, PAGE_DEFAULTS.observationOpacity),
   };
   if (problems.length) throw new Error(`the page's settings lack valid defaults for: ${problems.join(", ")}`);
   return defaults;

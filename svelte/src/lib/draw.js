@@ -82,10 +82,11 @@ export function fitCanvas(canvas, width, height) {
 // The observation under attribution maps: greyscale, and lighter, so that colours stand out.
 const GREY = "grayscale(1) contrast(0.5) brightness(1.5)";
 
-/** Draw one sprite (located by data.locate) from its loaded sheet, optionally greyscale. */
-export function drawSprite(ctx, sheet, where, dx, dy, dw, dh, { grey = false, smooth = false } = {}) {
+/** Draw one sprite (located by data.locate) from its loaded sheet, optionally greyscale and translucent. */
+export function drawSprite(ctx, sheet, where, dx, dy, dw, dh, { grey = false, smooth = false, alpha = 1 } = {}) {
   ctx.save();
   ctx.imageSmoothingEnabled = smooth;
+  ctx.globalAlpha = alpha;
   if (grey) ctx.filter = GREY;
   ctx.drawImage(sheet, where.x, where.y, where.width, where.height, dx, dy, dw, dh);
   ctx.restore();
@@ -126,6 +127,10 @@ function bleed(src, out, h, w) {
   }
 }
 
+// Where features overlap, each weighs in by its intensity squared: the strongest one's colour
+// shows nearly pure instead of every feature averaging into grey-brown.
+const MIX_POWER = 2;
+
 let scratch = { size: 0 };
 function buffers(size) {
   if (scratch.size < size) {
@@ -137,12 +142,13 @@ function buffers(size) {
 
 /**
  * Colour one frame's maps at layer resolution: feature k in colors[k] at intensity
- * value / display_scale clipped to 1; overlapping features mix by intensity, and the opacity is
- * that of stacking them (1 - prod(1 - intensity)).
+ * value / options.scale clipped to 1 (the row's full-colour value, levels.js); overlapping
+ * features mix by intensity squared (MIX_POWER), and the opacity is that of stacking them
+ * (1 - prod(1 - intensity)).
  * @param {Attribution} maps
  * @param {number} frame
  * @param {"positive" | "negative" | "combined"} mode  combined: positive + negative magnitudes
- * @param {{only: number | "residual" | null, residual: boolean, colors: number[][], residualColor: number[]}} options
+ * @param {{only: number | "residual" | null, residual: boolean, colors: number[][], residualColor: number[], scale: number}} options
  * @returns {ImageData} h x w
  */
 export function attributionImage(maps, frame, mode, options) {
@@ -151,7 +157,7 @@ export function attributionImage(maps, frame, mode, options) {
   const { src, bled, keep, r, g, b, sum } = buffers(size);
   keep.fill(1, 0, size);
   for (const a of [r, g, b, sum]) a.fill(0, 0, size);
-  const inverse = maps.displayScale > 0 ? 1 / maps.displayScale : 0;
+  const inverse = options.scale > 0 ? 1 / options.scale : 0;
 
   const add = (color) => {
     bleed(src, bled, h, w);
@@ -160,11 +166,12 @@ export function attributionImage(maps, frame, mode, options) {
       let v = bled[i] * inverse;
       if (!(v > 0)) continue;
       if (v > 1) v = 1;
+      const weight = v ** MIX_POWER;
       keep[i] *= 1 - v;
-      r[i] += v * cr;
-      g[i] += v * cg;
-      b[i] += v * cb;
-      sum[i] += v;
+      r[i] += weight * cr;
+      g[i] += weight * cg;
+      b[i] += weight * cb;
+      sum[i] += weight;
     }
   };
 

@@ -12,3 +12,12 @@ export function number(value) {
 export function percent(value) {
   return `${Math.round(value * 100)}%`;
 }
+
+/** A scale value of any size: 3 significant digits ("0.000412", "1.23e-7"), "−" for minus. */
+export function significant(value) {
+  if (value === null || value === undefined || !Number.isFinite(value)) return "–";
+  if (value === 0) return "0";
+  const abs = Math.abs(value);
+  const text = abs >= 1e-5 && abs < 1e5 ? String(Number(abs.toPrecision(3))) : abs.toExponential(2);
+  return (value < 0 ? "−" : "") + text;
+}

@@ -18,13 +18,17 @@ export function parseOutput(name) {
 }
 
 /**
- * How an output is named on the page: as exported, except that a Q-network's "logit:" entries
- * are its Q-values and its value is the largest of them.
+ * How an output is named on the page: as exported, except that "action" (the logit of the action
+ * taken at each frame) and "actor" (every logit at once) are spelt out, and a Q-network's
+ * "logit:" entries are its Q-values and its value is the largest of them.
  * @param {{action_outputs: string}} manifest
  * @param {string} name
  */
 export function outputLabel(manifest, name) {
-  if (manifest.action_outputs !== "q_values") return name;
+  const q = manifest.action_outputs === "q_values";
+  if (name === "action") return q ? "Q of the action taken" : "logit of the action taken";
+  if (name === "actor") return q ? "actor (all Q-values)" : "actor (all logits)";
+  if (!q) return name;
   const { kind, arg } = parseOutput(name);
   if (name === "value") return "value (max Q)";
   if (kind === "logit") return `Q:${arg}`;
@@ -67,3 +71,6 @@ export function outputMenu(manifest) {
   ];
   return groups.filter(([, items]) => items.length);
 }
+
+/** The output menu's entry for perturbation's actor and critic maps shown together. */
+export const PAIR_LABEL = "actor + critic";

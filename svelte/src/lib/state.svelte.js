@@ -4,10 +4,22 @@
 
 import { resolveDefaults } from "./defaults.js";
 import { getTrajectory } from "./data.js";
+import { actorCritic, cycleMethod, methodForOutput, methodList } from "./methods.js";
+import { decodeRows, encodeRows } from "./view.js";
+import { validGain } from "./levels.js";
 
 /** @typedef {import("./contract.js").Manifest} Manifest */
 /** @typedef {import("./contract.js").Bookmark} Bookmark */
 /** @typedef {import("./data.js").Trajectory} Trajectory */
+/**
+ * @typedef {object} Row  one attribution row
+ * @property {number} id
+ * @property {number} output  index into manifest.outputs (with pair: the actor)
+ * @property {number} method  index into methodList(manifest)
+ * @property {boolean} pair   the method's actor and critic maps together
+ * @property {number} gain    full colour at the payload's high percentile / gain (levels.js)
+ * @property {number} opacity the observation's opacity under the overlay
+ */
 
 const clamp = (v, lo, hi) => Math.min(Math.max(v, lo), hi);
 const URL_WRITE_MS = 250; // browsers throttle frequent history.replaceState calls
@@ -22,8 +34,13 @@ export class AppState {
   /** 0 paused, 1 forwards, -1 backwards */
   playing = $state(0);
   fps = $state(1);
-  /** @type {{id: number, output: number}[]} one attribution row each */
+  /** @type {Row[]} one attribution row each */
   rows = $state([]);
+  /** the compare view: every method's maps of one output, side by side */
+  compare = $state(false);
+  compareOutput = $state(0);
+  compareGain = $state(1);
+  compareOpacity = $state(1);
   overlay = $state(false);
   combine = $state(false);
   showResidual = $state(false);
@@ -48,7 +65,11 @@ export class AppState {
     this.overlay = d.overlay;
     this.combine = d.combine;
     this.showResidual = d.residual;
-    this.rows = d.outputs.map((output) => ({ id: nextRowId++, output }));
+    this.methods = methodList(manifest);
+    this.rows = d.outputs.map((output) => this.#newRow(output));
+    this.compareOutput = d.outputs[0] ?? 0;
+    this.compareGain = d.gain;
+    this.compareOpacity = d.observationOpacity;
     this.bookmarks = [...manifest.bookmarks].sort((a, b) => a.trajectory - b.trajectory || a.frame - b.frame);
     this.readUrl(typeof location === "undefined" ? "" : location.search);
   }
@@ -163,15 +184,76 @@ export class AppState {
 
   // ---------------------------------------------------------------- attribution rows
 
+  /** @returns {Row} */
+  #newRow(output, method = -1) {
+    const chosen = methodForOutput(this.manifest, output, this.layer, method);
+    return {
+      id: nextRowId++,
+      output,
+      method: Math.max(chosen, 0),
+      pair: false,
+      gain: this.defaults.gain,
+      opacity: this.defaults.observationOpacity,
+    };
+  }
+
+  /** @param {number} id */
+  row(id) {
+    return this.rows.find((r) => r.id === id);
+  }
+
   addRow() {
     const shown = new Set(this.rows.map((row) => row.output));
     const output = this.manifest.outputs.findIndex((_, i) => !shown.has(i));
-    this.rows.push({ id: nextRowId++, output: Math.max(output, 0) });
+    this.rows.push(this.#newRow(Math.max(output, 0)));
   }
 
+  /** Explain another output; the method changes only if it does not explain that output. */
   setRowOutput(id, output) {
-    const row = this.rows.find((r) => r.id === id);
-    if (row && output >= 0 && output < this.manifest.outputs.length) row.output = output;
+    const row = this.row(id);
+    if (!row || !(output >= 0 && output < this.manifest.outputs.length)) return;
+    row.output = output;
+    row.pair = false;
+    if (!this.methods[row.method].outputs.includes(output)) {
+      row.method = Math.max(methodForOutput(this.manifest, output, this.layer, row.method), 0);
+    }
+  }
+
+  /** Show a method's actor and critic maps together (keeping the row's method if it has both). */
+  setRowPair(id) {
+    const row = this.row(id);
+    if (!row) return;
+    const method = methodForOutput(this.manifest, -1, this.layer, row.method, true);
+    const pair = method >= 0 ? actorCritic(this.manifest, this.methods[method]) : null;
+    if (!pair) return;
+    Object.assign(row, { method, output: pair.actor, pair: true });
+  }
+
+  /** Explain the row's output with another method; if that method does not explain it, its first output. */
+  setRowMethod(id, method) {
+    const row = this.row(id);
+    const entry = this.methods[method];
+    if (!row || !entry) return;
+    row.method = method;
+    if (row.pair && !actorCritic(this.manifest, entry)) row.pair = false;
+    if (!row.pair && !entry.outputs.includes(row.output)) row.output = entry.outputs[0];
+  }
+
+  setRowGain(id, gain) {
+    const row = this.row(id);
+    const valid = validGain(gain);
+    if (row && valid !== null) row.gain = valid;
+  }
+
+  setRowOpacity(id, opacity) {
+    const row = this.row(id);
+    if (row && opacity >= 0 && opacity <= 1) row.opacity = opacity;
+  }
+
+  /** The next (1) or previous (-1) method of a row, among those computed at this layer. */
+  cycleRowMethod(id, direction = 1) {
+    const row = this.row(id);
+    if (row) this.setRowMethod(id, cycleMethod(this.manifest, row, this.layer, direction));
   }
 
   removeRow(id) {
@@ -194,7 +276,7 @@ export class AppState {
 
   // ---------------------------------------------------------------- URL & loading
 
-  /** ?trajectory=&layer=&frame=, 1-indexed (layer also by label). */
+  /** ?trajectory=&layer=&frame=, 1-indexed (layer also by label); rows= and compare= (view.js). */
   readUrl(search) {
     const params = new URLSearchParams(search);
     const number = (name) => {
@@ -209,10 +291,29 @@ export class AppState {
     if (layer !== null && layer >= 0 && layer < this.manifest.layers.length) this.layer = layer;
     const frame = number("frame");
     if (frame !== null) this.setFrame(frame);
+    const rowsText = params.get("rows");
+    if (rowsText !== null) {
+      const views = decodeRows(this.manifest, rowsText, this.#viewDefaults(), (output, pair) =>
+        methodForOutput(this.manifest, output, this.layer, -1, pair),
+      );
+      if (views.length) this.rows = views.map((view) => ({ id: nextRowId++, ...view }));
+    }
+    const compare = number("compare");
+    if (compare !== null && compare >= 0 && compare < this.manifest.outputs.length) {
+      this.compare = true;
+      this.compareOutput = compare;
+    }
   }
 
+  #viewDefaults() {
+    return { gain: this.defaults.gain, opacity: this.defaults.observationOpacity };
+  }
+
+  /** The URL of a place, with the current view (rows and compare). */
   urlFor(trajectory, frame, layer = this.layer) {
-    return `?trajectory=${trajectory + 1}&layer=${layer + 1}&frame=${frame + 1}`;
+    const rows = encodeRows(this.manifest, this.rows, this.#viewDefaults());
+    const compare = this.compare ? `&compare=${this.compareOutput + 1}` : "";
+    return `?trajectory=${trajectory + 1}&layer=${layer + 1}&frame=${frame + 1}&rows=${rows}${compare}`;
   }
 
   /** Effects that keep the URL and the loaded trajectory in step; call during component setup. */
