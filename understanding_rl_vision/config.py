@@ -135,12 +135,22 @@ class InterfaceConfig:
     """Colour of the residual in maps, bars and the legend."""
     fps: float = 12.0
     """Frames per second when playing; the page's fps box starts here."""
+    gain: float = 1.0
+    """Each row's starting gain: at 1, full colour is the 99th percentile of the trajectory's nonzero
+    attribution (so weak frames stay visible); higher shows weaker attribution. The page rounds it
+    to its slider's quarter-octave steps."""
+    observation_opacity: float = 0.75
+    """Opacity of the greyscale observation under the overlays, from 0 to 1."""
 
     def __post_init__(self) -> None:
         if not self.row_outputs:
             raise ConfigError("row_outputs needs at least one output")
         if not self.fps > 0:
             raise ConfigError(f"fps must be positive, got {self.fps}")
+        if not 1 / 8 <= self.gain <= 16:
+            raise ConfigError(f"gain must lie in [1/8, 16], got {self.gain}")
+        if not 0 <= self.observation_opacity <= 1:
+            raise ConfigError(f"observation_opacity must lie in [0, 1], got {self.observation_opacity}")
         _positive(self, "popup_expand_mult", "scrubber_frames")
         if self.trajectory < 0:
             raise ConfigError(f"InterfaceConfig.trajectory must be >= 0, got {self.trajectory}")
@@ -156,6 +166,8 @@ class InterfaceConfig:
             "popup": {"expand_mult": self.popup_expand_mult, "subdiv_mult": self.popup_subdiv_mult},
             "scrubberFrames": self.scrubber_frames,
             "residualColor": self.residual_color,
+            "gain": self.gain,
+            "observationOpacity": self.observation_opacity,
         }
 
 

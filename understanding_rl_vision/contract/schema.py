@@ -381,7 +381,10 @@ class AttributionPayload(_Record):
     residual: np.ndarray = _array("Signed attribution outside the features", "N h w", "int8", True)
     totals: np.ndarray = _array("Net attribution per feature, summed over h, w", "N K", "float32")
     residual_totals: np.ndarray = _array("Residual summed over h, w", "N", "float32")
-    display_scale: float = _doc("Attribution drawn at full colour; shared by the layer's maps")
+    display_scale: float = _doc(
+        "A typical frame's largest value (median over frames); the page now scales by the 99th percentile "
+        "of the trajectory's nonzero values instead, and keeps reading the field for format-1 outputs"
+    )
     key_prefix: str = _optional(
         f"The method's MethodEntry.key_prefix; absent: {DEFAULT_KEY_PREFIX!r}", DEFAULT_KEY_PREFIX
     )

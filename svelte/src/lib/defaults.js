@@ -61,7 +61,7 @@ export function resolveDefaults(config, manifest) {
     popup: take("popup", (v) => v && Number.isInteger(v.expand_mult) && typeof v.subdiv_mult === "number"),
     scrubberFrames: take("scrubberFrames", (v) => Number.isInteger(v) && v >= 8),
     residualColor: take("residualColor", (v) => typeof v === "string" && HEX.test(v)),
-    gain: optional("gain", (v) => validGain(v) === v, PAGE_DEFAULTS.gain),
+    gain: validGain(optional("gain", (v) => validGain(v) !== null, PAGE_DEFAULTS.gain)) ?? PAGE_DEFAULTS.gain, // on the slider's steps
     observationOpacity: optional("observationOpacity", (v) => typeof v === "number" && v >= 0 && v <= 1, PAGE_DEFAULTS.observationOpacity),
   };
   if (problems.length) throw new Error(`the page's settings lack valid defaults for: ${problems.join(", ")}`);

@@ -184,6 +184,10 @@ class Perturbation(Method):
     perturbation_frame_channels: int = 0
     """Channels per stacked frame (1 grey, 3 RGB); 0 infers it from the input's channel count."""
 
+    @property
+    def signed(self) -> bool:
+        return False  # half squared differences
+
     def __post_init__(self) -> None:
         for name in ("perturbation_radius", "perturbation_blur"):
             value = getattr(self, name)
