@@ -293,14 +293,39 @@ def perturbation(job: Job, peer_frames: int) -> Row | None:
             diff = 0.5 * ((reference[column] - changed[:, column]) ** 2).sum(axis=1, keepdims=True)
             expected = weight_regions_by_scalar(diff, kept)[0]
             difference = max(difference, relative_difference(ours_maps[k, n].numpy(), expected))
+    masks = len(kept)
+    flops, peak = forward_flops(explained, job.inputs[:1]), matmul_peak()
+    rate = (masks + 1) * flops / (ours_ms / 1e3)
     return Row(
         f"Perturbation (r{radius:g} s{stride} b{blur:g})",
         "seed-001: xaitk SlidingRadial, 1 call/image",
         ours_ms,
         peer_ms,
         difference,
-        f"the peer ran on the first {peer_frames} of {len(job.inputs)} frames",
+        f"the peer ran on the first {peer_frames} of {len(job.inputs)} frames; {masks} masks a frame, "
+        f"{flops / 1e6:.1f} MFLOP a forward pass: ours at {rate / 1e9:.0f} GFLOP/s, fp32 matmul peak "
+        f"{peak / 1e9:.0f} GFLOP/s, so at most {peer_ms / ((masks + 1) * flops / peak * 1e3):.1f}x the peer "
+        "with float32 maps",
     )
+
+
+def forward_flops(explained: Any, frame: torch.Tensor) -> float:
+    """FLOPs of one forward pass of one frame (torch's own count: convolutions and matmuls)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        explained.forward(frame)
+    return float(counter.get_total_flops())
+
+
+def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
+    """FLOP/s of a float32 matrix product on this machine, with the benchmark's threads."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return repeats * 2 * size**3 / (time.perf_counter() - start)
 
 
 def main() -> None:
