@@ -18,12 +18,14 @@ DEMO_CONFIG = RunConfig().replace(
     obs_num_envs=16,
     num_obs=64,
     obs_every=32,  # 1,024 observations for NMF and dataset examples
-    attr_policy=True,  # value, every logit and the action groups
+    methods=("ig", "gradcam", "perturbation"),  # the original's, seed 000's and seed 001's
+    explain=("value", "action", "actor"),  # the critic, the action taken, and (perturbation) the actor
     ig_rule="gauss-legendre",
     ig_steps=4,  # as accurate as 10 Riemann steps here, 2.5x faster (docs/benchmarks.md)
     title="Bundled CoinRun agent (demo)",
 )
-"""Every layer, policy attribution included, on a smaller sample than a default run."""
+"""Every layer, three explanation methods of the value and the action taken, on a smaller sample
+than a default run."""
 
 
 def bundled_agent_path() -> Traversable | None:

@@ -1,5 +1,5 @@
 """The README's first command: `understanding-rl-vision demo` builds the bundled agent's interface,
-and Chromium opens it from file:// with every layer and output, drawing attribution, with no
+and Chromium opens it from file:// with every layer, output and method, drawing attribution, with no
 console errors. First paint is printed (docs/benchmarks.md)."""
 
 import subprocess
@@ -24,7 +24,12 @@ def test_the_demo_command_builds_an_interface_that_opens_in_chromium(tmp_path, p
     manifest = read_manifest(out / "data")
     assert [layer.label for layer in manifest.layers] == ["1a", "1b", "2a", "2b", "3a", "3b", "3c"]
     assert manifest.layers[manifest.default_layer].label == "2b"
-    assert len(manifest.outputs) == 1 + 15 + 5 and manifest.trajectory_lengths == (256,) * 3
+    assert manifest.outputs == ("value", "action", "actor") and manifest.trajectory_lengths == (256,) * 3
+    assert [(m.name, m.outputs) for m in manifest.methods] == [
+        ("ig", (0, 1)),
+        ("gradcam", (0, 1)),
+        ("perturbation", (0, 1, 2)),
+    ]
     assert manifest.bookmarks and all(b.advantage > 0 for b in manifest.bookmarks if b.kind == "high")
 
     page.set_viewport_size({"width": 1280, "height": 800})

@@ -387,7 +387,8 @@ def test_url_keeps_rows_methods_and_the_compare_view(page, methods_interface, ma
     action = manifest.outputs.index("action")
     open_page(page, methods_interface)
     choose_method(page, manifest, "gradcam")
-    row(page).locator("input.gain").fill("4")
+    row(page).locator("input.gain").fill("-5")  # x0.42: no "." may reach the URL's row token
+    row(page).locator("input.opacity").fill("30")
     page.get_by_role("button", name="add row").click()
     settle(page)
     row(page, 1).locator("select").first.select_option("pair")
@@ -408,16 +409,16 @@ def test_url_keeps_rows_methods_and_the_compare_view(page, methods_interface, ma
             "methods": shown_methods(page),
             "outputs": [r.locator("select").first.input_value() for r in rows],
             "gains": [r.locator(".gain-controls output").first.inner_text() for r in rows],
+            "opacities": [r.locator(".gain-controls output").nth(1).inner_text() for r in rows],
             "compare": page.locator("section.compare select").input_value(),
             "frame": page.locator(".frame-number").inner_text(),
         }
 
     before = state()
     assert before["methods"] == ["gradcam", "perturbation"]
-    assert before["outputs"] == [str(manifest.outputs.index("value")), "pair"] and before["gains"] == [
-        f"{TIMES}2",
-        f"{TIMES}1",
-    ]
+    assert before["outputs"] == [str(manifest.outputs.index("value")), "pair"]
+    assert before["gains"] == [f"{TIMES}0.42", f"{TIMES}1"] and before["opacities"] == ["30%", "75%"]
+    assert "gradcam.g-5.o30" in url
     assert before["compare"] == str(action) and before["frame"] == "2"
     page.goto("about:blank")
     page.goto(url)

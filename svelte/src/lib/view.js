@@ -1,12 +1,13 @@
 // The attribution rows and the compare view in the URL, so that a reload (or a shared link)
 // shows the same view:
-//   rows=1.ig,2.gradcam.g2.o0.5,3+1.perturbation   one token a row, comma-separated:
-//        output (1-indexed; "actor+critic" as "A+C"), method name, then optional g<gain>
-//        and o<observation opacity> when they differ from the defaults
+//   rows=1.ig,2.gradcam.g4.o50,3+1.perturbation   one token a row, comma-separated, parts split by ".":
+//        output (1-indexed; "actor+critic" as "A+C"), method name, then, when they differ from the
+//        defaults, g<gain as a slider step: 4 steps an octave, so g4 is x2, g-5 about x0.42> and
+//        o<observation opacity in percent>; integers only, so no part holds a "."
 //   compare=2   the compare view, explaining output 2 (absent: no compare view)
 
 import { actorCritic, methodList } from "./methods.js";
-import { validGain } from "./levels.js";
+import { gainOf, stepOf } from "./levels.js";
 
 /** @typedef {import("./contract.js").Manifest} Manifest */
 /** @typedef {import("./contract.js").MethodEntry} MethodEntry */
@@ -17,8 +18,6 @@ const SAFE_NAME = /^[A-Za-z0-9_+-]+$/;
 /** How a method is written in the URL: its name, or its key prefix if the name has separators. */
 const methodToken = (/** @type {MethodEntry} */ m) => (SAFE_NAME.test(m.name) ? m.name : m.key_prefix);
 
-/** Round for the URL: at most 3 decimals, no trailing zeros. */
-const short = (v) => String(Number(v.toFixed(3)));
 
 /**
  * @param {Manifest} manifest @param {RowView} row
@@ -29,8 +28,8 @@ export function encodeRow(manifest, row, defaults) {
   const pair = row.pair && method ? actorCritic(manifest, method) : null;
   const parts = [pair ? `${pair.actor + 1}+${pair.critic + 1}` : String(row.output + 1)];
   if (method) parts.push(methodToken(method));
-  if (row.gain !== defaults.gain) parts.push(`g${short(row.gain)}`);
-  if (row.opacity !== defaults.opacity) parts.push(`o${short(row.opacity)}`);
+  if (row.gain !== defaults.gain) parts.push(`g${stepOf(row.gain)}`);
+  if (row.opacity !== defaults.opacity) parts.push(`o${Math.round(row.opacity * 100)}`);
   return parts.join(".");
 }
 
@@ -63,9 +62,9 @@ export function decodeRow(manifest, token, defaults, fallbackMethod) {
   } else if (!entry.outputs.includes(output)) return null;
   const row = { output, method, pair, gain: defaults.gain, opacity: defaults.opacity };
   for (const option of options) {
-    const value = Number(option.slice(1));
-    if (option.startsWith("g") && validGain(value) !== null) row.gain = /** @type {number} */ (validGain(value));
-    else if (option.startsWith("o") && option.length > 1 && value >= 0 && value <= 1) row.opacity = value;
+    const value = option.length > 1 ? Number(option.slice(1)) : NaN;
+    if (option.startsWith("g") && Number.isFinite(value)) row.gain = gainOf(stepOf(gainOf(value)));
+    else if (option.startsWith("o") && value >= 0 && value <= 100) row.opacity = value / 100;
   }
   return row;
 }
