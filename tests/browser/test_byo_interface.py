@@ -54,3 +54,31 @@ def test_run_on_a_stable_baselines3_zip_opens_in_chromium(sb3_zips, tmp_path, pa
     else:
         assert "logit:RIGHT" in options and "value" in options
         assert "Policy" in info and "%" in info
+
+
+def test_methods_on_a_dqn_zip_open_in_the_compare_view(sb3_zips, tmp_path, page):
+    """Q-values explained by three methods: the action taken is the Q-value of the action the agent
+    took, perturbation perturbs every one of the four stacked frames."""
+    out = tmp_path / "dqn-methods"
+    methods = ["--methods", "ig,gradcam,perturbation", "--explain", "value,action,actor", "--layers", "relu2"]
+    command = [sys.executable, "-m", "understanding_rl_vision.cli", "run", str(sb3_zips / "dqn.zip"), "-o", str(out)]
+    result = subprocess.run([*command, *FLAGS, *methods], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    manifest = read_manifest(out / "data")
+    assert manifest.action_outputs == "q_values" and manifest.outputs[:3] == ("value", "action", "actor")
+    assert [m.name for m in manifest.methods] == ["ig", "gradcam", "perturbation"]
+
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{(out / 'interface.html').as_uri()}?compare=2")
+    page.wait_for_function(DRAWN, timeout=30_000)
+    grid = page.locator("section.compare")
+    cells = grid.locator("li[data-method]")
+    page.wait_for_function(
+        "document.querySelectorAll('section.compare li[data-method] canvas').length >= 3", timeout=30_000
+    )
+    assert [cells.nth(i).get_attribute("data-method") for i in range(cells.count())] == [
+        "ig",
+        "gradcam",
+        "perturbation",
+    ]
+    assert grid.locator("select").locator("option:checked").inner_text() == "Q of the action taken"
