@@ -136,7 +136,7 @@ export const keys = Object.freeze({
  * @property {EncodedArray} residual  Signed attribution outside the features [int8 (N, h, w), quantised: value = stored * scale]
  * @property {EncodedArray} totals  Net attribution per feature, summed over h, w [float32 (N, K), scale is 1]
  * @property {EncodedArray} residual_totals  Residual summed over h, w [float32 (N), scale is 1]
- * @property {number} display_scale  Attribution drawn at full colour; shared by the layer's maps
+ * @property {number} display_scale  A typical frame's largest value (median over frames); the page now scales by the 99th percentile of the trajectory's nonzero values instead, and keeps reading the field for format-1 outputs
  * @property {string} [key_prefix]  The method's MethodEntry.key_prefix; absent: 'attr'
  */
 
