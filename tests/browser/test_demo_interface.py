@@ -41,3 +41,15 @@ def test_the_demo_command_builds_an_interface_that_opens_in_chromium(tmp_path, p
     assert page.locator("canvas.map").count() >= 2
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"demo output: {size / 1e6:.1f} MB")
+
+    # The compare view: every method for the action taken, side by side, each drawn.
+    page.goto(f"{(out / 'interface.html').as_uri()}?compare=2")
+    page.wait_for_function(
+        "document.querySelectorAll('section.compare li[data-method] canvas').length >= 3", timeout=30_000
+    )
+    cells = page.locator("section.compare li[data-method]")
+    assert [cells.nth(i).get_attribute("data-method") for i in range(cells.count())] == [
+        "ig",
+        "gradcam",
+        "perturbation",
+    ]
