@@ -51,8 +51,14 @@ def test_a_run_explains_the_modules_layers(net, tmp_path):
         nmf_features=3,
         num_bookmarks=1,
         attr_policy=True,
+        methods=("ig", "gradcam", "perturbation"),  # every method works on a custom module
+        explain=("value", "action"),
     )
     manifest = read_manifest(result.directory / "data")
+    assert [(m.name, m.layers) for m in manifest.methods] == [("ig", (0,)), ("gradcam", (0,)), ("perturbation", ())]
+    data = result.directory / "data"
+    assert {p.stem for p in data.glob("m1-0-*.js")} == {f"m1-0-{t}-{o}" for t in range(2) for o in range(22)}
+    assert {p.stem for p in data.glob("m2-in-*.js")} == {f"m2-in-{t}-{o}" for t in range(2) for o in range(22)}
     assert [layer.name for layer in manifest.layers] == ["network.1.res_block1"]
     assert manifest.layers[0].shape == (32, 16, 16)
     assert "logit:RIGHT" in manifest.outputs and manifest.agent == "custom agent"
