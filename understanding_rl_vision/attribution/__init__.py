@@ -26,6 +26,7 @@ from .integrated_gradients import (
 )
 from .layers import Layer, NotABottleneckError, default_layer, discover_layers, resolve_layers
 from .methods import Method
+from .methods.gradient import input_gradient
 from .outputs import ExplainedModel, Output, explain_agent
 
 INPUT_LAYER = "input"
@@ -98,12 +99,9 @@ def attribute(
     if reads_input or layer == INPUT_LAYER or (isinstance(layer, Layer) and layer.name == INPUT_LAYER):
         if not reads_input and not chosen_method.info.input_layer:
             raise UserError(f"{chosen_method.info.title} explains a layer, not the input")
-        if isinstance(chosen_method, methods.IntegratedGradients):
-            values = [
-                input_gradients(explained, chunk, chosen, batching=batching, actions=part)
-                for chunk, part in zip(inputs.split(INPUT_CHUNK), _split(taken, len(inputs)))
-            ]
-            return LayerAttribution(INPUT_LAYER, names, torch.cat(values, dim=1))
+        if isinstance(chosen_method, methods.IntegratedGradients):  # its input path, with the batching asked for
+            values = input_gradient(explained, inputs, chosen, taken, batching=batching)
+            return LayerAttribution(INPUT_LAYER, names, values)
         return LayerAttribution(INPUT_LAYER, names, chosen_method.attribute(explained, inputs, chosen, actions=taken))
     if isinstance(layer, Layer):
         resolved = layer
@@ -126,9 +124,3 @@ def attribute(
     return LayerAttribution(
         resolved.name, names, chosen_method.attribute(explained, inputs, chosen, resolved.name, actions=taken)
     )
-
-
-def _split(actions: torch.Tensor | None, frames: int) -> list[torch.Tensor | None]:
-    if actions is None:
-        return [None] * -(-frames // INPUT_CHUNK)
-    return list(actions.split(INPUT_CHUNK))

@@ -100,7 +100,8 @@ class ChannelProduct:
 @dataclass(frozen=True)
 class HeatMap:
     """One output's maps over a trajectory: non-negative ``positive`` and ``negative`` parts
-    (N, h, w), float32 after quantisation, and unquantised ``totals`` (N,) of positive - negative."""
+    (N, h, w) float32 (as computed, or as read back after quantisation), and unquantised ``totals``
+    (N,) of positive - negative."""
 
     positive: np.ndarray
     negative: np.ndarray
@@ -117,11 +118,14 @@ class MapProduct:
     @classmethod
     def from_values(cls, values: np.ndarray) -> MapProduct:
         """From (K, N, h, w) float maps."""
-        maps = []
-        for v in np.asarray(values, np.float32):
-            parts = [dequantise(*quantise(np.maximum(sign * v, 0.0), "uint8")) for sign in (1.0, -1.0)]
-            maps.append(HeatMap(parts[0], parts[1], v.sum(axis=(1, 2), dtype=np.float64).astype(np.float32)))
-        return cls(tuple(maps))
+        return cls(
+            tuple(
+                HeatMap(
+                    np.maximum(v, 0.0), np.maximum(-v, 0.0), v.sum(axis=(1, 2), dtype=np.float64).astype(np.float32)
+                )
+                for v in np.asarray(values, np.float32)
+            )
+        )
 
     def to_arrays(self) -> Arrays:
         arrays: Arrays = {}

@@ -20,6 +20,7 @@ result as soon as it exists, so memory holds K results, never K layer-sized grad
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -90,10 +91,9 @@ def _chunk(
     return _output_gradients(out, activation, rows, "sequential", lambda g, into: into.copy_(reduce(g, values)), shape)
 
 
-def _weighted_map(weights: torch.Tensor, activation: torch.Tensor, relu: bool) -> torch.Tensor:
-    """sum_c weights[n, c] * A[n, c], optionally rectified: (n, h, w)."""
-    cam = torch.einsum("nc,nchw->nhw", weights, activation)
-    return cam.clamp_min(0) if relu else cam
+def _weighted_sum(weights: torch.Tensor, activation: torch.Tensor) -> torch.Tensor:
+    """sum_c weights[n, c] * A[n, c]: (n, h, w)."""
+    return torch.einsum("nc,nchw->nhw", weights, activation)
 
 
 def gradcam_weights(grads: torch.Tensor) -> torch.Tensor:
@@ -111,9 +111,47 @@ def gradcam_plusplus_weights(grads: torch.Tensor, activation: torch.Tensor) -> t
     return (grads.clamp_min(0) * aij).sum(dim=(2, 3))
 
 
+@dataclass(frozen=True)
+class ClassActivationMap(Method):
+    """A class activation map: :meth:`reduce` turns one output's gradient and the layer's
+    activation into its result, (n, h, w) for a ``map`` method, (n, C, h, w) for ``channels``."""
+
+    @abstractmethod
+    def reduce(self, grads: torch.Tensor, activation: torch.Tensor) -> torch.Tensor:
+        """One output's result from ``d f / d A`` and ``A``, both (n, C, h, w)."""
+
+    def attribute(
+        self,
+        explained: ExplainedModel,
+        inputs: torch.Tensor,
+        outputs: Sequence[Output],
+        layer: str | None = None,
+        *,
+        actions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        channels = self.info.produces == "channels"
+        name = needs_layer(self, layer)
+        return layer_gradients(explained, inputs, outputs, name, self.reduce, channels=channels, actions=actions)
+
+
+@dataclass(frozen=True)
+class RectifiedCAM(ClassActivationMap):
+    """A map method whose map is rectified unless told otherwise."""
+
+    cam_relu: bool = True
+    """Keep only positive evidence (the published form); off keeps the negative too."""
+
+    @property
+    def signed(self) -> bool:
+        return not self.cam_relu
+
+    def rectified(self, cam: torch.Tensor) -> torch.Tensor:
+        return cam.clamp_min(0) if self.cam_relu else cam
+
+
 @register
 @dataclass(frozen=True)
-class GradCAM(Method):
+class GradCAM(RectifiedCAM):
     """Grad-CAM: activations weighted by their channel's mean gradient, summed over channels.
 
     ``cam_relu=False`` keeps the negative evidence (Captum's ``relu_attributions=False``).
@@ -128,36 +166,14 @@ class GradCAM(Method):
         attaches="layer",
         produces="map",
     )
-    cam_relu: bool = True
-    """Keep only positive evidence (the published form); off keeps the negative too."""
 
-    @property
-    def signed(self) -> bool:
-        return not self.cam_relu
-
-    def attribute(
-        self,
-        explained: ExplainedModel,
-        inputs: torch.Tensor,
-        outputs: Sequence[Output],
-        layer: str | None = None,
-        *,
-        actions: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        name = needs_layer(self, layer)
-        return layer_gradients(
-            explained,
-            inputs,
-            outputs,
-            name,
-            lambda g, a: _weighted_map(gradcam_weights(g), a, self.cam_relu),
-            actions=actions,
-        )
+    def reduce(self, grads: torch.Tensor, activation: torch.Tensor) -> torch.Tensor:
+        return self.rectified(_weighted_sum(gradcam_weights(grads), activation))
 
 
 @register
 @dataclass(frozen=True)
-class GradCAMChannels(Method):
+class GradCAMChannels(ClassActivationMap):
     """Grad-CAM before the sum over channels: ``w_kc * A_c`` per channel, unrectified.
 
     Summing over channels (and rectifying) gives ``gradcam``; per channel it can be reduced by the
@@ -174,30 +190,13 @@ class GradCAMChannels(Method):
         produces="channels",
     )
 
-    def attribute(
-        self,
-        explained: ExplainedModel,
-        inputs: torch.Tensor,
-        outputs: Sequence[Output],
-        layer: str | None = None,
-        *,
-        actions: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        name = needs_layer(self, layer)
-        return layer_gradients(
-            explained,
-            inputs,
-            outputs,
-            name,
-            lambda g, a: gradcam_weights(g)[:, :, None, None] * a,
-            channels=True,
-            actions=actions,
-        )
+    def reduce(self, grads: torch.Tensor, activation: torch.Tensor) -> torch.Tensor:
+        return gradcam_weights(grads)[:, :, None, None] * activation
 
 
 @register
 @dataclass(frozen=True)
-class GradCAMPlusPlus(Method):
+class GradCAMPlusPlus(RectifiedCAM):
     """Grad-CAM++: channel weights from positive gradients, each position weighted by higher-order
     terms (the closed form with exponential outputs), as in pytorch-grad-cam 1.5.x.
 
@@ -218,36 +217,14 @@ class GradCAMPlusPlus(Method):
         attaches="layer",
         produces="map",
     )
-    cam_relu: bool = True
-    """Keep only positive evidence (the published form); off keeps the negative too."""
 
-    @property
-    def signed(self) -> bool:
-        return not self.cam_relu
-
-    def attribute(
-        self,
-        explained: ExplainedModel,
-        inputs: torch.Tensor,
-        outputs: Sequence[Output],
-        layer: str | None = None,
-        *,
-        actions: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        name = needs_layer(self, layer)
-        return layer_gradients(
-            explained,
-            inputs,
-            outputs,
-            name,
-            lambda g, a: _weighted_map(gradcam_plusplus_weights(g, a), a, self.cam_relu),
-            actions=actions,
-        )
+    def reduce(self, grads: torch.Tensor, activation: torch.Tensor) -> torch.Tensor:
+        return self.rectified(_weighted_sum(gradcam_plusplus_weights(grads, activation), activation))
 
 
 @register
 @dataclass(frozen=True)
-class HiResCAM(Method):
+class HiResCAM(RectifiedCAM):
     """HiResCAM: gradient times activation at each position, summed over channels (no spatial
     averaging of the gradient, so the map shows exactly the positions that raise the output)."""
 
@@ -260,26 +237,6 @@ class HiResCAM(Method):
         attaches="layer",
         produces="map",
     )
-    cam_relu: bool = True
-    """Keep only positive evidence (the published form); off keeps the negative too."""
 
-    @property
-    def signed(self) -> bool:
-        return not self.cam_relu
-
-    def attribute(
-        self,
-        explained: ExplainedModel,
-        inputs: torch.Tensor,
-        outputs: Sequence[Output],
-        layer: str | None = None,
-        *,
-        actions: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        name = needs_layer(self, layer)
-
-        def reduce(g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-            cam = (g * a).sum(dim=1)
-            return cam.clamp_min(0) if self.cam_relu else cam
-
-        return layer_gradients(explained, inputs, outputs, name, reduce, actions=actions)
+    def reduce(self, grads: torch.Tensor, activation: torch.Tensor) -> torch.Tensor:
+        return self.rectified((grads * activation).sum(dim=1))

@@ -22,13 +22,17 @@ from typing import ClassVar
 
 import torch
 
-from ..integrated_gradients import INPUT_CHUNK, input_gradients
+from ..integrated_gradients import INPUT_CHUNK, Batching, input_gradients
 from ..outputs import ExplainedModel, Output
 from .base import Method, MethodInfo, register
 
 
 def input_gradient(
-    explained: ExplainedModel, inputs: torch.Tensor, outputs: Sequence[Output], actions: torch.Tensor | None = None
+    explained: ExplainedModel,
+    inputs: torch.Tensor,
+    outputs: Sequence[Output],
+    actions: torch.Tensor | None = None,
+    batching: Batching = "sequential",
 ) -> torch.Tensor:
     """d output_k / d input for every output and frame: (K, N, C, H, W) float32 on the CPU.
 
@@ -36,14 +40,15 @@ def input_gradient(
     are frozen and no hook is left behind. The noise tunnel calls this on its (samples x frames) noisy batch.
     """
     parts = [
-        input_gradients(explained, inputs[start : start + INPUT_CHUNK], outputs, actions=_part(actions, start))
-        for start in range(0, len(inputs), INPUT_CHUNK)
+        input_gradients(explained, inputs[rows], outputs, batching=batching, actions=actions_of(actions, rows))
+        for rows in (slice(start, start + INPUT_CHUNK) for start in range(0, len(inputs), INPUT_CHUNK))
     ]
     return torch.cat(parts, dim=1)
 
 
-def _part(actions: torch.Tensor | None, start: int) -> torch.Tensor | None:
-    return None if actions is None else torch.as_tensor(actions)[start : start + INPUT_CHUNK]
+def actions_of(actions: torch.Tensor | None, rows: slice) -> torch.Tensor | None:
+    """The actions taken at ``rows`` of a batch (None stays None)."""
+    return None if actions is None else torch.as_tensor(actions)[rows]
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from ...errors import UserError
 from ..integrated_gradients import INPUT_CHUNK
 from ..outputs import ExplainedModel, Output
 from .base import Method, MethodInfo, register
-from .gradient import Gradient, InputAttributionMethod
+from .gradient import Gradient, InputAttributionMethod, actions_of
 
 NoiseKind = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
 KINDS: tuple[NoiseKind, ...] = ("smoothgrad", "smoothgrad_sq", "vargrad")
@@ -132,7 +132,7 @@ class NoiseTunnel(InputAttributionMethod):
         parts = []
         for start in range(0, len(x), per_chunk):
             frames = slice(start, start + per_chunk)
-            parts.append(self._statistic(explained, x[frames], draws[:, frames], outputs, _part(actions, frames)))
+            parts.append(self._statistic(explained, x[frames], draws[:, frames], outputs, actions_of(actions, frames)))
         return torch.cat(parts, dim=1)
 
     def _statistic(
@@ -154,10 +154,6 @@ class NoiseTunnel(InputAttributionMethod):
         if self.kind == "smoothgrad_sq":
             return squares
         return squares - values.mean(dim=1).square()  # E[a^2] - E[a]^2, as Captum's _compute_smoothing
-
-
-def _part(actions: torch.Tensor | None, frames: slice) -> torch.Tensor | None:
-    return None if actions is None else torch.as_tensor(actions)[frames]
 
 
 def _gradient() -> Method:
