@@ -96,6 +96,67 @@ def _demo(args: argparse.Namespace) -> int:
     return _build(path, args, demo.DEMO_CONFIG)
 
 
+def _configure_video(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "checkpoint",
+        nargs="?",
+        help="checkpoint as for run, or 'bundled' for the bundled agent; leave out with --from",
+    )
+    parser.add_argument("-o", "--output", default="video.mp4", help="video file, .mp4 or .gif (default: video.mp4)")
+    parser.add_argument(
+        "--from",
+        dest="from_run",
+        metavar="RUN_DIR",
+        help="reuse a finished run's maps (its output folder) instead of computing",
+    )
+    parser.add_argument(
+        "--run-dir", help="where the computed run and its page go (default: <video name>-run beside the video)"
+    )
+    parser.add_argument(
+        "--frames", type=int, default=512, help="frames: the trajectory's length, or the most drawn with --from"
+    )
+    parser.add_argument("--layout", choices=("row", "grid"), default="row", help="panels in one row or a grid")
+    parser.add_argument("--layer", default="", help="layer (label or name) of layer methods (default: the page's)")
+    parser.add_argument(
+        "--outputs",
+        type=lambda text: tuple(part for part in text.split(",") if part),
+        default=(),
+        metavar="A,B,...",
+        help="outputs to draw (default: all computed); when computing, also what is explained unless --explain",
+    )
+    parser.add_argument(
+        "--cache-dir", default=None, help="where computed products are cached (default: beside the run)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace a video and run folder this tool wrote")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_config_flags(parser, RunConfig, "run")
+
+
+def _video(args: argparse.Namespace) -> int:
+    from . import demo, rl_clarity
+
+    bundled = args.checkpoint in demo.BUNDLED_NAMES
+    result = rl_clarity.video(
+        None if args.checkpoint is None else demo.resolve_checkpoint(args.checkpoint),
+        args.output,
+        from_run=args.from_run,
+        run_dir=args.run_dir,
+        frames=args.frames,
+        layout=args.layout,
+        layer=args.layer,
+        outputs=args.outputs,
+        config=demo.DEMO_CONFIG if bundled else None,
+        cache_dir=args.cache_dir,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        **settings_from_args(args),
+    )
+    if result is not None:
+        height, width = result.size
+        print(f"wrote {result.path} ({result.frames} frames, {width}x{height}): frame, {', '.join(result.panels)}")
+    return 0
+
+
 def _configure_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "directory", nargs="?", default="rl-vision-demo", help="an output folder (default: rl-vision-demo)"
@@ -179,6 +240,7 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "demo": Command("build the interface for the bundled CoinRun agent", _demo, _configure_demo),
     "run": Command("build the interface for a checkpoint", _run, _configure_run),
+    "video": Command("write a video of a trajectory with its explanations drawn over it", _video, _configure_video),
     "train": Command("train a PPO agent and save native checkpoints", run_train, configure_train),
     "evaluate": Command(
         "measure a checkpoint's episode returns against a random policy",

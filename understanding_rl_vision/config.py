@@ -244,6 +244,9 @@ class RunConfig:
     (files from other libraries record none, so they need it)."""
     frame_stack: int = 0
     """Atari frames stacked per observation; 0 reads it from the network's first layer."""
+    action_set: str = ""
+    """Super Mario Bros buttons for files that record none: right_only, simple or complex; empty
+    means the checkpoint's, or the set whose size matches the network's outputs."""
     title: str = ""
     """Heading of the page; empty means the checkpoint's file name."""
 

@@ -10,6 +10,7 @@ from typing import cast
 
 from .agents import read_checkpoint_metadata
 from .config import RunConfig
+from .errors import UserError
 
 DEMO_AGENT = "demo-agent.safetensors"
 DEMO_CONFIG = RunConfig().replace(
@@ -32,6 +33,20 @@ def bundled_agent_path() -> Traversable | None:
     """The demo agent shipped as package data, or None if this install lacks it."""
     path = resources.files("understanding_rl_vision") / "data" / DEMO_AGENT
     return path if path.is_file() else None
+
+
+BUNDLED_NAMES = ("bundled", "demo")
+"""What commands that take a checkpoint accept for the bundled agent."""
+
+
+def resolve_checkpoint(name: str) -> str | os.PathLike[str]:
+    """``name`` itself, or the bundled agent's path if ``name`` is one of :data:`BUNDLED_NAMES`."""
+    if name not in BUNDLED_NAMES:
+        return name
+    path = bundled_agent_path()
+    if path is None:
+        raise UserError("this install lacks the bundled demo agent (understanding_rl_vision/data)")
+    return cast("os.PathLike[str]", path)  # package data in a folder: a Path
 
 
 def describe_agent(path: Traversable) -> str:

@@ -1,4 +1,5 @@
-"""Public API: ``run()`` builds the interface for a checkpoint, ``train()`` trains an agent."""
+"""Public API: ``run()`` builds the interface for a checkpoint, ``video()`` draws one trajectory's
+explanations into a video file, ``train()`` trains an agent."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from .serve import make_server, url_of
 
 if TYPE_CHECKING:
     from .agents import Agent
+    from .envs import EnvSpec
+    from .render.video import VideoResult
 
 
 @dataclass
@@ -81,7 +84,7 @@ def run(
     :class:`RunResult` (it displays the page in a notebook).
     """
     from .agents import agent_digest, load_agent
-    from .agents.formats import sniff_format
+    from .agents.formats import sniff_format, weights_file
     from .agents.formats.torchscript import metadata_path
     from .common.device import check_device
     from .pipeline import RunOptions, file_digest, run_pipeline
@@ -101,8 +104,8 @@ def run(
         return RunResult(output, rank=launched_rank())
     if agent is None:
         path = Path(checkpoint)  # type: ignore[arg-type]
-        agent = load_agent(path, env=config.env, frame_stack=config.frame_stack, device=check_device(config.device))
-        identity, title = file_digest(path), path.name
+        agent = load_agent(path, env=_env(config), frame_stack=config.frame_stack, device=check_device(config.device))
+        identity, title = file_digest(weights_file(path)), path.name
         sidecar = metadata_path(path) if sniff_format(path) == "torchscript" else None
         if sidecar is not None:  # a TorchScript module's settings are part of the agent
             identity = file_digest(path) + file_digest(sidecar)
@@ -119,6 +122,103 @@ def run(
     )
     html = run_pipeline(agent, identity, output_dir, config, options, title=config.title or title, workers=workers)
     return RunResult(html, rank=workers.rank)
+
+
+def _env(config: RunConfig) -> str | EnvSpec:
+    """The environment asked for, with the Mario action set when one is given."""
+    if not config.action_set:
+        return config.env
+    from .envs import MarioSpec, parse_env_id
+
+    if not config.env:
+        raise ConfigError("action_set needs env (a Super Mario Bros id such as SuperMarioBros-1-1-v0)")
+    spec = parse_env_id(config.env)
+    if not isinstance(spec, MarioSpec):
+        raise ConfigError(f"action_set is a Super Mario Bros option, but {spec.id} is not Super Mario Bros")
+    return parse_env_id(config.env, action_set=config.action_set)
+
+
+def video(
+    checkpoint: str | os.PathLike[str] | None = None,
+    output: str | os.PathLike[str] = "video.mp4",
+    *,
+    from_run: str | os.PathLike[str] | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
+    frames: int = 512,
+    layout: str = "row",
+    layer: str = "",
+    outputs: tuple[str, ...] = (),
+    config: RunConfig | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    **settings: Any,
+) -> VideoResult | None:
+    """Write a video of one trajectory with its explanations drawn over every frame (mp4 or gif).
+
+    Either compute: ``checkpoint`` is run as :func:`run` would (``settings`` as there), with one
+    trajectory of ``frames`` steps unless ``num_envs`` says otherwise, and a smaller observation
+    set (:data:`VIDEO_OBSERVATION_SET`), into
+    ``run_dir`` (default ``<output>-run`` beside the video: its page shows the same frames); or
+    reuse a finished run's maps with ``from_run`` (its output folder), computing nothing.
+    ``outputs`` picks which outputs to draw (default: all computed; when computing it is also
+    what is explained, unless ``explain`` is given). Returns None on MPI ranks other than 0.
+    """
+    from .render.video import DEFAULT_FPS, check_destination, write_video
+
+    path = Path(output)
+    check_destination(path, overwrite)
+    settings.setdefault("fps", DEFAULT_FPS)
+    if from_run is not None:
+        if checkpoint is not None:
+            raise ConfigError("give a checkpoint or from_run, not both")
+        unusable = sorted(set(settings) - _DRAWING_SETTINGS)
+        if unusable:
+            raise ConfigError(f"from_run reuses a finished run; {', '.join(unusable)} would change what it computed")
+        source = Path(from_run)
+        drawn = (config or RunConfig()).replace(**settings)
+    else:
+        if checkpoint is None:
+            raise ConfigError("give a checkpoint to compute, or from_run to reuse a finished run")
+        if frames < 1:
+            raise ConfigError(f"frames must be >= 1, got {frames}")
+        if "num_steps" in settings and settings["num_steps"] != frames:
+            raise ConfigError("give the length as frames, not num_steps")
+        settings = {"num_envs": 1, "num_steps": frames, **VIDEO_OBSERVATION_SET, **settings}
+        if outputs and "explain" not in settings:
+            settings["explain"] = tuple(outputs)
+        source = Path(run_dir) if run_dir is not None else path.with_name(f"{path.stem}-run")
+        result = run(
+            checkpoint, source, config=config, cache_dir=cache_dir, overwrite=overwrite, progress=progress, **settings
+        )
+        if result.rank != 0:
+            return None
+        drawn = (config or RunConfig()).replace(**settings)
+    look = drawn.interface
+    return write_video(
+        source,
+        path,
+        trajectory=look.trajectory,
+        methods=drawn.attribution.methods if "methods" in settings else (),
+        outputs=outputs,
+        layer=layer,
+        frames=frames,
+        fps=look.fps,
+        layout=layout,  # type: ignore[arg-type]  # checked by write_video
+        gain=look.gain,
+        opacity=look.observation_opacity,
+        overwrite=overwrite,
+        progress=progress,
+    )
+
+
+VIDEO_OBSERVATION_SET = {"obs_num_envs": 8, "num_obs": 32, "obs_every": 16}
+"""A video's run fits its layers' features on 256 observations (4,096 steps) rather than a page's
+4,096 (524,288 steps): slow emulators such as Super Mario Bros' would spend most of an hour there.
+Flags of the same names change it."""
+
+_DRAWING_SETTINGS = {"methods", "fps", "gain", "observation_opacity", "trajectory"}
+"""Settings a video of a finished run may take: they choose and draw, and compute nothing."""
 
 
 def _explainable(agent: Agent, config: RunConfig) -> RunConfig:

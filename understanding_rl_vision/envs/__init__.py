@@ -1,4 +1,4 @@
-"""Vectorised environments: Procgen, Atari, and any Gymnasium env with image observations.
+"""Vectorised environments: Procgen, Atari, Super Mario Bros and any Gymnasium env with image observations.
 
 Everything downstream (rollouts, attribution, the interface) talks to :class:`VecEnv` only,
 and builds it with :func:`make_vec_env` from a name or a spec stored in a checkpoint. The
@@ -16,6 +16,7 @@ from .spec import (
     AtariSpec,
     EnvSpec,
     GymnasiumSpec,
+    MarioSpec,
     ProcgenSpec,
     parse_env_id,
     spec_from_dict,
@@ -29,6 +30,7 @@ __all__ = [
     "EnvStep",
     "Episode",
     "GymnasiumSpec",
+    "MarioSpec",
     "ProcgenSpec",
     "VecEnv",
     "action_groups",
@@ -63,6 +65,10 @@ def make_vec_env(spec_or_id: EnvSpec | str, num_envs: int = 1, seed: int = 0, **
         from .atari import AtariVecEnv
 
         return AtariVecEnv(spec, num_envs, seed)
+    if isinstance(spec, MarioSpec):
+        from .mario import MarioVecEnv
+
+        return MarioVecEnv(spec, num_envs, seed)
     if isinstance(spec, GymnasiumSpec):
         from .gymnasium_env import GymnasiumVecEnv
 

@@ -109,6 +109,10 @@ class _ListVecEnv(VecEnv):
     def _shapes(self, env: gymnasium.Env) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
         """(observation_shape, frame_shape) without stepping the env."""
 
+    def _level_complete(self, info: dict[str, Any]) -> bool | None:
+        """Whether the episode that just ended was won, for games that say so; None otherwise."""
+        return None
+
     def _action_names(self, env: gymnasium.Env) -> tuple[str, ...]:
         meanings = getattr(env.unwrapped, "get_action_meanings", None)
         if callable(meanings):
@@ -140,17 +144,18 @@ class _ListVecEnv(VecEnv):
         actions = np.asarray(actions).reshape(-1)
         if actions.shape != (self.num_envs,):
             raise ValueError(f"expected {self.num_envs} actions, got shape {actions.shape}")
-        raws, reward = [], np.zeros(self.num_envs, dtype=np.float32)
+        raws, infos, reward = [], [], np.zeros(self.num_envs, dtype=np.float32)
         first = np.zeros(self.num_envs, dtype=bool)
         for i, (env, action) in enumerate(zip(self._envs, actions, strict=True)):
-            raw, reward[i], terminated, truncated, _ = env.step(int(action))
+            raw, reward[i], terminated, truncated, info = env.step(int(action))
             raws.append(raw)
+            infos.append(info)
             first[i] = terminated or truncated
         self._episodes.add(reward)
         obs, frames, episodes = [], [], []
         for i, (env, raw) in enumerate(zip(self._envs, raws, strict=True)):
             if first[i]:  # same-step autoreset: the next episode's first observation
-                episodes.append(self._episodes.end(i))
+                episodes.append(self._episodes.end(i, self._level_complete(infos[i])))
                 raw, _ = env.reset()
             obs.append(self._observation(raw))
             frames.append(self._frame(env, obs[-1]))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -84,8 +85,44 @@ class GymnasiumSpec:
         return self.env_id
 
 
-EnvSpec = ProcgenSpec | AtariSpec | GymnasiumSpec
-_FAMILIES: dict[str, type] = {cls.family: cls for cls in (ProcgenSpec, AtariSpec, GymnasiumSpec)}
+MARIO_ACTION_SETS: dict[str, str] = {
+    "right_only": "RIGHT_ONLY",
+    "simple": "SIMPLE_MOVEMENT",
+    "complex": "COMPLEX_MOVEMENT",
+}
+"""Our names for gym-super-mario-bros' action sets (5, 7 and 12 button combinations)."""
+MARIO_ACTION_COUNTS: dict[int, str] = {5: "right_only", 7: "simple", 12: "complex"}
+_MARIO_ID = re.compile(r"^SuperMarioBros(?P<lost>2)?(?:-(?P<world>[1-8])-(?P<stage>[1-4]))?-v(?P<version>[0-3])$")
+
+
+@dataclass(frozen=True)
+class MarioSpec:
+    """Super Mario Bros (gym-super-mario-bros, the ``mario`` extra), preprocessed like Atari."""
+
+    family: ClassVar[str] = "mario"
+    world: int = 1
+    """World 1-8; 0 plays the whole game from 1-1 (an episode ends when the lives run out)."""
+    stage: int = 1
+    """Stage 1-4 of the world; with a world, an episode ends at the flag or at a death."""
+    version: int = 0
+    """ROM: 0 vanilla, 1 downsampled, 2 pixel, 3 rectangle (as the package's -vN ids)."""
+    lost_levels: bool = False
+    """Super Mario Bros 2 (The Lost Levels) instead."""
+    action_set: str = "simple"
+    """right_only (5 actions), simple (7) or complex (12): gym-super-mario-bros' button sets."""
+    frame_skip: int = 4
+    frame_stack: int = 4
+    screen_size: int = 84
+
+    @property
+    def id(self) -> str:
+        name = "SuperMarioBros2" if self.lost_levels else "SuperMarioBros"
+        level = f"-{self.world}-{self.stage}" if self.world else ""
+        return f"{name}{level}-v{self.version}"
+
+
+EnvSpec = ProcgenSpec | AtariSpec | GymnasiumSpec | MarioSpec
+_FAMILIES: dict[str, type] = {cls.family: cls for cls in (ProcgenSpec, AtariSpec, GymnasiumSpec, MarioSpec)}
 
 
 def spec_to_dict(spec: EnvSpec) -> dict[str, Any]:
@@ -139,13 +176,20 @@ def parse_env_id(name: str, **options: Any) -> EnvSpec:
     """Turn a user's environment name into a spec.
 
     Accepted: a Procgen game (``coinrun`` or ``procgen:coinrun``); an Atari game
-    (``ALE/Breakout-v5``, ``atari:Breakout``, ``BreakoutNoFrameskip-v4``); or any registered
+    (``ALE/Breakout-v5``, ``atari:Breakout``, ``BreakoutNoFrameskip-v4``); Super Mario Bros
+    (``SuperMarioBros-1-1-v0``, ``SuperMarioBros-v0``, ``SuperMarioBros2-1-1-v0``); or any registered
     Gymnasium id with image observations. ``options`` are the spec's fields
     (e.g. ``distribution_mode="easy"``). Unknown names fail with the closest matches.
     """
     bare = name.removeprefix("procgen:")
     if bare in PROCGEN_GAMES:
         return _build(ProcgenSpec, options, game=bare)
+    mario = _MARIO_ID.match(name)
+    if mario is not None:
+        level = (
+            {"world": int(mario["world"]), "stage": int(mario["stage"])} if mario["world"] else {"world": 0, "stage": 0}
+        )
+        return _build(MarioSpec, options, version=int(mario["version"]), lost_levels=bool(mario["lost"]), **level)
     game = _atari_game(name)
     if game is not None:
         return _build(AtariSpec, options, game=game)
@@ -154,7 +198,12 @@ def parse_env_id(name: str, **options: Any) -> EnvSpec:
     if not name.startswith(("procgen:", "atari:")) and name in gymnasium.registry:
         kwargs = tuple(sorted(options.pop("make_kwargs", {}).items()))
         return _build(GymnasiumSpec, options, env_id=name, make_kwargs=kwargs)
-    candidates = list(dict.fromkeys([*PROCGEN_GAMES, *(f"ALE/{g}-v5" for g in atari_games()), *gymnasium.registry]))
+    marios = [f"SuperMarioBros-{w}-{s}-v0" for w in range(1, 9) for s in range(1, 5)]
+    candidates = list(
+        dict.fromkeys(
+            [*PROCGEN_GAMES, *(f"ALE/{g}-v5" for g in atari_games()), "SuperMarioBros-v0", *marios, *gymnasium.registry]
+        )
+    )
     close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.5)
     if not close:  # case-insensitive second try, e.g. 'breakout' -> 'ALE/Breakout-v5'
         lowered = {c.lower(): c for c in candidates}

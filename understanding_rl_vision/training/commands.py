@@ -9,7 +9,6 @@ from pathlib import Path
 
 from ..common.device import check_device
 from ..common.flags import add_config_flags, settings_from_args
-from ..errors import UserError
 from .config import PPOConfig, make_config
 from .evaluate import evaluate, format_table
 from .ppo import check_memory, train
@@ -55,11 +54,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Print the result as a small table, or as exactly one JSON object with ``--json``."""
     from .. import demo
 
-    checkpoint = args.checkpoint
-    if checkpoint in ("bundled", "demo"):
-        checkpoint = demo.bundled_agent_path()
-        if checkpoint is None:
-            raise UserError("no bundled agent yet: pass the path of a checkpoint")
+    checkpoint = demo.resolve_checkpoint(args.checkpoint)
     from ..agents import load_agent
 
     check_memory(args.num_envs, 1, "evaluating")

@@ -17,10 +17,11 @@ import torch
 
 from ..agents import ARCHITECTURES
 from ..common.device import check_device_name
-from ..envs import EnvSpec, ProcgenSpec, parse_env_id, testing
+from ..envs import EnvSpec, MarioSpec, ProcgenSpec, parse_env_id, testing
 from ..errors import ConfigError
 
 PROCGEN_OPTIONS = ("distribution_mode", "num_levels", "start_level")
+MARIO_OPTIONS = ("action_set",)
 CPU_CHUNK_SIZE = 256
 
 
@@ -39,6 +40,8 @@ class PPOConfig:
     """Procgen levels to train on, 0 for unlimited; Procgen games only."""
     start_level: int = 0
     """First Procgen level seed; training uses [start_level, start_level + num_levels)."""
+    action_set: str = "simple"
+    """Super Mario Bros buttons: right_only (5 actions), simple (7) or complex (12); Mario only."""
     architecture: str = "impala"
     """Network: impala (Procgen), nature (Atari) or clear (the paper's interpretable variant)."""
     num_envs: int = 64
@@ -131,17 +134,18 @@ class PPOConfig:
         return self.minibatch_size if device.type == "cuda" else CPU_CHUNK_SIZE
 
     def env_spec(self) -> EnvSpec:
-        """The environment to train on. Procgen options changed for another family are an
+        """The environment to train on. A family's options changed for another family are an
         error rather than silently dropped."""
         testing.register()  # the tiny test env resolves by name, as in make_vec_env
         spec = parse_env_id(self.env)
-        if isinstance(spec, ProcgenSpec):
-            return parse_env_id(self.env, **{name: getattr(self, name) for name in PROCGEN_OPTIONS})
         defaults = {f.name: f.default for f in fields(PPOConfig)}
-        changed = [name for name in PROCGEN_OPTIONS if getattr(self, name) != defaults[name]]
-        if changed:
-            names = ", ".join(changed)
-            raise ConfigError(f"{names}: Procgen options, but {spec.id} is not a Procgen game")
+        for family, names, title in ((ProcgenSpec, PROCGEN_OPTIONS, "Procgen"), (MarioSpec, MARIO_OPTIONS, "Mario")):
+            if isinstance(spec, family):
+                return parse_env_id(self.env, **{name: getattr(self, name) for name in names})
+            changed = [name for name in names if getattr(self, name) != defaults[name]]
+            if changed:
+                what = "a Procgen game" if family is ProcgenSpec else "Super Mario Bros"
+                raise ConfigError(f"{', '.join(changed)}: {title} options, but {spec.id} is not {what}")
         return spec
 
 

@@ -1,4 +1,4 @@
-"""Load an agent from whatever file the user has: ours, Stable-Baselines3, CleanRL, TorchScript.
+"""Load an agent from whatever file the user has: ours, Stable-Baselines3, CleanRL, PFRL, TorchScript.
 
 :func:`load_agent` sniffs the file's content (never its extension alone), reads it without
 unpickling, and returns the same :class:`~understanding_rl_vision.agents.Agent` every command
@@ -15,7 +15,8 @@ from typing import cast
 
 import torch
 
-from ...envs import AtariSpec, EnvSpec, parse_env_id
+from ...envs import AtariSpec, EnvSpec, MarioSpec, parse_env_id
+from ...envs.spec import MARIO_ACTION_COUNTS
 from ...errors import CheckpointError, UserError, first_line
 from ..base import DEFAULT_GAMMA, DEFAULT_LAMBDA, Agent, Preprocessing
 from ..checkpoint import FORMAT, load_checkpoint
@@ -25,15 +26,22 @@ from ..safetensors_header import declared_header_length, read_header, read_prefi
 from .archive import load_torch, open_zip
 from .foreign import Foreign
 from .layouts import LAYOUTS, recognise
+from .pfrl import PFRL_LAYOUTS, agent_weights, is_directory, is_pfrl, pfrl_foreign
 from .sb3 import is_sb3_zip, read_sb3
 
-__all__ = ["LAYOUTS", "Foreign", "load_agent", "read_foreign", "sniff_format"]
+__all__ = ["KNOWN_LAYOUTS", "LAYOUTS", "Foreign", "load_agent", "read_foreign", "sniff_format", "weights_file"]
 
-FORMATS = ("understanding-rl-vision", "stable-baselines3", "torchscript", "state-dict")
+FORMATS = ("understanding-rl-vision", "stable-baselines3", "torchscript", "state-dict", "pfrl")
+KNOWN_LAYOUTS = LAYOUTS + PFRL_LAYOUTS
+"""What a bare state dict may be: PFRL's ``model.pt`` is one too, told apart by its layout."""
 
 
 def sniff_format(path: Path) -> str:
-    """One of :data:`FORMATS`, from the file's first bytes and, for zips, its member names."""
+    """One of :data:`FORMATS`, from the file's first bytes and, for zips, its member names; a
+    directory is a PFRL agent's (``pfrl``) if it holds ``model.pt``, else one error line."""
+    if is_directory(path):
+        agent_weights(path)
+        return "pfrl"
     regular_file_size(path)
     head = read_prefix(path, 16)
     if head.startswith(b"PK\x03\x04"):
@@ -55,8 +63,15 @@ def sniff_format(path: Path) -> str:
         return "state-dict"
     raise CheckpointError(
         f"not a checkpoint we can read (unrecognised content): {path}; we read our "
-        ".safetensors, Stable-Baselines3 .zip, torch.save state dicts (CleanRL) and TorchScript"
+        ".safetensors, Stable-Baselines3 .zip, torch.save state dicts (CleanRL, PFRL's model.pt) and TorchScript"
     )
+
+
+def weights_file(path: str | os.PathLike[str]) -> Path:
+    """The file whose bytes are the agent (a PFRL agent directory's ``model.pt``): what a cache
+    digest of the checkpoint reads."""
+    path = Path(path)
+    return agent_weights(path) if is_directory(path) else path
 
 
 def _has_our_metadata(path: Path, length: int) -> bool:
@@ -128,9 +143,12 @@ def read_foreign(path: str | os.PathLike[str]) -> Foreign:
         from .torchscript import read_torchscript
 
         return read_torchscript(path)
+    if kind == "pfrl":
+        weights = agent_weights(path)
+        return pfrl_foreign(path, recognise(_load_state_dict(weights), str(weights), PFRL_LAYOUTS))
     if kind == "state-dict":
-        found = recognise(_load_state_dict(path), str(path))
-        return Foreign(format=kind, path=path, recognised=found)
+        found = recognise(_load_state_dict(path), str(path), KNOWN_LAYOUTS)
+        return pfrl_foreign(path, found) if is_pfrl(found) else Foreign(format=kind, path=path, recognised=found)
     raise CheckpointError(f"{path} is an understanding-rl-vision checkpoint; load it with load_checkpoint")
 
 
@@ -155,7 +173,19 @@ def environment(foreign: Foreign, env: str | EnvSpec, frame_stack: int = 0) -> E
         spec = dataclasses.replace(spec, frame_stack=frame_stack or channels or spec.frame_stack, screen_size=size)
     elif frame_stack:
         raise UserError(f"--frame-stack applies to Atari games, not {spec.id}")
+    if isinstance(spec, MarioSpec) and found is not None:
+        spec = _mario_fit(spec, found.num_actions, found.in_channels, buttons_given=not isinstance(name, str))
     return spec
+
+
+def _mario_fit(spec: MarioSpec, num_actions: int, channels: int, buttons_given: bool) -> MarioSpec:
+    """A Mario network says its action set by its number of outputs (5, 7 or 12), and its frame
+    stack by its first layer's input channels."""
+    chosen = spec.action_set if buttons_given else MARIO_ACTION_COUNTS.get(num_actions)
+    if chosen is None:
+        sizes = ", ".join(f"{name} {count}" for count, name in MARIO_ACTION_COUNTS.items())
+        raise UserError(f"the network has {num_actions} actions; Super Mario Bros' action sets have {sizes}")
+    return dataclasses.replace(spec, action_set=chosen, frame_stack=channels or spec.frame_stack)
 
 
 def complete(foreign: Foreign, spec: EnvSpec, device: str | torch.device = "cpu") -> Agent:

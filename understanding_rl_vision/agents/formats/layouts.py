@@ -10,7 +10,7 @@ other library's code.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -304,9 +304,9 @@ def _check_sizes(tensors: StateDict, what: str) -> None:
         )
 
 
-def recognise(state: StateDict, what: str) -> Recognised:
-    """The first layout that accounts for every tensor in ``state``; otherwise one error line
-    that lists the layouts we know."""
+def recognise(state: StateDict, what: str, layouts: Sequence[Layout] = LAYOUTS) -> Recognised:
+    """The first of ``layouts`` that accounts for every tensor in ``state``; otherwise one error
+    line that lists them (formats with layouts of their own, like PFRL's, pass them in)."""
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise CheckpointError(f"{what} holds no tensors")
@@ -314,7 +314,7 @@ def recognise(state: StateDict, what: str) -> Recognised:
     if odd:
         raise CheckpointError(f"{what} holds a tensor under {odd[0]!r:.40}, which is not a module name")
     _check_sizes(tensors, what)
-    for layout in LAYOUTS:
+    for layout in layouts:
         try:
             found = layout.recognise(tensors)
         except CheckpointError as exc:  # the layout fits but something in it is not supported or damaged
@@ -322,5 +322,5 @@ def recognise(state: StateDict, what: str) -> Recognised:
         if found is not None:
             return found
     sample = ", ".join(key[:80] for key in list(tensors)[:4]) + (", ..." if len(tensors) > 4 else "")
-    known = "; ".join(f"{layout.name} ({layout.description})" for layout in LAYOUTS)
+    known = "; ".join(f"{layout.name} ({layout.description})" for layout in layouts)
     raise CheckpointError(f"{what} matches no layout we know (its keys: {sample}); known layouts: {known}")

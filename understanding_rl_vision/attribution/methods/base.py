@@ -23,6 +23,12 @@ Attaches = Literal["layer", "input"]
 Produces = Literal["channels", "map"]
 """``channels``: (C, h, w) per frame, reduced by the layer's NMF basis like integrated gradients.
 ``map``: (h, w) per frame, shown as a heatmap."""
+Look = Literal["table", "jet", "actor-critic"]
+"""How a video draws a method's maps over the frame. ``table``: the page's colour table, opacity
+growing with the value. ``jet``: the jet colour map blended at alpha 0.5 over the frame, each
+frame's map min-max normalised (Grad-CAM as seed 000 drew it). ``actor-critic``: the actor's map
+added to the frame's blue channel and the critic's to its red (perturbation saliency as
+Greydanus et al., seed 001, drew it)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,9 @@ class MethodInfo:
     output is scored as a whole (perturbation)."""
     input_layer: bool = False
     """A layer method that also explains the ``input`` pseudo-layer (``--include-input``)."""
+    look: Look = "table"
+    """How its authors drew it; the ``video`` command draws its maps that way (channels methods
+    are always drawn as the page draws features)."""
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,7 @@ class GradCAM(RectifiedCAM):
         summary="Where the layer's channels, weighted by their mean gradient, are active",
         attaches="layer",
         produces="map",
+        look="jet",
     )
 
     def reduce(self, grads: torch.Tensor, activation: torch.Tensor) -> torch.Tensor:
@@ -216,6 +217,7 @@ class GradCAMPlusPlus(RectifiedCAM):
         summary="Where the layer's channels, weighted by their positive gradients, are active",
         attaches="layer",
         produces="map",
+        look="jet",
     )
 
     def reduce(self, grads: torch.Tensor, activation: torch.Tensor) -> torch.Tensor:
@@ -236,6 +238,7 @@ class HiResCAM(RectifiedCAM):
         summary="Gradient times activation at each position, summed over channels",
         attaches="layer",
         produces="map",
+        look="jet",
     )
 
     def reduce(self, grads: torch.Tensor, activation: torch.Tensor) -> torch.Tensor:

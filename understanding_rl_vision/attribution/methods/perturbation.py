@@ -172,6 +172,7 @@ class Perturbation(Method):
         attaches="input",
         produces="map",
         scalar_outputs=False,
+        look="actor-critic",
     )
     perturbation_radius: float = 5.0
     """Radius of the blurred disc in pixels; the disc is also blurred by a Gaussian of this sigma."""
