@@ -139,6 +139,15 @@ def _check_spec(spec: MarioSpec) -> None:
     ]
     if spec.action_set not in MARIO_ACTION_SETS:
         problems.append(f"action_set must be one of {', '.join(MARIO_ACTION_SETS)}, got {spec.action_set!r}")
+    # gym-super-mario-bros has no pixel or rectangle ROM of The Lost Levels, and fails on its worlds 5 and up.
+    versions, worlds = (2, 4) if spec.lost_levels else (len(ROM_MODES), 8)
+    game = "The Lost Levels" if spec.lost_levels else "Super Mario Bros"
+    if not 0 <= spec.version < versions:
+        problems.append(f"{game} has versions v0-v{versions - 1}, got v{spec.version}")
+    if not 0 <= spec.world <= worlds:
+        problems.append(f"{game} has worlds 1-{worlds} (0 for the whole game), got {spec.world}")
+    if spec.world and not 1 <= spec.stage <= 4:
+        problems.append(f"stage must be 1-4, got {spec.stage}")
     if problems:
         raise UserError(f"invalid Super Mario Bros options for {spec.id}: {'; '.join(problems)}")
 

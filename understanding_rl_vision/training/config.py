@@ -139,13 +139,17 @@ class PPOConfig:
         testing.register()  # the tiny test env resolves by name, as in make_vec_env
         spec = parse_env_id(self.env)
         defaults = {f.name: f.default for f in fields(PPOConfig)}
-        for family, names, title in ((ProcgenSpec, PROCGEN_OPTIONS, "Procgen"), (MarioSpec, MARIO_OPTIONS, "Mario")):
+        families = (
+            (ProcgenSpec, PROCGEN_OPTIONS, "Procgen", "a Procgen game"),
+            (MarioSpec, MARIO_OPTIONS, "Mario", "Super Mario Bros"),
+        )
+        for family, names, title, what in families:
+            changed = [name for name in names if getattr(self, name) != defaults[name]]
+            if changed and not isinstance(spec, family):
+                raise ConfigError(f"{', '.join(changed)}: {title} options, but {spec.id} is not {what}")
+        for family, names, *_ in families:
             if isinstance(spec, family):
                 return parse_env_id(self.env, **{name: getattr(self, name) for name in names})
-            changed = [name for name in names if getattr(self, name) != defaults[name]]
-            if changed:
-                what = "a Procgen game" if family is ProcgenSpec else "Super Mario Bros"
-                raise ConfigError(f"{', '.join(changed)}: {title} options, but {spec.id} is not {what}")
         return spec
 
 

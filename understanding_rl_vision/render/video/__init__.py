@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import UserError
-from .compose import LAYOUTS, Layout, compose, plan_sheet
+from .compose import LAYOUTS, Layout, draw_frames, plan_sheet
 from .encode import FORMATS, VideoWriter, check_destination, written_by_us
 from .source import read_panels, read_run, read_trajectory
 
@@ -69,7 +69,7 @@ def write_video(
         VideoWriter(path, fps, sheet.size, overwrite=overwrite) as video,
         tqdm(total=count, desc="video", unit="frame", disable=not progress, leave=False) as bar,
     ):
-        for batch in compose(track, panels, sheet, count, opacity):
+        for batch in draw_frames(track, panels, sheet, count, opacity):
             video.write(batch)
             bar.update(len(batch))
     return VideoResult(path, count, video.size, tuple(p.title for p in panels))

@@ -77,7 +77,7 @@ def _fit(draw: ImageDraw.ImageDraw, font: ImageFont.FreeTypeFont | ImageFont.Ima
     return text + "…"
 
 
-def compose(
+def draw_frames(
     trajectory: Trajectory, panels: Sequence[Panel], sheet: Sheet, frames: int, opacity: float
 ) -> Iterator[np.ndarray]:
     """(n, H, W, 3) uint8 batches of finished video frames, for the first ``frames`` frames."""
