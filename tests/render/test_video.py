@@ -16,7 +16,7 @@ from understanding_rl_vision.contract.schema import map_key
 from understanding_rl_vision.render.video import compose, encode, source
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
-from chromium_setup import SMALL_RUN, random_checkpoint  # noqa: E402
+from chromium_setup import SMALL_RUN, random_checkpoint
 
 FRAMES = SMALL_RUN["num_steps"]
 SMALL_FLAGS = "--obs-num-envs 2 --num-obs 4 --obs-every 2 --layers 2b --nmf-features 2 --ig-steps 2 --quiet".split()
