@@ -225,3 +225,33 @@ def test_an_interrupted_video_leaves_no_file(run_dir, tmp_path, monkeypatch):
     assert main(["video", "--from", str(run_dir), "-o", str(out), "--quiet"]) == 130
     assert drawn == [compose.BATCH if FRAMES > compose.BATCH else FRAMES]
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no video, no partial file
+
+
+def test_seed_000_grad_cam_of_a_pfrl_mario_agent(tmp_path):
+    """Seed 000 end to end: a PFRL PPO network (train_ppo_ale.py's layout, 7 SIMPLE_MOVEMENT
+    outputs) saved as PFRL saves it, Grad-CAM of the value and the action taken over Super Mario Bros."""
+    import pfrl  # test dependency only
+    import torch
+    from pfrl.policies import SoftmaxCategoricalHead
+    from torch import nn
+
+    torch.manual_seed(0)
+    trunk = [nn.Conv2d(4, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2), nn.ReLU()]
+    trunk += [nn.Conv2d(64, 64, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3136, 512), nn.ReLU()]
+    heads = pfrl.nn.Branched(nn.Sequential(nn.Linear(512, 7), SoftmaxCategoricalHead()), nn.Linear(512, 1))
+    agent_dir = tmp_path / "pfrl-agent"
+    agent_dir.mkdir()
+    torch.save(nn.Sequential(*trunk, heads).state_dict(), agent_dir / "model.pt")
+
+    out = tmp_path / "mario.mp4"
+    args = ["video", str(agent_dir), "--env", "SuperMarioBros-1-1-v0", "--methods", "gradcam"]
+    small = ["--obs-num-envs", "2", "--num-obs", "4", "--obs-every", "2", "--layers", "relu3", "--quiet"]
+    assert main([*args, "--outputs", "value,action", "--frames", "6", "-o", str(out), *small]) == 0
+    frames, _, _ = decode(out)
+    assert len(frames) == 6
+    manifest = read_manifest(tmp_path / "mario-run" / "data")
+    assert manifest.env_id == "SuperMarioBros-1-1-v0" and manifest.outputs == ("value", "action")
+    assert manifest.action_names == ("NOOP", "RIGHT", "RIGHT+JUMP", "RIGHT+RUN", "RIGHT+JUMP+RUN", "JUMP", "LEFT")
+    sheet, panels, track = sheet_for(tmp_path / "mario-run")
+    assert track.frames.shape[1:] == (240, 256, 3) and sheet.zoom == 1  # the colour screen, as a person sees it
+    assert [p.look for p in panels] == ["jet", "jet"]
