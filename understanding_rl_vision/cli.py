@@ -130,6 +130,10 @@ def _configure_video(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace a video and run folder this tool wrote")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_flags(parser, RunConfig, "run")
+    parser.epilog = (
+        "The run settings apply when computing. --fps is also the video's frame rate (default 15 here); "
+        "--trajectory, --gain and --observation-opacity choose and draw as on the page, with --from too."
+    )
 
 
 def _video(args: argparse.Namespace) -> int:

@@ -191,4 +191,4 @@ def test_cli_bundled_agent_missing_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(demo, "bundled_agent_path", lambda: None)
     assert main(["evaluate", "bundled"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "no bundled agent" in err
+    assert len(err.splitlines()) == 1 and "lacks the bundled demo agent" in err
