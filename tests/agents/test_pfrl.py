@@ -9,12 +9,13 @@ import shutil
 
 import numpy as np
 import pfrl  # a test dependency only: the package never imports it
+import pfrl_nets
 import pytest
 import torch
 from cleanrl_nets import CleanRLAtariDQN, randomise, real_observations
 from pfrl.initializers import init_chainer_default
-from pfrl.policies import SoftmaxCategoricalHead
 from pfrl.q_functions import DiscreteActionValueHead, DuelingDQN
+from pfrl_nets import nature_trunk
 from torch import nn
 
 from understanding_rl_vision.agents import describe_file, load_agent
@@ -41,23 +42,8 @@ def phi(obs: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(channels_first, dtype=np.float32) / 255)
 
 
-def nature_trunk() -> list[nn.Module]:
-    """train_ppo_ale.py's convolutions and dense layer (its lecun_init changes only the weights)."""
-    return [
-        nn.Conv2d(4, 32, 8, stride=4),
-        nn.ReLU(),
-        nn.Conv2d(32, 64, 4, stride=2),
-        nn.ReLU(),
-        nn.Conv2d(64, 64, 3, stride=1),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(3136, 512),
-        nn.ReLU(),
-    ]
-
-
 def softmax_policy_and_value(hidden: int = 512) -> nn.Module:
-    return pfrl.nn.Branched(nn.Sequential(nn.Linear(hidden, ACTIONS), SoftmaxCategoricalHead()), nn.Linear(hidden, 1))
+    return pfrl_nets.softmax_policy_and_value(ACTIONS, hidden)
 
 
 def ppo_model() -> nn.Module:

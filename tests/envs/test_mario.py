@@ -12,11 +12,8 @@ import json
 
 import cv2
 import numpy as np
-import pfrl  # a test dependency only: the package never imports it
 import pytest
-import torch
-from pfrl.policies import SoftmaxCategoricalHead
-from torch import nn
+from pfrl_nets import save_ppo
 
 from understanding_rl_vision import rl_clarity
 from understanding_rl_vision.agents import load_agent, read_checkpoint_metadata
@@ -217,31 +214,14 @@ def test_a_tiny_training_run_saves_the_mario_spec(tmp_path):
     assert set(actions.tolist()) <= set(range(7)) and np.isfinite(values).all()
 
 
-def save_pfrl_ppo(directory, num_actions: int) -> None:
-    """train_ppo_ale.py's Nature CNN with ``num_actions`` outputs, saved by a real PFRL PPO agent."""
-    model = nn.Sequential(
-        nn.Conv2d(4, 32, 8, stride=4),
-        nn.ReLU(),
-        nn.Conv2d(32, 64, 4, stride=2),
-        nn.ReLU(),
-        nn.Conv2d(64, 64, 3, stride=1),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(3136, 512),
-        nn.ReLU(),
-        pfrl.nn.Branched(nn.Sequential(nn.Linear(512, num_actions), SoftmaxCategoricalHead()), nn.Linear(512, 1)),
-    )
-    pfrl.agents.PPO(model, torch.optim.Adam(model.parameters(), lr=1e-4)).save(str(directory))
-
-
 def test_a_foreign_networks_action_count_picks_the_action_set(tmp_path):
-    save_pfrl_ppo(tmp_path / "five", 5)
+    save_ppo(tmp_path / "five", 5)
     agent = load_agent(tmp_path / "five", env=LEVEL)
     assert agent.env_spec == MarioSpec(action_set="right_only") and agent.action_names == RIGHT_ONLY
     with make_vec_env(agent.env_spec, num_envs=1) as env:
         out = agent(env.reset().obs)
     assert out.logits.shape == (1, 5)
-    save_pfrl_ppo(tmp_path / "six", 6)
+    save_ppo(tmp_path / "six", 6)
     with pytest.raises(UserError, match="the network has 6 actions; .* right_only 5, simple 7, complex 12") as caught:
         load_agent(tmp_path / "six", env=LEVEL)
     assert "\n" not in str(caught.value)

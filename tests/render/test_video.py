@@ -8,6 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from understanding_rl_vision.cli import main
@@ -230,18 +231,11 @@ def test_an_interrupted_video_leaves_no_file(run_dir, tmp_path, monkeypatch):
 def test_seed_000_grad_cam_of_a_pfrl_mario_agent(tmp_path):
     """Seed 000 end to end: a PFRL PPO network (train_ppo_ale.py's layout, 7 SIMPLE_MOVEMENT
     outputs) saved as PFRL saves it, Grad-CAM of the value and the action taken over Super Mario Bros."""
-    import pfrl  # test dependency only
-    import torch
-    from pfrl.policies import SoftmaxCategoricalHead
-    from torch import nn
+    from pfrl_nets import save_ppo  # builds and saves with PFRL itself, a test dependency
 
     torch.manual_seed(0)
-    trunk = [nn.Conv2d(4, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2), nn.ReLU()]
-    trunk += [nn.Conv2d(64, 64, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3136, 512), nn.ReLU()]
-    heads = pfrl.nn.Branched(nn.Sequential(nn.Linear(512, 7), SoftmaxCategoricalHead()), nn.Linear(512, 1))
     agent_dir = tmp_path / "pfrl-agent"
-    agent_dir.mkdir()
-    torch.save(nn.Sequential(*trunk, heads).state_dict(), agent_dir / "model.pt")
+    save_ppo(agent_dir, 7)
 
     out = tmp_path / "mario.mp4"
     args = ["video", str(agent_dir), "--env", "SuperMarioBros-1-1-v0", "--methods", "gradcam"]
