@@ -1,6 +1,6 @@
 """One frame of a video as a PNG, decoded through PyAV (the pictures in docs/seeds.md).
 
-    .venv/bin/python tools/video_frame.py mario.mp4 0 docs/seeds/seed-000-frame-0.png
+.venv/bin/python tools/video_frame.py mario.mp4 0 docs/seeds/seed-000-frame-0.png
 """
 
 from __future__ import annotations
