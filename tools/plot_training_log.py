@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("png")
     parser.add_argument("--random-return", type=float, help="draw the random policy's mean return")
     parser.add_argument("--window", type=int, default=10, help="updates to average over")
+    parser.add_argument("--title", default="CoinRun (easy), IMPALA CNN, PPO", help="the return panel's title")
     args = parser.parse_args()
 
     log = read_log(args.log)
@@ -54,7 +55,7 @@ def main() -> None:
     ret_ax.set(
         xlabel="environment steps (millions)",
         ylabel="episode return (last 100 episodes)",
-        title="CoinRun (easy), IMPALA CNN, PPO",
+        title=args.title,
     )
     ret_ax.legend(loc="lower right")
     done_ax.plot(steps, [100 * v for v in smooth(log["level_completion"], args.window)], color="#2ca02c")
