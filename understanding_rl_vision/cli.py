@@ -89,9 +89,7 @@ def _run(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from . import demo
 
-    path = demo.bundled_agent_path()
-    if path is None:
-        raise UserError("this install lacks the bundled demo agent (understanding_rl_vision/data)")
+    path = demo.resolve_checkpoint("bundled")
     print(f"bundled agent: {demo.describe_agent(path)}")
     return _build(path, args, demo.DEMO_CONFIG)
 

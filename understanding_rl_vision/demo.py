@@ -49,8 +49,8 @@ def resolve_checkpoint(name: str) -> str | os.PathLike[str]:
     return cast("os.PathLike[str]", path)  # package data in a folder: a Path
 
 
-def describe_agent(path: Traversable) -> str:
-    meta = read_checkpoint_metadata(cast("os.PathLike[str]", path))  # package data in a folder: a Path
+def describe_agent(path: str | os.PathLike[str]) -> str:
+    meta = read_checkpoint_metadata(path)
     env = meta.get("env_spec") or {}
     extra = meta.get("extra") or {}
     steps = extra.get("steps_trained")

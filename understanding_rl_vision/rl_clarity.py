@@ -176,7 +176,6 @@ def video(
         if unusable:
             raise ConfigError(f"from_run reuses a finished run; {', '.join(unusable)} would change what it computed")
         source = Path(from_run)
-        drawn = (config or RunConfig()).replace(**settings)
     else:
         if checkpoint is None:
             raise ConfigError("give a checkpoint to compute, or from_run to reuse a finished run")
@@ -193,7 +192,7 @@ def video(
         )
         if result.rank != 0:
             return None
-        drawn = (config or RunConfig()).replace(**settings)
+    drawn = (config or RunConfig()).replace(**settings)
     look = drawn.interface
     return write_video(
         source,

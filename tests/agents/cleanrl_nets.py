@@ -9,23 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from nature_cnn import nature_trunk
 from torch import nn
 
 from understanding_rl_vision.envs import make_vec_env
-
-
-def nature_trunk(channels: int = 4) -> list[nn.Module]:
-    return [
-        nn.Conv2d(channels, 32, 8, stride=4),
-        nn.ReLU(),
-        nn.Conv2d(32, 64, 4, stride=2),
-        nn.ReLU(),
-        nn.Conv2d(64, 64, 3, stride=1),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(64 * 7 * 7, 512),
-        nn.ReLU(),
-    ]
 
 
 class CleanRLAtariPPO(nn.Module):

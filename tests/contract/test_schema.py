@@ -32,6 +32,7 @@ from understanding_rl_vision.contract import (
     read_payload,
     read_raw,
     read_sprite,
+    read_sprites,
     trajectory_key,
     write_feature,
     write_manifest,
@@ -113,7 +114,8 @@ def assert_quantised_close(back: np.ndarray, original: np.ndarray) -> None:
 
 @pytest.mark.parametrize("with_observations", [False, True])
 def test_manifest_round_trip(tmp_path, with_observations):
-    sprites = write_observations(tmp_path, images(70, 8, 6, 3)) if with_observations else None
+    observations = images(70, 8, 6, 3)
+    sprites = write_observations(tmp_path, observations) if with_observations else None
     original = manifest(sprites)
     write_manifest(tmp_path, original)
     back = read_manifest(tmp_path)
@@ -121,6 +123,7 @@ def test_manifest_round_trip(tmp_path, with_observations):
     if with_observations:
         assert len(back.observations.sheets) == 2  # 64 a sheet, loaded lazily
         assert [p.name for p in sorted(tmp_path.glob("obs-*.png"))] == ["obs-0.png", "obs-1.png"]
+        np.testing.assert_array_equal(read_sprites(tmp_path, back.observations), observations)  # across sheets
 
 
 @pytest.mark.parametrize("n", [1, 9])
@@ -137,6 +140,7 @@ def test_trajectory_round_trip(tmp_path, n):
         np.testing.assert_array_equal(getattr(back, name), value.astype(spec.logical))
     for i in range(n):
         np.testing.assert_array_equal(read_sprite(tmp_path, back.frames, i), frames[i])
+    np.testing.assert_array_equal(read_sprites(tmp_path, back.frames), frames)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["traj-3-0.png", "traj-3.js"]
 
 

@@ -25,6 +25,7 @@ from .reader import (
     read_payload,
     read_raw,
     read_sprite,
+    read_sprites,
 )
 from .schema import (
     DATA_DIRNAME,
@@ -106,6 +107,7 @@ __all__ = [
     "read_payload",
     "read_raw",
     "read_sprite",
+    "read_sprites",
     "to_json",
     "trajectory_key",
     "write_feature",

@@ -98,6 +98,20 @@ def read_sprite(directory: str | os.PathLike[str], sprites: Sprites, index: int)
     return read_image(directory, sheet)[y : y + sprites.height, x : x + sprites.width]
 
 
+def read_sprites(directory: str | os.PathLike[str], sprites: Sprites) -> np.ndarray:
+    """Every image of ``sprites`` as one (count, height, width, channels) array, each sheet decoded
+    once and cut into its grid by a reshape (images fill a sheet row by row)."""
+    h, w = sprites.height, sprites.width
+    parts = []
+    for number, ref in enumerate(sprites.sheets):
+        sheet = read_image(directory, ref)
+        rows, columns = sheet.shape[0] // h, sheet.shape[1] // w
+        grid = sheet[: rows * h, : columns * w].reshape(rows, h, columns, w, -1).swapaxes(1, 2)
+        held = min(sprites.per_sheet, sprites.count - number * sprites.per_sheet)
+        parts.append(grid.reshape(rows * columns, h, w, -1)[:held])
+    return np.concatenate(parts)
+
+
 def check_against_manifest(manifest: Manifest, payload: Any) -> None:
     """UserError unless ``payload``'s indices and shapes agree with ``manifest``.
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ...attribution.methods import REGISTRY
 from ...contract import Manifest, MethodEntry
-from ...contract.reader import read_image, read_manifest, read_payload
+from ...contract.reader import read_manifest, read_payload, read_sprites
 from ...contract.schema import attribution_key, map_key, trajectory_key
 from ...errors import UserError
 from . import overlays
@@ -67,16 +67,11 @@ class Panel:
 
 
 def read_trajectory(data: Path, manifest: Manifest, index: int) -> Trajectory:
-    """The trajectory's frames cut from their sprite sheets (each sheet decoded once)."""
+    """The trajectory's frames, as the page shows them."""
     if not 0 <= index < len(manifest.trajectory_lengths):
         raise UserError(f"trajectory {index} does not exist: the run has {len(manifest.trajectory_lengths)}")
     payload = read_payload(data, trajectory_key(index))
-    sprites = payload.frames
-    sheets = {ref: read_image(data, ref)[..., :3] for ref in sprites.sheets}
-    frames = np.empty((sprites.count, sprites.height, sprites.width, 3), np.uint8)
-    for i in range(sprites.count):
-        ref, x, y = sprites.locate(i)
-        frames[i] = sheets[ref][y : y + sprites.height, x : x + sprites.width]
+    frames = read_sprites(data, payload.frames)[..., :3]
     return Trajectory(frames, payload.actions, payload.values, payload.rewards, tuple(manifest.action_names))
 
 
