@@ -56,9 +56,11 @@ def test_breakout_rollout_with_display_frames(breakout_agent):
 
 def test_observation_set_size_and_reproducibility(coinrun_agent):
     config = ObservationSetConfig(obs_num_envs=4, num_obs=3, obs_every=5)
-    obs = collect_observation_set(coinrun_agent, config, seed=1, progress=False)
+    obs = collect_observation_set(coinrun_agent, config, seed=1, progress=False).observations
     assert obs.shape == (12, 64, 64, 3) and obs.dtype == np.uint8
-    np.testing.assert_array_equal(obs, collect_observation_set(coinrun_agent, config, seed=1, progress=False))
+    np.testing.assert_array_equal(
+        obs, collect_observation_set(coinrun_agent, config, seed=1, progress=False).observations
+    )
     # The observation set is a separate stream from the trajectories of the same seed.
     traj = collect_trajectories(coinrun_agent, TrajectoryConfig(num_envs=4, num_steps=6), seed=1, progress=False)
     assert not np.array_equal(obs[0], traj.observations[0, 5])

@@ -38,6 +38,9 @@ class Trajectories:
     logits: np.ndarray  # (E, T, A) float32
     values: np.ndarray  # (E, T) float32
     last_values: np.ndarray  # (E,) float32, value of the observation after the last step
+    states: np.ndarray | None = None
+    """(E, T, S) float32: a recurrent agent's state entering step t (zeros where an episode starts);
+    S = 0 for a feed-forward agent (None in products cached before states were recorded)."""
 
     @property
     def num_envs(self) -> int:
@@ -106,18 +109,21 @@ def collect_trajectories(
         dones = np.empty((E, T), bool)
         logits = np.empty((E, T, agent.num_actions), np.float32)
         values = np.empty((E, T), np.float32)
+        states = np.empty((E, T, agent.state_size), np.float32)
 
         step = env.reset()
+        state = agent.initial_state(E)
         for t in tqdm(range(T), desc="trajectories", unit="step", disable=not progress):
             observations[:, t] = step.obs
             frames[:, t] = step.frame
             firsts[:, t] = step.first
-            actions[:, t], logits[:, t], values[:, t] = agent.act(step.obs, generator)
+            states[:, t] = state = agent.reset_state(state, step.first)
+            actions[:, t], logits[:, t], values[:, t], state = agent.act(step.obs, generator, state)
             step = env.step(actions[:, t])
             rewards[:, t] = step.reward
             dones[:, t] = step.first
         with torch.no_grad():  # only the value: the bootstrap for GAE's final step
-            last_values = agent(step.obs).value.float().cpu().numpy()
+            last_values = agent(step.obs, agent.reset_state(state, step.first)).value.float().cpu().numpy()
 
     return Trajectories(
         observations=observations,
@@ -129,7 +135,16 @@ def collect_trajectories(
         logits=logits,
         values=values,
         last_values=last_values,
+        states=states,
     )
+
+
+@dataclass(frozen=True)
+class ObservationSet:
+    """Observations kept from separate rollouts, with a recurrent agent's state entering each."""
+
+    observations: np.ndarray  # (N, H, W, C) uint8
+    states: np.ndarray  # (N, S) float32; S = 0 for a feed-forward agent
 
 
 def collect_observation_set(
@@ -140,8 +155,9 @@ def collect_observation_set(
     seed: int = 0,
     progress: bool = True,
     part: int | None = None,
-) -> np.ndarray:
-    """Observations (num_envs * num_obs, H, W, C) uint8, one kept every ``obs_every`` steps.
+) -> ObservationSet:
+    """Observations (num_envs * num_obs, H, W, C) uint8, one kept every ``obs_every`` steps, and
+    the recurrent state the agent brought to each.
 
     A fresh stream of environments, separate from the trajectories, as in the original. The
     first observation is kept after ``obs_every`` steps, so reset frames are not over-represented.
@@ -154,7 +170,9 @@ def collect_observation_set(
             collect_observation_set(agent, config, env_spec=env_spec, seed=seed, progress=progress, part=p)
             for p in range(observation_parts(config))
         ]
-        return np.concatenate(parts)
+        return ObservationSet(
+            np.concatenate([p.observations for p in parts]), np.concatenate([p.states for p in parts])
+        )
     if not 0 <= part < observation_parts(config):
         raise ValueError(f"part {part} of an observation set with {observation_parts(config)} parts")
     count = min(OBS_PART_ENVS, config.obs_num_envs - part * OBS_PART_ENVS)
@@ -162,12 +180,17 @@ def collect_observation_set(
     generator = torch.Generator().manual_seed(action_seed)
     with open_env(agent, env_spec, count, env_seed) as env:
         kept = np.empty((count, config.num_obs, *env.observation_shape), np.uint8)
+        kept_states = np.empty((count, config.num_obs, agent.state_size), np.float32)
         total = config.num_obs * config.obs_every
         step = env.reset()
+        state = agent.initial_state(count)
         with tqdm(total=total, desc="observation set", unit="step", disable=not progress) as bar:
             for k in range(config.num_obs):
                 for _ in range(config.obs_every):
-                    step = env.step(agent.act(step.obs, generator)[0])
+                    acted = agent.act(step.obs, generator, agent.reset_state(state, step.first))
+                    state = acted.state
+                    step = env.step(acted.actions)
                     bar.update()
                 kept[:, k] = step.obs
-    return kept.reshape(-1, *kept.shape[2:])
+                kept_states[:, k] = state = agent.reset_state(state, step.first)
+    return ObservationSet(kept.reshape(-1, *kept.shape[2:]), kept_states.reshape(count * config.num_obs, -1))

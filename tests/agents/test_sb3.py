@@ -46,7 +46,7 @@ def test_dqn_zip_matches_sb3_q_values(sb3_zips):
     q, value = ours(agent, reference["observations"])
     np.testing.assert_allclose(q, reference["dqn_q"], atol=1e-5, rtol=0)
     np.testing.assert_allclose(value, reference["dqn_q"].max(axis=1), atol=1e-5, rtol=0)
-    actions, _, _ = agent.act(reference["observations"], torch.Generator().manual_seed(0))
+    actions = agent.act(reference["observations"], torch.Generator().manual_seed(0)).actions
     greedy = (actions == reference["dqn_q"].argmax(axis=1)).mean()
     assert greedy >= 0.8  # epsilon-greedy with epsilon 0.05
 

@@ -51,7 +51,7 @@ def trained():
     with make_vec_env("coinrun", num_envs=2, seed=0) as env:
         step = env.reset()
         for _ in range(3):
-            taken, _, _ = agent.act(step.obs, generator)
+            taken = agent.act(step.obs, generator).actions
             frames.append(step.obs)
             actions.append(taken)
             step = env.step(taken)

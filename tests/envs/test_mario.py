@@ -210,7 +210,7 @@ def test_a_tiny_training_run_saves_the_mario_spec(tmp_path):
     assert agent.env_spec == MarioSpec(action_set="simple") and agent.action_names == SIMPLE
     assert agent.observation_shape == (84, 84, 4) and agent.num_actions == 7
     with make_vec_env(agent.env_spec, num_envs=2, seed=1) as env:
-        actions, _, values = agent.act(env.reset().obs)
+        actions, _, values, _ = agent.act(env.reset().obs)
     assert set(actions.tolist()) <= set(range(7)) and np.isfinite(values).all()
 
 

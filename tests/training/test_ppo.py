@@ -53,7 +53,7 @@ def test_training_writes_a_checkpoint_that_loads_and_acts(tiny, tmp_path, env, a
     assert extra["config"]["env"] == env and extra["config"]["bf16"] is bf16
     with make_vec_env(agent.env_spec, num_envs=2, seed=1) as vec_env:
         obs = vec_env.reset().obs
-        actions, logits, values = agent.act(obs)
+        actions, logits, values, _ = agent.act(obs)
     with torch.no_grad():
         out = agent(obs)  # act reports the model's own outputs (same process and batch: same bits)
     np.testing.assert_array_equal(logits, out.logits.float().numpy())

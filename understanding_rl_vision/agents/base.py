@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -53,6 +53,16 @@ class Preprocessing:
 class AgentOutput:
     logits: torch.Tensor  # (N, A) unnormalised policy logits (Q-values for DQN-style agents)
     value: torch.Tensor  # (N,) state value (max_a Q for DQN-style agents)
+    state: torch.Tensor | None = None  # (N, S) the state leaving this step, for recurrent agents
+
+
+class Acted(NamedTuple):
+    """What :meth:`Agent.act` returns, as numpy arrays."""
+
+    actions: np.ndarray  # (N,) int64
+    scores: np.ndarray  # (N, A) logits or Q-values
+    values: np.ndarray  # (N,)
+    state: np.ndarray  # (N, S) the state leaving this step; S = 0 for a feed-forward agent
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,25 @@ class Agent:
     def __post_init__(self) -> None:
         if self.action_outputs not in ACTION_OUTPUTS:
             raise UserError(f"action_outputs must be one of {', '.join(ACTION_OUTPUTS)}, got {self.action_outputs!r}")
+
+    @property
+    def state_size(self) -> int:
+        """Values in the recurrent state of one row (``model.state_size``); 0 for a feed-forward agent.
+        See :mod:`.recurrent` for what a recurrent model provides."""
+        return int(getattr(self.model, "state_size", 0))
+
+    @property
+    def recurrent(self) -> bool:
+        return self.state_size > 0
+
+    def initial_state(self, count: int) -> np.ndarray:
+        """(count, S) float32 zeros: the state at an episode's start."""
+        return np.zeros((count, self.state_size), np.float32)
+
+    @staticmethod
+    def reset_state(state: np.ndarray, first: np.ndarray) -> np.ndarray:
+        """``state`` with the rows of environments whose episode starts now set to zeros."""
+        return np.where(np.asarray(first, bool)[:, None], np.float32(0), state).astype(np.float32, copy=False)
 
     @property
     def num_actions(self) -> int:
@@ -128,20 +157,27 @@ class Agent:
         obs = torch.as_tensor(obs, device=self.device)
         return self.preprocessing(obs)
 
-    def forward_preprocessed(self, x: torch.Tensor) -> AgentOutput:
+    def forward_preprocessed(self, x: torch.Tensor, state: torch.Tensor | np.ndarray | None = None) -> AgentOutput:
+        """Logits and value for preprocessed input; a recurrent agent also reads ``state`` (N, S),
+        the state entering this step (None: zeros, an episode's start), and returns the next one."""
+        if self.recurrent:
+            if state is not None:
+                state = torch.as_tensor(state, dtype=torch.float32, device=x.device)
+            logits, value, following = self.model(x, state)
+            return AgentOutput(logits=logits, value=value.reshape(-1), state=following)
+        if state is not None and np.prod(tuple(state.shape)) > 0:
+            raise UserError("this agent is not recurrent; it takes no state")
         logits, value = self.forward(x) if self.forward is not None else self.model(x)
         return AgentOutput(logits=logits, value=value.reshape(-1))
 
-    def __call__(self, obs: torch.Tensor | np.ndarray) -> AgentOutput:
-        return self.forward_preprocessed(self.preprocess(obs))
+    def __call__(self, obs: torch.Tensor | np.ndarray, state: torch.Tensor | np.ndarray | None = None) -> AgentOutput:
+        return self.forward_preprocessed(self.preprocess(obs), state)
 
     @torch.no_grad()
-    def act(
-        self, obs: np.ndarray, generator: torch.Generator | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Sample actions from the policy, or epsilon-greedily from Q-values: returns (actions,
-        logits or Q-values, values) as numpy arrays."""
-        out = self(obs)
+    def act(self, obs: np.ndarray, generator: torch.Generator | None = None, state: np.ndarray | None = None) -> Acted:
+        """Sample actions from the policy, or epsilon-greedily from Q-values. ``state`` (N, S) is a
+        recurrent agent's state entering this step (None: an episode's start)."""
+        out = self(obs, state)
         if not (torch.isfinite(out.logits).all() and torch.isfinite(out.value).all()):
             raise UserError("the model's logits or value are NaN or infinite; the checkpoint's weights are broken")
         scores = out.logits.float().cpu()
@@ -151,7 +187,8 @@ class Agent:
             actions = torch.where(explore, random, scores.argmax(dim=-1))
         else:
             actions = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=generator).squeeze(1)
-        return actions.numpy(), scores.numpy(), out.value.float().cpu().numpy()
+        following = np.zeros((len(scores), 0), np.float32) if out.state is None else out.state.float().cpu().numpy()
+        return Acted(actions.numpy(), scores.numpy(), out.value.float().cpu().numpy(), following)
 
 
 class _ForwardModule(nn.Module):

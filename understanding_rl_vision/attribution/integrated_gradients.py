@@ -107,7 +107,7 @@ def integrated_gradients(
     chunk_size = _chunk_size(explained, inputs, layer, len(outputs), steps, memory_budget, batching)
     chunks = [
         _attribute_chunk(
-            explained,
+            explained.on(slice(start, start + chunk_size)),
             inputs[start : start + chunk_size],
             layer,
             alpha,
@@ -277,7 +277,7 @@ def _chunk_size(
 
     leaves = [name for name, module in explained.model.named_modules() if name and not list(module.children())]
     with torch.no_grad(), forward_hooks(explained.model, {name: measure(name) for name in {*leaves, layer}}):
-        explained.forward(inputs[:1])
+        explained.on(slice(0, 1)).forward(inputs[:1])
     names = [name for name, _ in sizes]
     position = len(names) - 1 - names[::-1].index(layer) if layer in names else -1
     layer_size = sizes[position][1] if position >= 0 else 0

@@ -50,7 +50,9 @@ def bottleneck_outputs(model: nn.Module, example: torch.Tensor) -> dict[str, tup
     name layers explicitly).
     """
     try:
-        graph_module = torch.fx.symbolic_trace(model)
+        # a recurrent model (agents/recurrent.py) is traced from an episode's start: no state given
+        concrete = {"state": None} if getattr(model, "state_size", 0) else None
+        graph_module = torch.fx.symbolic_trace(model, concrete_args=concrete)
         ShapeProp(graph_module).propagate(example)
     except Exception as exc:  # fx raises many types for untraceable code
         raise UserError(

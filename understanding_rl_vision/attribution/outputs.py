@@ -9,13 +9,16 @@ Attributing K outputs is then one batched backward pass with K weight vectors, n
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..agents.base import Agent
+from ..agents.recurrent import MEMORY
 from ..errors import UserError
 
 OutputKind = Literal["scalar", "taken", "vector"]
@@ -41,12 +44,47 @@ class ExplainedModel:
 
     ``forward`` takes the model's (preprocessed) input batch and returns (N, M). ``entries`` names
     the M entries; ``groups`` names sets of entries whose sum is also worth explaining.
+
+    A recurrent model (:mod:`..agents.recurrent`) also reads the state entering each frame: ``step``
+    maps (input, states) to the output vector, and :meth:`with_states` binds the states of a batch of
+    frames. A method that runs rows made from those frames (a chunk, noisy or perturbed copies)
+    calls ``on(frame of each row).forward(rows)``, so every row reads its own frame's state; copies
+    made inside the network (integrated gradients' scaled layer) are matched there, copy-major.
     """
 
     model: nn.Module
     forward: Callable[[torch.Tensor], torch.Tensor]
     entries: tuple[str, ...]
     groups: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    step: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
+    """(input, states or None) -> output vector, for a recurrent model; None for a feed-forward one."""
+    states: torch.Tensor | None = None
+    """(N, S) the bound states, one per frame of the batch being explained (None: zeros)."""
+    memory: str | None = None
+    """The module the incoming state passes through (integrated gradients attribute to it)."""
+
+    @property
+    def recurrent(self) -> bool:
+        return self.step is not None
+
+    def with_states(self, states: torch.Tensor | np.ndarray | None) -> ExplainedModel:
+        """This model reading ``states`` (N, S), the state entering each of N frames; a feed-forward
+        model ignores them (they are then (N, 0))."""
+        if self.step is None:
+            if states is not None and np.prod(tuple(states.shape[1:])) > 0:
+                raise UserError("states were given, but the model is not recurrent")
+            return self
+        if states is None:
+            return replace(self, states=None, forward=partial(self.step, state=None))
+        bound = torch.as_tensor(np.asarray(states) if isinstance(states, np.ndarray) else states, dtype=torch.float32)
+        return replace(self, states=bound, forward=partial(self.step, state=bound))
+
+    def on(self, rows: torch.Tensor | slice) -> ExplainedModel:
+        """The model for a batch whose rows come from frames ``rows`` (indices or a slice) of the
+        bound batch; unchanged for a feed-forward model or unbound states."""
+        if self.states is None:
+            return self
+        return self.with_states(self.states[rows if isinstance(rows, slice) else rows.to(self.states.device)])
 
     def outputs(self, selection: Sequence[str] | str = ("value",)) -> tuple[Output, ...]:
         """Resolve names to outputs.
@@ -123,16 +161,20 @@ def output_rows(
     return rows
 
 
-def explain_agent(agent: Agent) -> ExplainedModel:
+def explain_agent(agent: Agent, states: torch.Tensor | np.ndarray | None = None) -> ExplainedModel:
     """The actor-critic view: entries ``value`` then ``logit:<action>``; groups by arrow direction.
 
     Action groups are sums of logits (as in the original), indices shifted past the value entry.
+    For a recurrent agent, ``states`` (N, S) are the states entering the N frames to explain (None:
+    zeros; bind others later with :meth:`ExplainedModel.with_states`).
     """
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        out = agent.forward_preprocessed(x)
+    def step(x: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        out = agent.forward_preprocessed(x, None if state is None else state.to(x.device))
         return torch.cat([out.value.reshape(-1, 1), out.logits], dim=1)
 
     entries = ("value", *(f"logit:{name}" for name in agent.action_names))
     groups = {name: tuple(i + 1 for i in idx) for name, idx in agent.action_groups.items()}
-    return ExplainedModel(agent.model, forward, entries, groups)
+    if not agent.recurrent:
+        return ExplainedModel(agent.model, step, entries, groups)
+    return ExplainedModel(agent.model, step, entries, groups, step=step, memory=MEMORY).with_states(states)

@@ -1,7 +1,8 @@
 """Atari games through Gymnasium's ALE v5 envs with DeepMind-style preprocessing.
 
 The agent sees 84x84 grey frames, max-pooled over skipped frames and stacked; a person is shown
-the 210x160 colour screen instead, because the preprocessed stack is hard to read.
+the 210x160 colour screen instead, because the preprocessed stack is hard to read. With
+``observation="greydanus"`` the agent sees seed 001's 80x80 crop instead (:class:`GreydanusFrame`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import numpy as np
 
 from ..errors import UserError
 from .gymnasium_env import _ListVecEnv, make_gymnasium_env, quiet_ale
-from .spec import AtariSpec
+from .spec import ATARI_OBSERVATIONS, AtariSpec
+
+GREYDANUS_ROWS = (35, 195)
+"""The rows of the 210-row screen Greydanus et al. keep (the playing field, without the score)."""
 
 if TYPE_CHECKING:
     import gymnasium
@@ -31,6 +35,8 @@ def _check_spec(spec: AtariSpec) -> None:
         )
         if value < low
     ]
+    if spec.observation not in ATARI_OBSERVATIONS:
+        problems.append(f"observation must be one of {', '.join(ATARI_OBSERVATIONS)}, got {spec.observation!r}")
     if not 0.0 <= spec.sticky_action_prob <= 1.0:
         problems.append(f"sticky_action_prob must be in [0, 1], got {spec.sticky_action_prob}")
     if problems:
@@ -44,6 +50,14 @@ def _make_atari(spec: AtariSpec) -> gymnasium.Env:
 
     gymnasium.register_envs(ale_py)
     quiet_ale()
+    if spec.observation == "greydanus":
+        screen = make_gymnasium_env(
+            spec.id,
+            frameskip=spec.frame_skip,  # ALE repeats the action; the last screen is kept, as in seed 001
+            repeat_action_probability=spec.sticky_action_prob,
+            full_action_space=spec.full_action_space,
+        )
+        return FrameStackObservation(GreydanusFrame(screen, spec.screen_size), stack_size=spec.frame_stack)
     env = make_gymnasium_env(
         spec.id,
         frameskip=1,  # AtariPreprocessing does the skipping (and max-pooling) itself
@@ -58,6 +72,37 @@ def _make_atari(spec: AtariSpec) -> gymnasium.Env:
         noop_max=spec.noop_max,
     )
     return FrameStackObservation(env, stack_size=spec.frame_stack)
+
+
+def greydanus_frame(screen: np.ndarray, size: int = 80) -> np.ndarray:
+    """Greydanus et al.'s preprocessing of an RGB screen, ``cv2.resize(screen[35:195].mean(2), (80, 80))``,
+    rounded to uint8 (within 0.5 / 255 of their float frame after their ``/ 255``)."""
+    import cv2
+
+    grey = screen[GREYDANUS_ROWS[0] : GREYDANUS_ROWS[1]].mean(axis=2, dtype=np.float32)
+    return np.rint(cv2.resize(grey, (size, size), interpolation=cv2.INTER_LINEAR)).astype(np.uint8)
+
+
+def _greydanus_wrapper() -> type:
+    import gymnasium
+
+    class GreydanusFrame(gymnasium.ObservationWrapper):
+        """RGB screen -> :func:`greydanus_frame` (size, size) uint8."""
+
+        def __init__(self, env: gymnasium.Env, size: int):
+            super().__init__(env)
+            self.size = size
+            self.observation_space = gymnasium.spaces.Box(0, 255, (size, size), np.uint8)
+
+        def observation(self, observation: np.ndarray) -> np.ndarray:
+            return greydanus_frame(observation, self.size)
+
+    return GreydanusFrame
+
+
+def GreydanusFrame(env: gymnasium.Env, size: int) -> gymnasium.Env:  # noqa: N802 (a wrapper class, built lazily)
+    """Wrap ``env`` (RGB screens) to yield seed 001's frames; gymnasium is imported only when used."""
+    return _greydanus_wrapper()(env, size)
 
 
 class AtariVecEnv(_ListVecEnv):

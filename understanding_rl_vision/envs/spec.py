@@ -52,9 +52,13 @@ class ProcgenSpec:
         return f"procgen:{self.game}"
 
 
+ATARI_OBSERVATIONS = ("deepmind", "greydanus")
+
+
 @dataclass(frozen=True)
 class AtariSpec:
-    """An Atari game via Gymnasium ALE v5, with DeepMind preprocessing (84x84 grey, stacked)."""
+    """An Atari game via Gymnasium ALE v5, with DeepMind preprocessing (84x84 grey, stacked) or
+    Greydanus et al.'s (80x80, one frame)."""
 
     family: ClassVar[str] = "atari"
     game: str = "Breakout"
@@ -65,6 +69,10 @@ class AtariSpec:
     noop_max: int = 30
     screen_size: int = 84
     full_action_space: bool = False
+    observation: str = "deepmind"
+    """``deepmind``: grey, max-pooled over skipped frames, resized to ``screen_size``, stacked.
+    ``greydanus`` (seed 001's A3C LSTM): the screen after each skip, rows 35:195, the mean of R, G
+    and B, resized to ``screen_size`` (80) bilinearly, stacked ``frame_stack`` (1) times; no no-ops."""
 
     @property
     def id(self) -> str:

@@ -21,7 +21,7 @@ from ..attribution.methods import BASIS_METHOD, Method
 from ..errors import UserError
 from ..feature_vis import feature_images
 from ..reduction import ChannelReducer
-from ..rollout import Trajectories, collect_observation_set, collect_trajectories
+from ..rollout import ObservationSet, Trajectories, collect_observation_set, collect_trajectories
 from .cache import Cache
 from .plan import INPUT_SITE, Job, Plan
 from .products import ChannelProduct, LayerFit, MapProduct
@@ -34,7 +34,7 @@ def run_trajectories(agent: Agent, plan: Plan, cache: Cache, progress: bool) -> 
         agent, plan.config.trajectories, env_spec=plan.env, seed=plan.config.seed, progress=progress
     )
     _check_finite(found.values, "value", found.logits, "logits")
-    cache.save(plan.trajectories.name, dataclasses.asdict(found))
+    cache.save(plan.trajectories.name, {k: v for k, v in dataclasses.asdict(found).items() if v is not None})
 
 
 def load_trajectories(cache: Cache, plan: Plan) -> Trajectories:
@@ -45,11 +45,12 @@ def run_observations(agent: Agent, plan: Plan, cache: Cache, job: Job, progress:
     found = collect_observation_set(
         agent, plan.config.observation_set, env_spec=plan.env, seed=plan.config.seed, progress=progress, part=job.part
     )
-    cache.save(job.name, {"observations": found})
+    cache.save(job.name, dataclasses.asdict(found))
 
 
-def load_observations(cache: Cache, plan: Plan) -> np.ndarray:
-    return np.concatenate([cache.load(job.name)["observations"] for job in plan.observations])
+def load_observations(cache: Cache, plan: Plan) -> ObservationSet:
+    parts = [cache.load(job.name) for job in plan.observations]
+    return ObservationSet(*(np.concatenate([part[name] for part in parts]) for name in ("observations", "states")))
 
 
 def _check_finite(*named: object) -> None:
@@ -87,8 +88,8 @@ def activations(agent: Agent, explained: ExplainedModel, inputs: torch.Tensor, l
         return inputs.float().cpu()
     parts = []
     with capture(agent.model, [layer.name]) as captured, torch.no_grad():
-        for chunk in inputs.split(INPUT_CHUNK):
-            explained.forward(chunk)
+        for start in range(0, len(inputs), INPUT_CHUNK):
+            explained.on(slice(start, start + INPUT_CHUNK)).forward(inputs[start : start + INPUT_CHUNK])
             parts.append(captured[layer.name].float().cpu())
     return torch.cat(parts)
 
@@ -100,13 +101,14 @@ def run_fit(agent: Agent, explained: ExplainedModel, plan: Plan, cache: Cache, j
     """The layer's NMF basis, fitted on the basis method's value attribution of the observation
     set, and its features' dataset examples."""
     layer = plan.layers[job.layer]
-    observations = load_observations(cache, plan)
-    inputs = agent.preprocess(observations)
+    observed = load_observations(cache, plan)
+    inputs = agent.preprocess(observed.observations)
+    explained = explained.with_states(observed.states)  # each observation explained given the state it came with
     basis = plan.config.method_settings.method(BASIS_METHOD)
     value = attribute(explained, inputs, basis, layer, explained.outputs(["value"]))[0]
     reducer = ChannelReducer(plan.config.reduction).fit(value)
     images = feature_images(
-        observations, activations(agent, explained, inputs, layer), reducer.components, plan.config.feature_vis
+        observed.observations, activations(agent, explained, inputs, layer), reducer.components, plan.config.feature_vis
     )
     cache.save(job.name, LayerFit(reducer.components, images).to_arrays())
 
@@ -132,6 +134,8 @@ def run_attribution(
     planned = plan.methods[job.method]
     layer = None if job.layer == INPUT_SITE else plan.layers[job.layer]
     inputs = agent.preprocess(trajectories.observations[job.trajectory])
+    if trajectories.states is not None:  # each frame explained given the state it was played with
+        explained = explained.with_states(trajectories.states[job.trajectory])
     chosen = explained.outputs([plan.outputs[o] for o in planned.outputs])
     values = attribute(explained, inputs, planned.method, layer, chosen, trajectories.actions[job.trajectory])
     product: ChannelProduct | MapProduct

@@ -94,7 +94,7 @@ def write_output(
             fps=float(config.interface.fps),
             action_outputs=agent.action_outputs,
             bookmarks=bookmarks_from(marks),
-            observations=write_observations(data, load_observations(cache, plan)),
+            observations=write_observations(data, load_observations(cache, plan).observations),
             methods=tuple(_method_entry(planned) for planned in plan.methods),
         ),
     )

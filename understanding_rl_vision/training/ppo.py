@@ -226,7 +226,7 @@ def train(
             for t in range(T):
                 observations[:, t] = torch.from_numpy(step.obs)
                 with _autocast(device, config.bf16):
-                    action, logits, values[:, t] = agent.act(step.obs, generator)
+                    action, logits, values[:, t], _ = agent.act(step.obs, generator)
                 actions[:, t] = torch.from_numpy(action)
                 policy = Categorical(logits=torch.from_numpy(logits))
                 logprobs[:, t] = policy.log_prob(actions[:, t])

@@ -59,8 +59,8 @@ def layer_gradients(
         raise UserError("no frames to attribute")
     combine = output_rows(outputs, len(inputs), actions, inputs.device)  # (K, N, M)
     chunks = [
-        _chunk(explained, chunk, rows, layer, reduce, channels)
-        for chunk, rows in zip(inputs.split(CHUNK), combine.split(CHUNK, dim=1))
+        _chunk(explained.on(slice(start, start + CHUNK)), inputs[start : start + CHUNK], rows, layer, reduce, channels)
+        for start, rows in zip(range(0, len(inputs), CHUNK), combine.split(CHUNK, dim=1))
     ]
     return torch.cat(chunks, dim=1)
 

@@ -40,7 +40,7 @@ def input_gradient(
     are frozen and no hook is left behind. The noise tunnel calls this on its (samples x frames) noisy batch.
     """
     parts = [
-        input_gradients(explained, inputs[rows], outputs, batching=batching, actions=actions_of(actions, rows))
+        input_gradients(explained.on(rows), inputs[rows], outputs, batching=batching, actions=actions_of(actions, rows))
         for rows in (slice(start, start + INPUT_CHUNK) for start in range(0, len(inputs), INPUT_CHUNK))
     ]
     return torch.cat(parts, dim=1)

@@ -132,7 +132,9 @@ class NoiseTunnel(InputAttributionMethod):
         parts = []
         for start in range(0, len(x), per_chunk):
             frames = slice(start, start + per_chunk)
-            parts.append(self._statistic(explained, x[frames], draws[:, frames], outputs, actions_of(actions, frames)))
+            parts.append(
+                self._statistic(explained.on(frames), x[frames], draws[:, frames], outputs, actions_of(actions, frames))
+            )
         return torch.cat(parts, dim=1)
 
     def _statistic(
@@ -146,7 +148,8 @@ class NoiseTunnel(InputAttributionMethod):
         assert isinstance(self.method, InputAttributionMethod)
         noisy = (x.float().unsqueeze(0) + draws).flatten(0, 1)  # (S * n, ...), sample-major
         repeated = None if actions is None else torch.as_tensor(actions).repeat(self.noise_samples)
-        values = self.method.channel_attribution(explained, noisy, outputs, repeated)
+        copies = explained.on(torch.arange(len(x)).repeat(self.noise_samples))  # each noisy row reads its frame's state
+        values = self.method.channel_attribution(copies, noisy, outputs, repeated)
         values = values.view(len(values), self.noise_samples, *x.shape)  # (K, S, n, C, H, W)
         if self.kind == "smoothgrad":
             return values.mean(dim=1)

@@ -226,7 +226,12 @@ class Perturbation(Method):
             older = channels - frame_channels(channels, self.perturbation_frame_channels)
         per_pass = max(1, (CHUNK_PIXELS if x.device.type == "cpu" else DEVICE_CHUNK_PIXELS) // (height * width))
         with torch.no_grad():
-            reference = torch.cat([explained.forward(chunk) for chunk in x.split(per_pass)])
+            reference = torch.cat(
+                [
+                    explained.on(slice(start, start + per_pass)).forward(x[start : start + per_pass])
+                    for start in range(0, frames, per_pass)
+                ]
+            )
             if reference.dim() != 2 or reference.shape[1] != weights.shape[-1]:
                 raise UserError(
                     f"the model gives {tuple(reference.shape)} outputs; the chosen outputs weigh {weights.shape[-1]}"
@@ -242,7 +247,8 @@ class Perturbation(Method):
                 rows = torch.arange(start, min(start + per_pass, frames * count), device=x.device)
                 frame, mask = rows // count, rows % count
                 perturbed = x[frame] + change[frame] * masks[mask].unsqueeze(1)
-                weighted = weights[:, frame] * (reference[frame] - explained.forward(perturbed))  # (K, rows, M)
+                changed = explained.on(frame).forward(perturbed)  # each perturbed row reads its frame's state
+                weighted = weights[:, frame] * (reference[frame] - changed)  # (K, rows, M)
                 scores[:, start : start + len(rows)] = 0.5 * torch.where(
                     vector, weighted.square().sum(dim=-1), weighted.sum(dim=-1).square()
                 )
