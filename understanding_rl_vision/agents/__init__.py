@@ -2,12 +2,12 @@
 checkpoints and for files from Stable-Baselines3, CleanRL and TorchScript."""
 
 from .architectures import ARCHITECTURES, build_model, make_agent
-from .recurrent import GreydanusLSTM
 from .base import Agent, AgentOutput, ArchitectureSpec, Preprocessing, agent_digest
 from .checkpoint import load_checkpoint, read_checkpoint_metadata, save_checkpoint
 from .custom import custom_agent
 from .formats import load_agent
 from .formats.describe import describe_file
+from .recurrent import GreydanusLSTM
 
 __all__ = [
     "ARCHITECTURES",

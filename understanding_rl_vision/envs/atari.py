@@ -100,7 +100,7 @@ def _greydanus_wrapper() -> type:
     return GreydanusFrame
 
 
-def GreydanusFrame(env: gymnasium.Env, size: int) -> gymnasium.Env:  # noqa: N802 (a wrapper class, built lazily)
+def GreydanusFrame(env: gymnasium.Env, size: int) -> gymnasium.Env:
     """Wrap ``env`` (RGB screens) to yield seed 001's frames; gymnasium is imported only when used."""
     return _greydanus_wrapper()(env, size)
 
