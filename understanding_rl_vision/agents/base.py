@@ -160,9 +160,10 @@ class Agent:
     def forward_preprocessed(self, x: torch.Tensor, state: torch.Tensor | np.ndarray | None = None) -> AgentOutput:
         """Logits and value for preprocessed input; a recurrent agent also reads ``state`` (N, S),
         the state entering this step (None: zeros, an episode's start), and returns the next one."""
-        if self.recurrent:
-            if state is not None:
-                state = torch.as_tensor(state, dtype=torch.float32, device=x.device)
+        if self.recurrent:  # zeros made here, one per input row: a hook may copy the rows inside the model
+            if state is None:
+                state = torch.zeros(len(x), self.state_size, device=x.device)
+            state = torch.as_tensor(state, dtype=torch.float32, device=x.device)
             logits, value, following = self.model(x, state)
             return AgentOutput(logits=logits, value=value.reshape(-1), state=following)
         if state is not None and np.prod(tuple(state.shape)) > 0:

@@ -68,6 +68,7 @@ def attribute(
     *,
     method: str | Method = "ig",
     actions: np.ndarray | torch.Tensor | None = None,
+    states: np.ndarray | torch.Tensor | None = None,
     steps: int = DEFAULT_STEPS,
     rule: Rule = "riemann",
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
@@ -86,11 +87,14 @@ def attribute(
     logit as one vector; perturbation only). Returns (K outputs, N, *shape): the layer's shape for
     ``channels`` methods, (h, w) for ``map`` methods. ``steps``, ``rule``, ``memory_budget`` and
     ``batching`` are integrated gradients' (``method="ig"``); results do not depend on ``batching``.
+    For a recurrent agent, ``states`` (N, S) are the states entering each frame, as rollouts store
+    them (None: zeros, an episode's start); integrated gradients then also return the part given to
+    that memory (``LayerAttribution.memory``).
     """
     if isinstance(agent, Agent):
-        explained, inputs = explain_agent(agent), agent.preprocess(observations)
+        explained, inputs = explain_agent(agent, states), agent.preprocess(observations)
     else:
-        explained, inputs = agent, torch.as_tensor(observations)
+        explained, inputs = agent.with_states(states), torch.as_tensor(observations)
     chosen = explained.outputs(outputs)
     names = tuple(o.name for o in chosen)
     taken = None if actions is None else torch.as_tensor(np.asarray(actions))

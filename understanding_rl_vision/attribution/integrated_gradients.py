@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, overload
 
 import numpy as np
 import torch
@@ -76,6 +76,9 @@ class LayerAttribution:
     layer: str
     outputs: tuple[str, ...]
     values: torch.Tensor  # (K outputs, N frames, *layer shape), float32 on the CPU
+    memory: torch.Tensor | None = None
+    """(K, N) for a recurrent model: the attribution to the incoming state, summed over its entries
+    (the "memory" entry; with it, completeness covers frame and memory together)."""
 
     def for_output(self, name: str) -> torch.Tensor:
         return self.values[self.outputs.index(name)]
@@ -92,11 +95,14 @@ def integrated_gradients(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     batching: Batching = "sequential",
     actions: torch.Tensor | None = None,
+    memory: bool = True,
 ) -> LayerAttribution:
     """IG of each output to ``layer`` for a batch of (preprocessed) model inputs.
 
     Returns (K, N, *layer shape). Frames are processed in chunks sized by ``memory_budget``.
-    ``actions`` (N,) are the actions taken, for the ``action`` output.
+    ``actions`` (N,) are the actions taken, for the ``action`` output. For a recurrent model (with
+    ``memory``) the incoming state is scaled along the same path, from zero to the bound state,
+    and its attribution summed over its entries is returned as ``memory`` (K, N).
     """
     alphas, weights = quadrature(steps, rule)
     _check_batching(batching)
@@ -105,6 +111,7 @@ def integrated_gradients(
     weight = torch.tensor(weights, dtype=torch.float32, device=device)
     combine = output_rows(outputs, len(inputs), actions, device)  # (K, N, M)
     chunk_size = _chunk_size(explained, inputs, layer, len(outputs), steps, memory_budget, batching)
+    through = explained.memory if memory and explained.recurrent else None
     chunks = [
         _attribute_chunk(
             explained.on(slice(start, start + chunk_size)),
@@ -114,11 +121,13 @@ def integrated_gradients(
             weight,
             combine[:, start : start + chunk_size],
             batching,
+            through,
         )
         for start in range(0, len(inputs), chunk_size)
     ]
-    values = torch.cat(chunks, dim=1)
-    return LayerAttribution(layer, tuple(o.name for o in outputs), values)
+    values = torch.cat([values for values, _ in chunks], dim=1)
+    totals = None if through is None else torch.cat([totals for _, totals in chunks if totals is not None], dim=1)
+    return LayerAttribution(layer, tuple(o.name for o in outputs), values, totals)
 
 
 def _attribute_chunk(
@@ -129,61 +138,106 @@ def _attribute_chunk(
     weight: torch.Tensor,
     combine: torch.Tensor,
     batching: Batching,
-) -> torch.Tensor:
+    memory: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(K, n, *layer shape) for one chunk of n frames: one forward pass, K backward passes.
-    ``combine`` (K, n, M) weighs each frame's output vector."""
-    captured: list[tuple[torch.Tensor, torch.Tensor]] = []
+    ``combine`` (K, n, M) weighs each frame's output vector. With ``memory`` (the module a recurrent
+    model's incoming state passes through) the state is scaled too, and its attribution summed
+    over the state's entries comes second, (K, n)."""
+    captured: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {layer: [], **({memory: []} if memory else {})}
 
-    def substitute(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-        activation = output.detach()
-        scaled = (alpha.view(-1, *([1] * activation.dim())) * activation.unsqueeze(0)).flatten(0, 1)
-        scaled.requires_grad_()  # (steps * n, ...), step-major: the points where f is differentiated
-        captured.append((activation, scaled))
-        return scaled.view_as(scaled)  # not the leaf itself: module backward hooks (e.g. FLOP counters) refuse leaves
+    def substitute(name: str):
+        def hook(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+            activation = output.detach()
+            scaled = (alpha.view(-1, *([1] * activation.dim())) * activation.unsqueeze(0)).flatten(0, 1)
+            scaled.requires_grad_()  # (steps * n, ...), step-major: the points where f is differentiated
+            captured[name].append((activation, scaled))
+            return scaled.view_as(scaled)  # not the leaf itself: module backward hooks refuse leaves
+
+        return hook
 
     model = explained.model
-    with frozen_parameters(model), forward_hooks(model, {layer: substitute}), torch.enable_grad():
+    hooks = {name: substitute(name) for name in captured}
+    with frozen_parameters(model), forward_hooks(model, hooks), torch.enable_grad():
         out = explained.forward(x)
     steps, n = len(alpha), len(x)
-    if len(captured) != 1:
-        raise UserError(f"layer {layer!r} runs {len(captured)} times per forward pass; choose one that runs once")
+    for name, seen in captured.items():
+        if len(seen) != 1:
+            raise UserError(f"layer {name!r} runs {len(seen)} times per forward pass; choose one that runs once")
     if out.shape[0] != steps * n:
         raise UserError(f"layer {layer!r} is crossed by a skip connection; choose a bottleneck layer")
-    activation, scaled = captured[0]
     rows = combine.repeat(1, steps, 1)  # (K, steps * n, M), step-major like the batch
 
-    def integrate(grads: torch.Tensor, into: torch.Tensor) -> None:
-        """into = a * sum_s w_s grad f(alpha_s a), from the (steps * n, ...) gradients of one output."""
-        total = (weight @ grads.reshape(steps, -1)).view_as(activation)
-        torch.mul(total, activation, out=into)
+    def integrate(activation: torch.Tensor):
+        def finish(grads: torch.Tensor, into: torch.Tensor) -> None:
+            """into = a * sum_s w_s grad f(alpha_s a), from the (steps * n, ...) gradients of one output."""
+            total = (weight @ grads.reshape(steps, -1)).view_as(activation)
+            torch.mul(total, activation, out=into)
 
-    return _output_gradients(out, scaled, rows, batching, integrate, (n, *activation.shape[1:]))
+        return finish
+
+    ((activation, scaled),) = captured[layer]
+    if memory is None:
+        return _output_gradients(out, scaled, rows, batching, integrate(activation), (n, *activation.shape[1:])), None
+    ((state, scaled_state),) = captured[memory]
+    values, per_entry = _output_gradients(
+        out,
+        (scaled, scaled_state),
+        rows,
+        batching,
+        (integrate(activation), integrate(state)),
+        ((n, *activation.shape[1:]), tuple(state.shape)),
+    )
+    return values, per_entry.flatten(2).sum(-1)
 
 
+Finish = Callable[[torch.Tensor, torch.Tensor], object]
+
+
+@overload
 def _output_gradients(
     out: torch.Tensor,
     leaf: torch.Tensor,
     rows: torch.Tensor,
     batching: Batching,
-    finish: Callable[[torch.Tensor, torch.Tensor], object] | None = None,
+    finish: Finish | None = None,
     shape: tuple[int, ...] | None = None,
-) -> torch.Tensor:
+) -> torch.Tensor: ...
+
+
+@overload
+def _output_gradients(
+    out: torch.Tensor,
+    leaf: tuple[torch.Tensor, ...],
+    rows: torch.Tensor,
+    batching: Batching,
+    finish: tuple[Finish, ...],
+    shape: tuple[tuple[int, ...], ...],
+) -> tuple[torch.Tensor, ...]: ...
+
+
+def _output_gradients(out, leaf, rows, batching, finish=None, shape=None):
     """(K, *shape) float32 CPU: the gradient of ``out`` weighted by each ``rows[k]``, reduced by
-    ``finish(grads, into)`` (default: copied as is) as soon as it exists."""
+    ``finish(grads, into)`` (default: copied as is) as soon as it exists. Given a tuple of leaves
+    (with a tuple of finishes and shapes), one such result per leaf from the same backward passes."""
     if rows.shape[-1] != out.shape[-1]:
         raise UserError(f"the model gives {out.shape[-1]} outputs per frame; the chosen outputs weigh {rows.shape[-1]}")
-    shape = tuple(leaf.shape) if shape is None else shape
-    finish = finish or (lambda grads, into: into.copy_(grads))
-    result = torch.empty((len(rows), *shape), dtype=torch.float32, device=leaf.device)
+    single = isinstance(leaf, torch.Tensor)
+    leaves = (leaf,) if single else tuple(leaf)
+    shapes = [tuple(v.shape) for v in leaves] if shape is None else ([shape] if single else list(shape))
+    finishes = [finish or (lambda grads, into: into.copy_(grads))] if single else list(finish)
+    results = [torch.empty((len(rows), *s), dtype=torch.float32, device=leaves[0].device) for s in shapes]
     if batching == "vmap":
-        (grads,) = torch.autograd.grad(out, leaf, rows, is_grads_batched=True)
+        grads = torch.autograd.grad(out, leaves, rows, is_grads_batched=True)
         for k in range(len(rows)):
-            finish(grads[k], result[k])
+            for done, g, result in zip(finishes, grads, results):
+                done(g[k], result[k])
     else:
         for k, row in enumerate(rows):
-            (grads,) = torch.autograd.grad(out, leaf, row, retain_graph=k < len(rows) - 1)
-            finish(grads, result[k])
-    return result.cpu()
+            grads = torch.autograd.grad(out, leaves, row, retain_graph=k < len(rows) - 1)
+            for done, g, result in zip(finishes, grads, results):
+                done(g, result[k])
+    return results[0].cpu() if single else tuple(result.cpu() for result in results)
 
 
 def _check_batching(batching: str) -> None:
@@ -220,12 +274,14 @@ def output_at(
     outputs: Sequence[Output],
     actions: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(K, N) outputs with ``layer``'s activation multiplied by ``scale`` (0 gives the baseline)."""
+    """(K, N) outputs with ``layer``'s activation (and a recurrent model's incoming state) multiplied
+    by ``scale`` (0 gives the baseline)."""
 
     def rescale(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
         return output * scale
 
-    with torch.no_grad(), forward_hooks(explained.model, {layer: rescale}):
+    scaled = {layer: rescale, **({explained.memory: rescale} if explained.recurrent and explained.memory else {})}
+    with torch.no_grad(), forward_hooks(explained.model, scaled):
         out = explained.forward(inputs)
     return (output_rows(outputs, len(inputs), actions, inputs.device) * out.float()).sum(dim=-1)
 
@@ -239,13 +295,16 @@ def completeness_error(
     """(K, N) relative completeness error |sum attr - (f(a) - f(0))| / |f(a) - f(0)|.
 
     Integrated gradients sum to the output difference exactly in the limit of infinitely many
-    steps, so this measures the integration error of the chosen rule and step count.
+    steps, so this measures the integration error of the chosen rule and step count. For a
+    recurrent model the sum includes the memory entry, and the baseline zeroes the state too.
     """
     difference = (
         output_at(explained, inputs, attribution.layer, 1.0, outputs)
         - output_at(explained, inputs, attribution.layer, 0.0, outputs)
     ).cpu()
     total = attribution.values.flatten(2).sum(-1)
+    if attribution.memory is not None:
+        total = total + attribution.memory
     return (total - difference).abs() / difference.abs().clamp_min(1e-12)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -75,9 +74,9 @@ class ExplainedModel:
                 raise UserError("states were given, but the model is not recurrent")
             return self
         if states is None:
-            return replace(self, states=None, forward=partial(self.step, state=None))
+            return replace(self, states=None, forward=_bind(self.step, None))
         bound = torch.as_tensor(np.asarray(states) if isinstance(states, np.ndarray) else states, dtype=torch.float32)
-        return replace(self, states=bound, forward=partial(self.step, state=bound))
+        return replace(self, states=bound, forward=_bind(self.step, bound))
 
     def on(self, rows: torch.Tensor | slice) -> ExplainedModel:
         """The model for a batch whose rows come from frames ``rows`` (indices or a slice) of the
@@ -124,6 +123,12 @@ class ExplainedModel:
         for index in indices:
             weights[index] = 1.0
         return Output(name, tuple(weights))
+
+
+def _bind(
+    step: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor], states: torch.Tensor | None
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda x: step(x, states)
 
 
 def output_rows(

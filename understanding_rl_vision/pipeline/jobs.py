@@ -74,12 +74,14 @@ def attribute(
     layer: Layer | None,
     outputs: Sequence[Output],
     actions: np.ndarray | None = None,
-) -> torch.Tensor:
-    """``method``'s attribution of ``outputs`` at ``layer`` (None: the input), checked finite."""
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``method``'s attribution of ``outputs`` at ``layer`` (None: the input), checked finite, and
+    the part given to a recurrent model's memory (K, N) where the method attributes to it."""
     taken = None if actions is None else torch.as_tensor(actions)
-    values = method.attribute(explained, inputs, outputs, None if layer is None else layer.name, actions=taken)
+    site = None if layer is None else layer.name
+    values, memory = method.attribute_with_memory(explained, inputs, outputs, site, actions=taken)
     _check_finite(values.numpy(), "attribution")
-    return values
+    return values, memory
 
 
 def activations(agent: Agent, explained: ExplainedModel, inputs: torch.Tensor, layer: Layer) -> torch.Tensor:
@@ -105,7 +107,7 @@ def run_fit(agent: Agent, explained: ExplainedModel, plan: Plan, cache: Cache, j
     inputs = agent.preprocess(observed.observations)
     explained = explained.with_states(observed.states)  # each observation explained given the state it came with
     basis = plan.config.method_settings.method(BASIS_METHOD)
-    value = attribute(explained, inputs, basis, layer, explained.outputs(["value"]))[0]
+    value = attribute(explained, inputs, basis, layer, explained.outputs(["value"]))[0][0]
     reducer = ChannelReducer(plan.config.reduction).fit(value)
     images = feature_images(
         observed.observations, activations(agent, explained, inputs, layer), reducer.components, plan.config.feature_vis
@@ -137,13 +139,14 @@ def run_attribution(
     if trajectories.states is not None:  # each frame explained given the state it was played with
         explained = explained.with_states(trajectories.states[job.trajectory])
     chosen = explained.outputs([plan.outputs[o] for o in planned.outputs])
-    values = attribute(explained, inputs, planned.method, layer, chosen, trajectories.actions[job.trajectory])
+    values, memory = attribute(explained, inputs, planned.method, layer, chosen, trajectories.actions[job.trajectory])
     product: ChannelProduct | MapProduct
     if planned.method.info.produces == "channels":
         if components is None:
             raise AssertionError("a channels job runs after its layer's fit")  # the plan's dependency
         reducer = ChannelReducer.from_components(components, plan.config.reduction)
-        product = ChannelProduct(tuple(reducer.transform(v) for v in values))
+        kept = None if memory is None else memory.numpy().astype(np.float32)
+        product = ChannelProduct(tuple(reducer.transform(v) for v in values), memory=kept)
     else:
         product = MapProduct.from_values(values.numpy())
     cache.save(job.name, product.to_arrays())

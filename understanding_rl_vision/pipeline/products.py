@@ -70,9 +70,12 @@ class ChannelProduct:
     attribution in the layer's NMF features (quantised and back, as the page will see it)."""
 
     maps: tuple[FeatureMaps, ...]
+    memory: np.ndarray | None = None
+    """(K, N) float32: a recurrent agent's attribution to its incoming state per output and frame
+    (the "memory" entry of methods that attribute to it); None otherwise."""
 
     def to_arrays(self) -> Arrays:
-        arrays: Arrays = {}
+        arrays: Arrays = {} if self.memory is None else {"memory": np.asarray(self.memory, np.float32)}
         for o, maps in enumerate(self.maps):
             for name, dtype in _CHANNEL_PARTS.items():
                 stored, scale = quantise(getattr(maps, name), dtype)
@@ -93,7 +96,8 @@ class ChannelProduct:
                     scale=float(arrays[f"{o}/scale"]),
                 )
                 for o in range(count)
-            )
+            ),
+            memory=arrays.get("memory"),
         )
 
 

@@ -54,6 +54,9 @@ class MethodInfo:
     look: Look = "table"
     """How its authors drew it; the ``video`` command draws its maps that way (channels methods
     are always drawn as the page draws features)."""
+    memory: bool = False
+    """For a recurrent agent, also attributes to the incoming state (one "memory" entry per frame,
+    :meth:`Method.attribute_with_memory`), shown beside the features in the page's totals."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,19 @@ class Method(ABC):
         on the CPU. ``layer`` is a dotted module name for methods that attach to a layer. ``actions``
         (N,) are the actions taken, which the ``action`` output needs.
         """
+
+    def attribute_with_memory(
+        self,
+        explained: ExplainedModel,
+        inputs: torch.Tensor,
+        outputs: Sequence[Output],
+        layer: str | None = None,
+        *,
+        actions: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`attribute`, and for a recurrent model the part given to the incoming state summed
+        over its entries, (K, N), when the method attributes to it (``MethodInfo.memory``); else None."""
+        return self.attribute(explained, inputs, outputs, layer, actions=actions), None
 
 
 REGISTRY: dict[str, type[Method]] = {}

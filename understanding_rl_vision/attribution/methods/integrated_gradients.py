@@ -35,6 +35,7 @@ class IntegratedGradients(Method):
         attaches="layer",
         produces="channels",
         input_layer=True,
+        memory=True,
     )
     ig_steps: int = DEFAULT_STEPS
     """Integration steps (the original used 10 right-Riemann steps)."""
@@ -60,8 +61,22 @@ class IntegratedGradients(Method):
         *,
         actions: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        return self.attribute_with_memory(explained, inputs, outputs, layer, actions=actions)[0]
+
+    def attribute_with_memory(
+        self,
+        explained: ExplainedModel,
+        inputs: torch.Tensor,
+        outputs: Sequence[Output],
+        layer: str | None = None,
+        *,
+        actions: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """At a layer of a recurrent model, the incoming state is integrated along the same path (from
+        zero), so the layer's and the memory's attributions together sum to f(a, s) - f(0, 0)."""
         if layer is None or layer == INPUT:
-            return input_gradient(explained, inputs, outputs, actions)
-        return integrated_gradients(
+            return input_gradient(explained, inputs, outputs, actions), None
+        found = integrated_gradients(
             explained, inputs, layer, outputs, steps=self.ig_steps, rule=self.ig_rule, actions=actions
-        ).values
+        )
+        return found.values, found.memory
