@@ -42,3 +42,13 @@ def sb3_zips(tmp_path_factory) -> Path:
     script = Path(__file__).parent / "agents" / "sb3_reference.py"
     subprocess.run([sys.executable, str(script), str(out)], check=True, capture_output=True, timeout=600)
     return out
+
+
+GREYDANUS_BREAKOUT = {"observation": "greydanus", "frame_stack": 1, "screen_size": 80}
+"""Seed 001's Atari observations: one 80x80 grey crop per step."""
+
+
+@pytest.fixture(scope="session")
+def lstm_agent():
+    """Seed 001's A3C LSTM network, freshly initialised, on ALE Breakout with its preprocessing."""
+    return random_agent("ALE/Breakout-v5", "lstm", **GREYDANUS_BREAKOUT)

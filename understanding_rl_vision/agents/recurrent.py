@@ -72,6 +72,7 @@ class GreydanusLSTM(_ActorCritic):
         self.flatten = nn.Flatten()
         self.hidden_size = int(hidden_size)
         self.state_size = 2 * self.hidden_size
+        self.cell_state = slice(self.hidden_size, self.state_size)  # what perturbation_memory shrinks
         self.memory = nn.Identity()
         self.lstm = nn.LSTMCell(self._flat_size(), self.hidden_size)
         self._add_outputs(self.hidden_size)

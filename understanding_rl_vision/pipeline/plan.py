@@ -192,6 +192,8 @@ def make_plan(agent: Agent, config: RunConfig, checkpoint_digest: str) -> Plan:
             f"trajectory {config.interface.trajectory} does not exist: there are {config.trajectories.num_envs}"
         )
     base = {"checkpoint": checkpoint_digest, "env": spec_to_dict(env), "seed": config.seed}
+    if agent.recurrent:  # the stored states: carried from the rollout's start, zeroed where an episode starts
+        base["state"] = {"size": agent.state_size, "reset": "episode start"}
     trajectories = Job("trajectories", "trajectories-" + digest({**base, **dataclasses.asdict(config.trajectories)}))
     observations = tuple(
         Job(

@@ -57,7 +57,7 @@ before the network's receptive field widens it, and the model is a black box her
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import ClassVar, Literal
@@ -66,6 +66,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import ConfigError, UserError
+from ..hooks import forward_hooks
 from ..outputs import ExplainedModel, Output, output_rows
 from .base import Method, MethodInfo, register
 
@@ -184,6 +185,9 @@ class Perturbation(Method):
     """Which stacked frames the disc blurs: all of them, or only the newest."""
     perturbation_frame_channels: int = 0
     """Channels per stacked frame (1 grey, 3 RGB); 0 infers it from the input's channel count."""
+    perturbation_memory: float = 0.0
+    """For a recurrent agent, the fraction by which its memory (an LSTM's cell state) is shrunk in
+    every pass, reference and perturbed alike (Greydanus et al.'s ``blur_memory``); 0 keeps it."""
 
     @property
     def signed(self) -> bool:
@@ -202,6 +206,9 @@ class Perturbation(Method):
         given = self.perturbation_frame_channels
         if isinstance(given, bool) or not isinstance(given, int) or given < 0:
             raise ConfigError(f"perturbation_frame_channels must be a non-negative integer, got {given!r}")
+        shrink = self.perturbation_memory
+        if isinstance(shrink, bool) or not isinstance(shrink, (int, float)) or not 0 <= shrink <= 1:
+            raise ConfigError(f"perturbation_memory must be a fraction in [0, 1], got {shrink!r}")
 
     def attribute(
         self,
@@ -225,7 +232,7 @@ class Perturbation(Method):
         if self.perturbation_frames == "newest":
             older = channels - frame_channels(channels, self.perturbation_frame_channels)
         per_pass = max(1, (CHUNK_PIXELS if x.device.type == "cpu" else DEVICE_CHUNK_PIXELS) // (height * width))
-        with torch.no_grad():
+        with torch.no_grad(), forward_hooks(explained.model, self._memory_hooks(explained)):
             reference = torch.cat(
                 [
                     explained.on(slice(start, start + per_pass)).forward(x[start : start + per_pass])
@@ -257,3 +264,18 @@ class Perturbation(Method):
             coverage = torch.where(coverage == 0, torch.ones_like(coverage), coverage)
             maps = (scores.view(len(outputs), frames, count) @ flat) / coverage
         return maps.view(len(outputs), frames, height, width).float().cpu()
+
+    def _memory_hooks(self, explained: ExplainedModel) -> dict[str, Callable[..., torch.Tensor]]:
+        """The hook shrinking a recurrent model's memory by ``perturbation_memory``: the entries the
+        model names as its cell state (``cell_state``, a slice of the flat state), else all of it."""
+        if not (self.perturbation_memory and explained.recurrent and explained.memory):
+            return {}
+        entries = getattr(explained.model, "cell_state", slice(None))
+        keep = 1.0 - float(self.perturbation_memory)
+
+        def shrink(module: torch.nn.Module, args: tuple, state: torch.Tensor) -> torch.Tensor:
+            shrunk = state.clone()
+            shrunk[:, entries] *= keep
+            return shrunk
+
+        return {explained.memory: shrink}
