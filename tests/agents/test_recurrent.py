@@ -116,3 +116,18 @@ def test_feed_forward_agents_take_no_state(breakout_agent):
 
     with pytest.raises(UserError, match="not recurrent"):
         breakout_agent(obs, np.zeros((2, 4), np.float32))
+
+
+def test_impala_lstm_for_procgen(make_random_agent, tmp_path):
+    agent = make_random_agent("coinrun", "impala-lstm", distribution_mode="easy")
+    assert agent.recurrent and agent.state_size == 512
+    played = collect_trajectories(agent, TrajectoryConfig(num_envs=2, num_steps=20), seed=0, progress=False)
+    assert np.all(played.states[played.firsts] == 0) and np.abs(played.states[:, 1:]).max() > 1e-3
+    loaded = load_checkpoint(save_checkpoint(agent, tmp_path / "impala-lstm.safetensors"))
+    with torch.no_grad():
+        a = agent(played.observations[0], played.states[0])
+        b = loaded(played.observations[0], played.states[0])
+    np.testing.assert_allclose(a.logits.numpy(), played.logits[0], atol=1e-5)
+    assert torch.allclose(a.logits, b.logits, atol=1e-6) and torch.allclose(a.state, b.state, atol=1e-6)
+    layers = discover_layers(agent.model, agent.preprocess(played.observations[0, :1]))
+    assert [layer.label for layer in layers] == ["1a", "1b", "2a", "2b", "3a", "3b", "3c"]

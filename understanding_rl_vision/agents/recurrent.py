@@ -24,7 +24,7 @@ import torch
 import torch.fx
 from torch import nn
 
-from .architectures import ARCHITECTURES, _ActorCritic
+from .architectures import ARCHITECTURES, ImpalaCNN, _ActorCritic
 
 MEMORY = "memory"
 """Name of the identity module every recurrent model passes its incoming state through."""
@@ -77,11 +77,7 @@ class GreydanusLSTM(_ActorCritic):
         self.lstm = nn.LSTMCell(self._flat_size(), self.hidden_size)
         self._add_outputs(self.hidden_size)
         self._init_weights()
-        for name, parameter in self.lstm.named_parameters():  # CleanRL's LSTM initialisation
-            if name.startswith("bias"):
-                nn.init.zeros_(parameter)
-            else:
-                nn.init.orthogonal_(parameter, gain=1.0)
+        _init_lstm(self.lstm)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         for i in range(1, self.convs + 1):
@@ -100,4 +96,48 @@ class GreydanusLSTM(_ActorCritic):
         return logits, value, torch.cat([h, c], dim=1)
 
 
+class ImpalaLSTM(ImpalaCNN):
+    """The IMPALA CNN for Procgen (native input 64x64x3) with an ``LSTMCell`` after its dense layer:
+    convolutional stacks -> fc 256 -> ReLU -> LSTMCell 256 -> 256 -> actor and critic heads, as the
+    IMPALA paper's recurrent agent. The state is ``[h, c]``."""
+
+    name = "impala-lstm"
+
+    def __init__(
+        self,
+        observation_shape: Sequence[int],
+        num_actions: int,
+        channels: Sequence[int] = (16, 32, 32),
+        hidden_size: int = 256,
+    ):
+        super().__init__(observation_shape, num_actions, channels, hidden_size)
+        self.hidden_size = int(hidden_size)
+        self.state_size = 2 * self.hidden_size
+        self.cell_state = slice(self.hidden_size, self.state_size)
+        self.memory = nn.Identity()
+        self.lstm = nn.LSTMCell(self.hidden_size, self.hidden_size)
+        _init_lstm(self.lstm)
+
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, state: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        hidden = self.relu_fc(self.fc(self.flatten(self.features(x))))
+        if state is None:  # an episode's start
+            state = hidden.new_zeros(hidden.shape[0], self.state_size)
+        memory = match_rows(self.memory(state), hidden.shape[0])
+        h, c = self.lstm(hidden, (memory[:, : self.hidden_size], memory[:, self.hidden_size :]))
+        logits, value = self.heads(h)
+        return logits, value, torch.cat([h, c], dim=1)
+
+
+def _init_lstm(lstm: nn.LSTMCell) -> None:
+    """Orthogonal weights and zero biases, as CleanRL initialises its LSTM agents."""
+    for name, parameter in lstm.named_parameters():
+        if name.startswith("bias"):
+            nn.init.zeros_(parameter)
+        else:
+            nn.init.orthogonal_(parameter, gain=1.0)
+
+
 ARCHITECTURES[GreydanusLSTM.name] = GreydanusLSTM
+ARCHITECTURES[ImpalaLSTM.name] = ImpalaLSTM
