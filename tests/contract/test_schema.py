@@ -24,6 +24,7 @@ from understanding_rl_vision.contract import (
     attribution_key,
     bookmarks_from,
     check_against_manifest,
+    encode_array,
     feature_key,
     javascript_contract,
     json_schema,
@@ -85,6 +86,7 @@ def attribution(n: int, k: int = 3, h: int = 4, w: int = 3, **keys) -> Attributi
         totals=signed.sum((2, 3)),
         residual_totals=residual.sum((1, 2)),
         display_scale=0.75,
+        memory_totals=keys.get("memory_totals"),
     )
 
 
@@ -159,6 +161,74 @@ def test_attribution_round_trip(tmp_path, n):
     raw = read_raw(tmp_path, key)
     dtypes = [raw[m]["dtype"] for m in ("positive", "negative", "residual")]
     assert dtypes == ["uint8", "uint8", "int8"]
+
+
+def test_memory_totals_round_trip(tmp_path):
+    """A recurrent agent's attribution to its incoming state: one unquantised float32 per frame."""
+    memory = RNG.standard_normal(5).astype(np.float32)
+    original = dataclasses.replace(attribution(5), memory_totals=memory)
+    write_payload(tmp_path, original.key(), original)
+    back = read_payload(tmp_path, original.key())
+    np.testing.assert_array_equal(back.memory_totals, memory)  # exact
+    assert back.memory_totals.dtype == np.float32 and not back.memory_totals.flags.writeable
+    raw = read_raw(tmp_path, original.key())
+    assert list(raw)[-1] == "memory_totals"
+    assert (raw["memory_totals"]["dtype"], raw["memory_totals"]["shape"], raw["memory_totals"]["scale"]) == (
+        "float32",
+        [5],
+        1.0,
+    )
+    check_against_manifest(manifest(lengths=(5, 5)), original)
+    # A feed-forward payload reads back without it.
+    plain = attribution(5, trajectory=0)
+    write_payload(tmp_path, plain.key(), plain)
+    assert read_payload(tmp_path, plain.key()).memory_totals is None
+    # null is not a way to say "absent".
+    text = (tmp_path / f"{original.key()}.js").read_text()
+    start = text.index('"memory_totals":')
+    (tmp_path / f"{original.key()}.js").write_text(text[:start] + '"memory_totals":null});\n')
+    with pytest.raises(UserError):
+        read_payload(tmp_path, original.key())
+
+
+def _format_1_text(payload: AttributionPayload) -> str:
+    """The script a format-1 writer (no optional fields) makes of ``payload``, built by hand."""
+    obj: dict = {"kind": "attribution"}
+    by_name = {f.name: f for f in dataclasses.fields(AttributionPayload)}
+    for name in FORMAT_1_ATTRIBUTION_FIELDS:
+        spec, value = array_spec(by_name[name]), getattr(payload, name)
+        obj[name] = encode_array(value, spec) if spec else value
+    return f"{PREFIX}{json.dumps(payload.key())},{json.dumps(obj, separators=(',', ':'))});\n"
+
+
+FORMAT_1_ATTRIBUTION_FIELDS = (
+    "layer",
+    "trajectory",
+    "output",
+    "positive",
+    "negative",
+    "residual",
+    "totals",
+    "residual_totals",
+    "display_scale",
+)
+
+
+def test_feed_forward_attribution_keeps_its_bytes(tmp_path):
+    """Without memory totals (a feed-forward agent) the file is byte for byte what it was before the
+    field existed; with them, the same bytes plus the field at the end."""
+    plain = attribution(4)
+    assert plain.memory_totals is None
+    path = write_payload(tmp_path, plain.key(), plain)
+    assert path.read_bytes() == _format_1_text(plain).encode("ascii")
+    assert b"memory" not in path.read_bytes()
+
+    recurrent = tmp_path / "recurrent"
+    recurrent.mkdir()
+    memory = dataclasses.replace(plain, memory_totals=np.linspace(-1, 1, 4))
+    after = write_payload(recurrent, memory.key(), memory).read_text()
+    head = _format_1_text(plain)[: -len("});\n")]
+    assert after.startswith(head + ',"memory_totals":{"dtype":"float32","shape":[4],') and after.endswith("});\n")
 
 
 def test_signed_residual_keeps_sign_through_files(tmp_path):
@@ -363,6 +433,9 @@ def test_inconsistent_shapes_and_values_are_refused():
         {"totals": np.full((3, 3), np.nan)},
         {"positive": good.positive[0]},
         {"display_scale": float("inf")},
+        {"memory_totals": np.zeros(2)},
+        {"memory_totals": np.zeros((3, 1))},
+        {"memory_totals": np.full(3, np.inf)},
     ):
         with pytest.raises(ValueError):
             AttributionPayload(**{**fields, **bad})
@@ -494,6 +567,7 @@ def test_written_payloads_meet_the_json_schema(tmp_path):
     write_manifest(tmp_path, manifest(write_observations(tmp_path, images(3, 4, 4, 3))))
     write_trajectory(tmp_path, 0, frames=images(4, 5, 5, 3), **trajectory_arrays(4))
     write_payload(tmp_path, "attr-0-1-2", attribution(2))
+    write_payload(tmp_path, "attr-0-0-2", attribution(5, trajectory=0, memory_totals=RNG.standard_normal(5)))
     write_feature(
         tmp_path,
         0,
@@ -502,7 +576,7 @@ def test_written_payloads_meet_the_json_schema(tmp_path):
         popups=[dataset_examples.popup(images(3, 8, 8, 3), np.zeros((3, 4, 4), np.float32), 1, 0.5)],
     )
     keys = [p.stem for p in tmp_path.glob("*.js")]
-    assert sorted(keys) == ["attr-0-1-2", "feat-0-0", "manifest", "traj-0"]
+    assert sorted(keys) == ["attr-0-0-2", "attr-0-1-2", "feat-0-0", "manifest", "traj-0"]
     by_kind = {cls.KIND: cls.__name__ for cls in PAYLOAD_TYPES}
     for key in keys:
         obj = read_raw(tmp_path, key)

@@ -168,8 +168,8 @@ def to_json(record: Any) -> Any:
             out["kind"] = kind
         for f in fields(record):
             spec, value = array_spec(f), getattr(record, f.name)
-            if is_optional(f) and not spec and value == f.default:
-                continue  # absent means the default (see schema._optional)
+            if is_optional(f) and (value is None if spec else value == f.default):
+                continue  # absent means the default (see schema._optional, schema._optional_array)
             out[f.name] = encode_array(value, spec) if spec else to_json(value)
         return out
     if isinstance(record, Mapping):

@@ -31,7 +31,8 @@ On-disk layout (``directory`` is the data directory, ``<out>/data``)::
 Byte budget per frame (one layer, trajectory and output; K NMF features, h x w layer)
 -------------------------------------------------------------------------------------
 Quantised: ``2*K*h*w`` (positive + negative, uint8) ``+ h*w`` (residual, int8) ``+ 4*(K+1)``
-(float32 totals), against ``4*(2*K+1)*h*w + 4*(K+1)`` as float32 (:func:`estimate_bytes`).
+(float32 totals), against ``4*(2*K+1)*h*w + 4*(K+1)`` as float32 (:func:`estimate_bytes`); a
+recurrent agent's payloads add 4 (``memory_totals``).
 Measured on integrated-gradient attribution of the bundled CoinRun agent (value output, 64
 frames, 10 steps), reduced by an 8-feature NMF; deflate level 6, before base85's 5/4:
 
@@ -118,6 +119,13 @@ def _array(text: str, dims: str, stored: str, quantised: bool = False, logical: 
     return field(metadata={"doc": text, "array": spec})
 
 
+def _optional_array(text: str, dims: str, stored: str) -> Any:
+    """An unquantised array field that may be absent (None): left out of the JSON then, so outputs
+    without it keep the bytes they had before it existed."""
+    spec = ArraySpec(tuple(dims.split()), stored, False, "float32")
+    return field(default=None, metadata={"doc": text, "array": spec, "optional": True})
+
+
 def array_spec(f: Any) -> ArraySpec | None:
     """The :class:`ArraySpec` of a dataclass field, or None for a plain JSON field."""
     return f.metadata.get("array")
@@ -130,7 +138,7 @@ class _Record:
         sizes: dict[str, int] = {}
         for f in fields(self):  # type: ignore[arg-type]
             spec = array_spec(f)
-            if spec is None:
+            if spec is None or (is_optional(f) and getattr(self, f.name) is None):
                 continue
             value = np.array(getattr(self, f.name), dtype=spec.logical, copy=True)
             if value.ndim != len(spec.dims):
@@ -370,6 +378,7 @@ class AttributionPayload(_Record):
     Positive and negative parts are separate non-negative maps (negative holds magnitudes);
     the residual is what the K features do not explain, signed. Totals are unquantised sums
     over positions of ``positive - negative`` (and of the residual), for the line chart.
+    A recurrent agent's methods that attribute to its incoming state add ``memory_totals``.
     """
 
     KIND: ClassVar[str] = "attribution"
@@ -387,6 +396,12 @@ class AttributionPayload(_Record):
     )
     key_prefix: str = _optional(
         f"The method's MethodEntry.key_prefix; absent: {DEFAULT_KEY_PREFIX!r}", DEFAULT_KEY_PREFIX
+    )
+    memory_totals: np.ndarray | None = _optional_array(
+        "Attribution to a recurrent agent's incoming state (its memory) per frame: with totals and "
+        "residual_totals it adds up to f(a, s) - f(0, 0); absent for feed-forward agents",
+        "N",
+        "float32",
     )
 
     def __post_init__(self) -> None:

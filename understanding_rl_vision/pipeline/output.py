@@ -106,7 +106,8 @@ def _write_method(data: Path, plan: Plan, cache: Cache, m: int, site: int, t: in
     planned = plan.methods[m]
     job = plan.attribution(m, site, t)
     if planned.method.info.produces == "channels":
-        for o, maps in zip(planned.outputs, load_channels(cache, job).maps):
+        product = load_channels(cache, job)
+        for i, (o, maps) in enumerate(zip(planned.outputs, product.maps)):
             payload = AttributionPayload(
                 layer=site,
                 trajectory=t,
@@ -118,6 +119,7 @@ def _write_method(data: Path, plan: Plan, cache: Cache, m: int, site: int, t: in
                 residual_totals=maps.residual_totals,
                 display_scale=maps.scale,
                 key_prefix=planned.key_prefix,
+                memory_totals=None if product.memory is None else product.memory[i],
             )
             write_payload(data, payload.key(), payload)
     else:

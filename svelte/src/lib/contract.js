@@ -138,6 +138,7 @@ export const keys = Object.freeze({
  * @property {EncodedArray} residual_totals  Residual summed over h, w [float32 (N), scale is 1]
  * @property {number} display_scale  A typical frame's largest value (median over frames); the page now scales by the 99th percentile of the trajectory's nonzero values instead, and keeps reading the field for format-1 outputs
  * @property {string} [key_prefix]  The method's MethodEntry.key_prefix; absent: 'attr'
+ * @property {EncodedArray} [memory_totals]  Attribution to a recurrent agent's incoming state (its memory) per frame: with totals and residual_totals it adds up to f(a, s) - f(0, 0); absent for feed-forward agents [float32 (N), scale is 1]
  */
 
 /**

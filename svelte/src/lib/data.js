@@ -43,8 +43,9 @@ import { decodeArray, decodeStored, forgetPayload, loadPayload } from "./payload
  * @property {number} residualScale
  * @property {Float32Array} totals  N x K
  * @property {Float32Array} residualTotals  N
+ * @property {Float32Array | null} memoryTotals  N: attribution to a recurrent agent's incoming state; null for feed-forward agents
  * @property {number} displayScale  Python's full-colour value (the layer's maximum); the page draws at `robust` instead
- * @property {number} totalsMax  largest |total| over frames, features and the residual
+ * @property {number} totalsMax  largest |total| over frames, features, the residual and the memory
  * @property {number} robust  the SCALE_PERCENTILE of nonzero |value| over the payload (levels.js)
  * @property {number} bytes
  */
@@ -270,9 +271,12 @@ async function decodeAttribution(key, p) {
   );
   const totals = await decodeArray(p.totals);
   const residualTotals = await decodeArray(p.residual_totals);
+  const memoryTotals = p.memory_totals ? await decodeArray(p.memory_totals) : null;
+  if (memoryTotals && memoryTotals.length !== n) throw new Error(`payload ${key} has ${memoryTotals.length} memory totals for ${n} frames`);
   let totalsMax = 0;
   for (const v of totals) totalsMax = Math.max(totalsMax, Math.abs(v));
   for (const v of residualTotals) totalsMax = Math.max(totalsMax, Math.abs(v));
+  for (const v of memoryTotals ?? []) totalsMax = Math.max(totalsMax, Math.abs(v));
   const robust = percentile([levels(bytes(positive), positive.scale), levels(bytes(negative), negative.scale)]);
   return {
     key,
@@ -288,10 +292,11 @@ async function decodeAttribution(key, p) {
     residualScale: residual.scale,
     totals,
     residualTotals,
+    memoryTotals,
     displayScale: p.display_scale,
     totalsMax,
     robust,
-    bytes: positive.stored.byteLength * 2 + residual.stored.byteLength + totals.byteLength * 2,
+    bytes: positive.stored.byteLength * 2 + residual.stored.byteLength + totals.byteLength * 2 + (memoryTotals?.byteLength ?? 0),
   };
 }
 

@@ -19,12 +19,14 @@ import { validGain } from "./levels.js";
  * @property {{expand_mult: number, subdiv_mult: number}} popup  zoom and density a popup opens at
  * @property {number} scrubberFrames  frames visible in the scrubber and the line graphs
  * @property {string} residualColor   #rrggbb of the residual in maps, bars and the legend
+ * @property {string} memoryColor     #rrggbb of a recurrent agent's memory (its incoming state) in the feature totals
  * @property {number} gain       a row's gain: full colour at the payload's SCALE_PERCENTILE / gain
  * @property {number} observationOpacity  opacity of the observation under a row's overlay, 0..1
  */
 
-/** The two settings Python's config does not write yet (config.defaults may set them). */
-export const PAGE_DEFAULTS = { gain: 1, observationOpacity: 0.75 };
+/** The settings Python's config does not write yet (config.defaults may set them). memoryColor:
+ * a neutral slate, apart from the residual's grey and the features' hues. */
+export const PAGE_DEFAULTS = { gain: 1, observationOpacity: 0.75, memoryColor: "#4f6d8a" };
 
 const HEX = /^#[0-9a-fA-F]{6}$/;
 
@@ -61,6 +63,7 @@ export function resolveDefaults(config, manifest) {
     popup: take("popup", (v) => v && Number.isInteger(v.expand_mult) && typeof v.subdiv_mult === "number"),
     scrubberFrames: take("scrubberFrames", (v) => Number.isInteger(v) && v >= 8),
     residualColor: take("residualColor", (v) => typeof v === "string" && HEX.test(v)),
+    memoryColor: optional("memoryColor", (v) => typeof v === "string" && HEX.test(v), PAGE_DEFAULTS.memoryColor),
     gain: validGain(optional("gain", (v) => validGain(v) !== null, PAGE_DEFAULTS.gain)) ?? PAGE_DEFAULTS.gain, // on the slider's steps
     observationOpacity: optional("observationOpacity", (v) => typeof v === "number" && v >= 0 && v <= 1, PAGE_DEFAULTS.observationOpacity),
   };
