@@ -221,6 +221,12 @@ def _format_report(report: dict) -> str:
         else f"actions:       {report.get('num_actions', '?')} (names come from --env)",
         f"environment:   {env['family']} {env}" if env else "environment:   not recorded (pass --env)",
     ]
+    recurrent = report.get("recurrent")
+    if recurrent:
+        parts = ", ".join(f"{part['name']} {part['size']}" for part in recurrent.get("state_parts", []))
+        lines.append(f"recurrent:     state of {recurrent['state_size']} values" + (f" ({parts})" if parts else ""))
+        if recurrent.get("note"):
+            lines.append(f"               {recurrent['note']}")
     if report.get("layers"):
         lines.append("layers:")
         lines += [

@@ -52,7 +52,7 @@ def test_native_output_shapes(name: str) -> None:
 
 
 def test_registry_and_parameter_counts() -> None:
-    assert set(ARCHITECTURES) == {"impala", "nature", "clear"}
+    assert set(ARCHITECTURES) == {"impala", "nature", "clear", "lstm", "impala-lstm", "nature-lstm"}
     counts = {n: sum(p.numel() for p in _agent(n).model.parameters()) for n in NATIVE}
     # Impala's fc is 32*8*8 -> 256, Nature's 64*7*7 -> 512, Clear's 32*4*4 -> 256
     assert counts == {"impala": 626_256, "nature": 1_686_693, "clear": 363_216}

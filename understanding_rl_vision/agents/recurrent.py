@@ -73,6 +73,7 @@ class GreydanusLSTM(_ActorCritic):
         self.hidden_size = int(hidden_size)
         self.state_size = 2 * self.hidden_size
         self.cell_state = slice(self.hidden_size, self.state_size)  # what perturbation_memory shrinks
+        self.state_parts = (("h", self.hidden_size), ("c", self.hidden_size))
         self.memory = nn.Identity()
         self.lstm = nn.LSTMCell(self._flat_size(), self.hidden_size)
         self._add_outputs(self.hidden_size)
@@ -114,6 +115,7 @@ class ImpalaLSTM(ImpalaCNN):
         self.hidden_size = int(hidden_size)
         self.state_size = 2 * self.hidden_size
         self.cell_state = slice(self.hidden_size, self.state_size)
+        self.state_parts = (("h", self.hidden_size), ("c", self.hidden_size))
         self.memory = nn.Identity()
         self.lstm = nn.LSTMCell(self.hidden_size, self.hidden_size)
         _init_lstm(self.lstm)

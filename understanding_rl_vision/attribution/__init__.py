@@ -94,7 +94,8 @@ def attribute(
     if isinstance(agent, Agent):
         explained, inputs = explain_agent(agent, states), agent.preprocess(observations)
     else:
-        explained, inputs = agent.with_states(states), torch.as_tensor(observations)
+        explained = agent if states is None else agent.with_states(states)  # None keeps states already bound
+        inputs = torch.as_tensor(observations)
     chosen = explained.outputs(outputs)
     names = tuple(o.name for o in chosen)
     taken = None if actions is None else torch.as_tensor(np.asarray(actions))

@@ -53,7 +53,25 @@ def _agent_summary(agent: Agent) -> dict[str, Any]:
         "gamma": agent.gamma,
         "lam": agent.lam,
         "layers": layer_shapes(agent),
+        **_recurrent_summary(agent),
     }
+
+
+def _recurrent_summary(agent: Agent) -> dict[str, Any]:
+    """A recurrent agent's state: its size and, where the model names them, its parts in order
+    (``h_actor, c_actor, h_critic, c_critic`` for separate actor and critic LSTMs)."""
+    if not agent.recurrent:
+        return {}
+    parts = getattr(agent.model, "state_parts", None)
+    summary: dict[str, Any] = {"state_size": agent.state_size}
+    if parts is not None:
+        summary["state_parts"] = [{"name": name, "size": size} for name, size in parts]
+    critic = getattr(agent.model, "critic_kind", None)
+    if critic == "lstm":
+        summary["note"] = "separate actor and critic LSTMs (lstm, lstm_critic), each with its own state"
+    elif critic is not None:
+        summary["note"] = "one LSTM (lstm)" + (", shared by the critic" if critic == "shared" else "; a linear critic")
+    return {"recurrent": summary}
 
 
 def describe(path: Path, *, env: str = "", frame_stack: int = 0) -> dict[str, Any]:

@@ -5,19 +5,26 @@ as ours (the Nature CNN and the IMPALA CNN) under other module names. A :class:`
 such naming: which tensors it must have, how to read the architecture's sizes off their shapes,
 and how each name maps onto ours. Rebuilding our own module (rather than running theirs) gives
 every format the same hookable layers (``conv3``, ``stacks.1.res0``...) and needs none of the
-other library's code.
+other library's code. Recurrent agents (sb3-contrib's ``RecurrentPPO`` ``CnnLstmPolicy``, CleanRL's
+``ppo_atari_lstm``) put one-layer LSTMs after the Nature CNN: they become a
+:class:`~.recurrent_imports.NatureLSTM`, their ``nn.LSTM`` tensors (``weight_ih_l0``...) renamed onto
+its ``nn.LSTMCell`` ones (``weight_ih``...).
 """
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from ...errors import CheckpointError
 from ..base import ArchitectureSpec
 from ..limits import MAX_WEIGHT_BYTES
+from .recurrent_imports import ACTIVATIONS, NatureLSTM  # importing it registers the architecture
 
 StateDict = dict[str, torch.Tensor]
 SHARING = 4
@@ -165,10 +172,9 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype and a.layout == b.layout and bool(torch.equal(a, b))
 
 
-def _sb3_actor_critic(state: StateDict) -> Recognised | None:
-    extractor = "features_extractor"
-    if f"{extractor}.cnn.0.weight" not in state:
-        return None
+def _shared_extractor(state: StateDict, extractor: str = "features_extractor") -> StateDict:
+    """``state`` without SB3's copies of its one features extractor (``pi_``/``vf_features_extractor``),
+    refusing separate actor and critic extractors."""
     copies = ("pi_features_extractor", "vf_features_extractor")
     for copy in copies:  # SB3 registers the shared extractor under these names too
         for key in [k for k in state if k.startswith(copy + ".")]:
@@ -178,7 +184,14 @@ def _sb3_actor_critic(state: StateDict) -> Recognised | None:
                     "this Stable-Baselines3 policy has separate actor and critic feature extractors "
                     "(share_features_extractor=False), which is not supported yet"
                 )
-    kept = {k: v for k, v in state.items() if not k.startswith(tuple(c + "." for c in copies))}
+    return {k: v for k, v in state.items() if not k.startswith(tuple(c + "." for c in copies))}
+
+
+def _sb3_actor_critic(state: StateDict) -> Recognised | None:
+    extractor = "features_extractor"
+    if f"{extractor}.cnn.0.weight" not in state:
+        return None
+    kept = _shared_extractor(state, extractor)
     if any(k.startswith("mlp_extractor.") for k in kept):
         raise CheckpointError(
             "this Stable-Baselines3 policy has hidden layers after the CNN (a custom net_arch), "
@@ -242,6 +255,149 @@ def _cleanrl_ppo_procgen(state: StateDict) -> Recognised | None:
     )
 
 
+_LSTM_PARAMETER = re.compile(r"(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?")
+
+
+def _lstm_cell(state: StateDict, theirs: str, ours: str) -> tuple[StateDict, StateDict]:
+    """A one-layer ``nn.LSTM`` named ``theirs`` as our ``nn.LSTMCell`` ``ours`` (``weight_ih_l0`` ->
+    ``weight_ih``), and the other tensors; empty when there is none. Stacked, bidirectional and
+    projected LSTMs are refused: their state is not one ``(h, c)`` pair of the output's size."""
+    cell: StateDict = {}
+    rest: StateDict = {}
+    layers, reverse, projected = 0, False, False
+    for key, tensor in state.items():
+        found = _LSTM_PARAMETER.fullmatch(key[len(theirs) + 1 :]) if key.startswith(theirs + ".") else None
+        if found is None:
+            rest[key] = tensor  # an unknown parameter stays a leftover: the layout then does not match
+            continue
+        layers = max(layers, int(found.group(2)) + 1)
+        reverse |= found.group(3) is not None
+        projected |= found.group(1) == "weight_hr"
+        cell[f"{ours}.{found.group(1)}"] = tensor
+    if layers > 1:
+        raise CheckpointError(
+            f"its LSTM {theirs} has {layers} layers; only one-layer LSTMs are supported (n_lstm_layers=1)"
+        )
+    if reverse or projected:
+        kind = "bidirectional" if reverse else "projected (proj_size)"
+        raise CheckpointError(f"its LSTM {theirs} is {kind}, which is not supported")
+    return cell, rest
+
+
+def _hidden_sizes(ours: StateDict, net: str, layout: str) -> list[int]:
+    """Widths of SB3's ``mlp_extractor`` hidden layers ``{net}.0``, ``{net}.2``... (Linear, activation)."""
+    indices = sorted(int(key.split(".")[1]) for key in ours if key.startswith(net + ".") and key.endswith(".weight"))
+    if indices != list(range(0, 2 * len(indices), 2)) or any(ours[f"{net}.{i}.weight"].dim() != 2 for i in indices):
+        raise CheckpointError(f"its {net} is not a sequence of Linear layers and activations, as {layout} has")
+    return [int(ours[f"{net}.{i}.weight"].shape[0]) for i in indices]
+
+
+def _nature_lstm(layout: str, ours: StateDict, kwargs: dict[str, Any], renamed: dict[str, str]) -> Recognised | None:
+    """The :class:`~.recurrent_imports.NatureLSTM` that ``ours`` (renamed to its names) fills."""
+    needed = ["conv1.weight", "conv2.weight", "conv3.weight", "fc.weight", "lstm.weight_ih", "lstm.weight_hh"]
+    needed += ["policy.weight", "value.weight"]
+    if not _has(ours, *needed):
+        return None
+    _require_ranks(ours, layout, {name: 4 if name.startswith("conv") else 2 for name in needed})
+    hidden, flat = ours["fc.weight"].shape
+    kwargs = {
+        "hidden_size": int(hidden),
+        "lstm_size": int(ours["lstm.weight_hh"].shape[1]),
+        "lstm_bias": "lstm.bias_ih" in ours,
+        **kwargs,
+    }
+    return Recognised(
+        layout=layout,
+        architecture=ArchitectureSpec(NatureLSTM.name, kwargs),
+        state_dict=ours,
+        in_channels=int(ours["conv1.weight"].shape[1]),
+        num_actions=int(ours["policy.weight"].shape[0]),
+        input_size=_pick(nature_side(int(flat), int(ours["conv3.weight"].shape[0])), 84),
+        renamed=renamed,
+    )
+
+
+SB3_CRITICS = {
+    "lstm": "separate actor and critic LSTMs",
+    "shared": "one LSTM shared by the actor and the critic",
+    "linear": "an actor LSTM and a linear critic",
+}
+
+
+def _sb3_recurrent(state: StateDict, activation: str | None = None) -> Recognised | None:
+    """sb3-contrib's ``RecurrentActorCriticCnnPolicy``. ``activation`` names the ``mlp_extractor``'s
+    activation (the zip's ``policy_kwargs`` say; a bare state dict does not)."""
+    extractor = "features_extractor"
+    if f"{extractor}.cnn.0.weight" not in state or not any(k.startswith("lstm_actor.") for k in state):
+        return None
+    actor, kept = _lstm_cell(_shared_extractor(state, extractor), "lstm_actor", "lstm")
+    critic, kept = _lstm_cell(kept, "lstm_critic", "lstm_critic")
+    prefixes = {
+        f"{extractor}.cnn.0": "conv1",
+        f"{extractor}.cnn.2": "conv2",
+        f"{extractor}.cnn.4": "conv3",
+        f"{extractor}.linear.0": "fc",
+        "critic": "critic_fc",
+        "mlp_extractor.policy_net": "policy_net",
+        "mlp_extractor.value_net": "value_net",
+        "action_net": "policy",
+        "value_net": "value",
+    }
+    ours, leftover = _rename(kept, prefixes)
+    if leftover:
+        return None
+    ours |= actor | critic
+    kind = "lstm" if critic else "linear" if "critic_fc.weight" in ours else "shared"
+    layout = f"stable-baselines3 RecurrentPPO CnnLstmPolicy (NatureCNN, {SB3_CRITICS[kind]})"
+    layers = {net: _hidden_sizes(ours, net, layout) for net in ("policy_net", "value_net")}
+    if any(layers.values()) and activation is None:
+        raise CheckpointError(
+            "this sb3-contrib recurrent policy has hidden layers after the LSTM (net_arch) whose activation is "
+            "unknown: a bare state dict does not record it, and a zip's activation_fn must be one of torch.nn's "
+            f"{', '.join(ACTIVATIONS)}"
+        )
+    kwargs = {
+        "critic": kind,
+        "policy_layers": layers["policy_net"],
+        "value_layers": layers["value_net"],
+        "activation": activation or "Tanh",
+    }
+    renamed = {o: t for t, o in prefixes.items() if any(k.startswith(o + ".") for k in ours)}
+    renamed |= {"lstm": "lstm_actor"} | ({"lstm_critic": "lstm_critic"} if critic else {})
+    return _nature_lstm(layout, ours, kwargs, renamed)
+
+
+def sb3_recurrent_layout(activation: str | None) -> Layout:
+    """The sb3-contrib recurrent layout, for a zip whose ``policy_kwargs`` name the activation."""
+    return Layout(
+        "sb3-recurrent",
+        "sb3-contrib RecurrentPPO CnnLstmPolicy: features_extractor.cnn.*, lstm_actor, lstm_critic or critic, "
+        "action_net, value_net",
+        functools.partial(_sb3_recurrent, activation=activation),
+    )
+
+
+def _cleanrl_ppo_atari_lstm(state: StateDict) -> Recognised | None:
+    """CleanRL's ``ppo_atari_lstm.py`` Agent: the Nature CNN on one frame, ``nn.LSTM(512, 128)``, and
+    the actor and critic heads on the LSTM's output."""
+    if not _has(state, "network.0.weight", "actor.weight") or not any(k.startswith("lstm.") for k in state):
+        return None
+    cell, kept = _lstm_cell(state, "lstm", "lstm")
+    prefixes = {
+        "network.0": "conv1",
+        "network.2": "conv2",
+        "network.4": "conv3",
+        "network.7": "fc",
+        "actor": "policy",
+        "critic": "value",
+    }
+    ours, leftover = _rename(kept, prefixes)
+    if leftover or not cell:
+        return None
+    renamed = {o: t for t, o in prefixes.items()} | {"lstm": "lstm"}
+    return _nature_lstm("cleanrl ppo_atari_lstm Agent", ours | cell, {"critic": "shared"}, renamed)
+
+
 def _native(state: StateDict) -> Recognised | None:
     """A state dict of one of our own modules (``torch.save(agent.model.state_dict())``)."""
     if "conv1.weight" in state and "conv2.weight" in state and "fc.weight" in state:
@@ -260,12 +416,18 @@ def _native(state: StateDict) -> Recognised | None:
 
 
 LAYOUTS: tuple[Layout, ...] = (
+    sb3_recurrent_layout(None),  # before sb3-actor-critic, which would call its net_arch unsupported
     Layout(
         "sb3-actor-critic",
         "Stable-Baselines3 PPO/A2C CnnPolicy: features_extractor.cnn.*, action_net, value_net",
         _sb3_actor_critic,
     ),
     Layout("sb3-dqn", "Stable-Baselines3 DQN CnnPolicy: q_net.features_extractor.cnn.*, q_net.q_net.0", _sb3_dqn),
+    Layout(
+        "cleanrl-ppo-atari-lstm",
+        "CleanRL ppo_atari_lstm: network.{0,2,4,7}, lstm (one layer), actor, critic",
+        _cleanrl_ppo_atari_lstm,
+    ),
     Layout("cleanrl-ppo-atari", "CleanRL ppo_atari: network.{0,2,4,7}, actor, critic", _cleanrl_ppo_atari),
     Layout("cleanrl-dqn-atari", "CleanRL dqn_atari: network.{0,2,4,7,9}", _cleanrl_dqn_atari),
     Layout(

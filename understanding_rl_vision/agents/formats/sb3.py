@@ -13,6 +13,7 @@ import base64
 import binascii
 import itertools
 import pickletools
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +32,21 @@ from ..limits import (
     load_json,
 )
 from .archive import load_torch, open_zip, read_entry
-from .layouts import Recognised, recognise
+from .layouts import Recognised, recognise, sb3_recurrent_layout
+from .recurrent_imports import ACTIVATIONS
 
 PIXEL_POLICIES = {"ActorCriticCnnPolicy", "CnnPolicy"}
 """Policy classes whose features extractor is the Nature CNN (PPO/A2C's and DQN's "CnnPolicy")."""
+RECURRENT_POLICIES = {"RecurrentActorCriticCnnPolicy", "CnnLstmPolicy"}
+"""sb3-contrib's ``RecurrentPPO`` with ``CnnLstmPolicy``: the Nature CNN, then LSTMs (see :mod:`.recurrent_imports`)."""
 VECTOR_POLICIES = {"ActorCriticPolicy", "MlpPolicy", "DQNPolicy", "MultiInputActorCriticPolicy", "MultiInputPolicy"}
+RECURRENT_VECTOR_POLICIES = {
+    "RecurrentActorCriticPolicy",
+    "MlpLstmPolicy",
+    "RecurrentMultiInputActorCriticPolicy",
+    "MultiInputLstmPolicy",
+}
+_ACTIVATION_CLASS = re.compile(r"<class 'torch\.nn\.modules\.activation\.(\w+)'>")
 _NAME_OPS = 10_000
 """Opcodes read for names: a class pickled by reference takes a handful; a hostile entry could
 hold millions, each a microsecond to list."""
@@ -76,13 +87,24 @@ def _pickled_names(entry: Any) -> list[str]:
 def _policy_class(data: dict[str, Any]) -> str:
     entry = data.get("policy_class")
     names = _pickled_names(entry)
-    known = [n for n in names if n in PIXEL_POLICIES | VECTOR_POLICIES or n.endswith("Policy")]
+    ours = PIXEL_POLICIES | VECTOR_POLICIES | RECURRENT_POLICIES | RECURRENT_VECTOR_POLICIES
+    known = [n for n in names if n in ours or n.endswith("Policy")]
     if known:
         return known[-1]
     init = entry.get("__init__", "") if isinstance(entry, dict) else ""
     if isinstance(init, str) and init.startswith("<function ") and ".__init__" in init:
         return init.removeprefix("<function ").split(".__init__")[0]
     return "unknown"
+
+
+def _activation(kwargs: Any) -> str | None:
+    """The class name of ``policy_kwargs``' ``activation_fn`` (a recurrent policy's ``mlp_extractor``
+    activation; ``Tanh`` when not set), or None for one we do not know. A class is not JSON: SB3
+    pickles the whole ``policy_kwargs`` and writes each item's ``str`` beside it, which we read."""
+    if not isinstance(kwargs, dict) or "activation_fn" not in kwargs:
+        return "Tanh"
+    found = _ACTIVATION_CLASS.fullmatch(str(kwargs["activation_fn"]))
+    return found.group(1) if found and found.group(1) in ACTIVATIONS else None
 
 
 def _int(value: Any) -> int | None:
@@ -128,15 +150,16 @@ def read_sb3(path: Path) -> SB3Agent:
 
     policy = _policy_class(data)
     shape = _shape(data.get("observation_space"), path)
-    if policy in VECTOR_POLICIES or len(shape) != 3:
+    if policy in VECTOR_POLICIES | RECURRENT_VECTOR_POLICIES or len(shape) != 3:
         raise CheckpointError(
             f"{path} holds a Stable-Baselines3 {policy} with observations of shape {shape or '?'}: "
-            "not a pixel policy; we explain CnnPolicy agents whose observations are images"
+            "not a pixel policy; we explain CnnPolicy and CnnLstmPolicy agents whose observations are images"
         )
-    if policy not in PIXEL_POLICIES:
+    if policy not in PIXEL_POLICIES | RECURRENT_POLICIES:
         raise CheckpointError(
             f"{path} holds a Stable-Baselines3 {policy}, which is not supported; supported: "
-            f"{', '.join(sorted(PIXEL_POLICIES))} (PPO, A2C and DQN with policy='CnnPolicy')"
+            f"{', '.join(sorted(PIXEL_POLICIES | RECURRENT_POLICIES))} (PPO, A2C and DQN with policy='CnnPolicy', "
+            "sb3-contrib RecurrentPPO with policy='CnnLstmPolicy')"
         )
     # (C, H, W) or (H, W, C): largest first puts the channels last for the caps
     check_observation_shape(tuple(sorted(shape, reverse=True)), f"corrupt Stable-Baselines3 zip {path}")
@@ -156,7 +179,10 @@ def read_sb3(path: Path) -> SB3Agent:
     state = load_torch(weights, f"policy.pth in {path}", f"cannot read policy.pth in {path}")
     if not isinstance(state, dict):
         raise CheckpointError(f"policy.pth in {path} is not a state dict")
-    recognised = recognise(state, f"policy.pth in {path}")
+    if policy in RECURRENT_POLICIES:  # by the zip's content: its weights must be a recurrent policy's
+        recognised = recognise(state, f"policy.pth in {path}", (sb3_recurrent_layout(_activation(kwargs)),))
+    else:
+        recognised = recognise(state, f"policy.pth in {path}")
     if recognised.num_actions != count:
         raise CheckpointError(f"{path}: {recognised.num_actions} action outputs but an action space of {count}")
     return SB3Agent(
