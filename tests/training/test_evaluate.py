@@ -120,7 +120,7 @@ def test_each_env_contributes_its_first_episodes_whatever_their_length():
 
     rng = np.random.default_rng(0)
     with Recorder(make_vec_env("leaper", num_envs=3, seed=5, distribution_mode="easy")) as env:
-        episodes = _play(env, lambda obs: rng.integers(15, size=len(obs)), [3, 2, 2], Bar())
+        episodes = _play(env, lambda obs, first: rng.integers(15, size=len(obs)), [3, 2, 2], Bar())
         expected = env.first_episodes([3, 2, 2])
         ended = np.array(env.ends).sum(0)
     assert [sum(e.env_index == i for e in episodes) for i in range(3)] == [3, 2, 2]

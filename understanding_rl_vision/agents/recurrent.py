@@ -14,6 +14,10 @@ What the rest of the package relies on, for any recurrent model (built-in or imp
 
 Where an episode starts the state is reset to zeros (:meth:`~.base.Agent.reset_state`); rollouts store
 the incoming state of every step, and every method explains a frame given that stored state.
+
+Optionally a recurrent model splits its forward pass in two, ``encode(x) -> features`` (everything
+before the state is read) and ``recur(features, state) -> (logits, value, next_state)``; training then
+encodes a whole sequence in one batch and runs only ``recur`` step by step (``training.ppo.replay``).
 """
 
 from __future__ import annotations
@@ -88,13 +92,16 @@ class GreydanusLSTM(_ActorCritic):
     def forward(  # type: ignore[override]
         self, x: torch.Tensor, state: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        features = self.flatten(self.features(x))
-        if state is None:  # an episode's start
-            state = features.new_zeros(features.shape[0], self.state_size)
-        memory = match_rows(self.memory(state), features.shape[0])
-        h, c = self.lstm(features, (memory[:, : self.hidden_size], memory[:, self.hidden_size :]))
-        logits, value = self.heads(h)
-        return logits, value, torch.cat([h, c], dim=1)
+        return self.recur(self.encode(x), state)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The part before the state is read: frames -> the LSTM's input (N, 800)."""
+        return self.flatten(self.features(x))
+
+    def recur(
+        self, features: torch.Tensor, state: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return _lstm_step(self, features, state)
 
 
 class ImpalaLSTM(ImpalaCNN):
@@ -123,13 +130,28 @@ class ImpalaLSTM(ImpalaCNN):
     def forward(  # type: ignore[override]
         self, x: torch.Tensor, state: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        hidden = self.relu_fc(self.fc(self.flatten(self.features(x))))
-        if state is None:  # an episode's start
-            state = hidden.new_zeros(hidden.shape[0], self.state_size)
-        memory = match_rows(self.memory(state), hidden.shape[0])
-        h, c = self.lstm(hidden, (memory[:, : self.hidden_size], memory[:, self.hidden_size :]))
-        logits, value = self.heads(h)
-        return logits, value, torch.cat([h, c], dim=1)
+        return self.recur(self.encode(x), state)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The part before the state is read: frames -> the dense layer's output (N, 256)."""
+        return self.relu_fc(self.fc(self.flatten(self.features(x))))
+
+    def recur(
+        self, features: torch.Tensor, state: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return _lstm_step(self, features, state)
+
+
+def _lstm_step(
+    model: GreydanusLSTM | ImpalaLSTM, features: torch.Tensor, state: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One LSTMCell step from ``features`` and the incoming state ``[h, c]`` (None: zeros), then the heads."""
+    if state is None:  # an episode's start
+        state = features.new_zeros(features.shape[0], model.state_size)
+    memory = match_rows(model.memory(state), features.shape[0])
+    h, c = model.lstm(features, (memory[:, : model.hidden_size], memory[:, model.hidden_size :]))
+    logits, value = model.heads(h)
+    return logits, value, torch.cat([h, c], dim=1)
 
 
 def _init_lstm(lstm: nn.LSTMCell) -> None:

@@ -7,6 +7,7 @@ drift apart.
 
 from __future__ import annotations
 
+import inspect
 import math
 import typing
 from dataclasses import dataclass, fields
@@ -17,11 +18,15 @@ import torch
 
 from ..agents import ARCHITECTURES
 from ..common.device import check_device_name
-from ..envs import EnvSpec, MarioSpec, ProcgenSpec, parse_env_id, testing
+from ..envs import AtariSpec, EnvSpec, MarioSpec, ProcgenSpec, parse_env_id, testing
+from ..envs.spec import ATARI_OBSERVATIONS
 from ..errors import ConfigError
 
 PROCGEN_OPTIONS = ("distribution_mode", "num_levels", "start_level")
+ATARI_OPTIONS = ("observation", "frame_stack", "screen_size", "sticky_action_prob")
 MARIO_OPTIONS = ("action_set",)
+ATARI_FRAMES = {"deepmind": (4, 84), "greydanus": (1, 80)}
+"""Each Atari observation's own (frame_stack, screen_size), used where those options are 0."""
 CPU_CHUNK_SIZE = 256
 
 
@@ -40,10 +45,20 @@ class PPOConfig:
     """Procgen levels to train on, 0 for unlimited; Procgen games only."""
     start_level: int = 0
     """First Procgen level seed; training uses [start_level, start_level + num_levels)."""
+    observation: str = "deepmind"
+    """Atari frames: deepmind (84x84 grey, max-pooled over skips, 4 stacked) or greydanus (seed 001's
+    80x80 crop of the playing field, one frame); Atari games only."""
+    frame_stack: int = 0
+    """Atari frames stacked per observation; 0: the observation's own (deepmind 4, greydanus 1)."""
+    screen_size: int = 0
+    """Atari frame height and width; 0: the observation's own (deepmind 84, greydanus 80)."""
+    sticky_action_prob: float = 0.25
+    """Atari sticky actions: the chance the previous action repeats (0.25 is ALE v5's, 0 classic)."""
     action_set: str = "simple"
     """Super Mario Bros buttons: right_only (5 actions), simple (7) or complex (12); Mario only."""
     architecture: str = "impala"
-    """Network: impala (Procgen), nature (Atari) or clear (the paper's interpretable variant)."""
+    """Network: impala (Procgen), nature (Atari), clear (the paper's interpretable variant) or lstm
+    (seed 001's recurrent A3C network, any frame size; on Atari seed 001 used --observation greydanus)."""
     num_envs: int = 64
     """Environments stepped in parallel."""
     num_steps: int = 256
@@ -59,7 +74,8 @@ class PPOConfig:
     gae_lambda: float = 0.95
     """GAE lambda: trades bias (0) against variance (1) in the advantages."""
     num_minibatches: int = 8
-    """Minibatches per epoch; must divide the batch."""
+    """Minibatches per epoch; must divide the batch (for a recurrent architecture, num_envs: its
+    minibatches are whole environments' sequences)."""
     update_epochs: int = 3
     """Passes over each batch."""
     clip_coef: float = 0.2
@@ -87,7 +103,7 @@ class PPOConfig:
     chunk_size: int = 0
     """Samples per forward/backward pass; larger minibatches are processed in chunks whose
     gradients add up. 0: 256 on CPU (cache-sized passes there are about 1.7x faster), the
-    whole minibatch on CUDA."""
+    whole minibatch on CUDA. A recurrent architecture's minibatch is always one pass."""
     save_every: int = 50
     """Updates between checkpoints; one is always written at the end."""
 
@@ -105,6 +121,11 @@ class PPOConfig:
             _check(self, name, lambda v: v > 0 and math.isfinite(v), "must be > 0")
         for name in ("ent_coef", "vf_coef", "num_levels", "start_level", "seed", "chunk_size"):
             _check(self, name, lambda v: v >= 0 and math.isfinite(v), "must be >= 0")
+        for name in ("frame_stack", "screen_size"):
+            _check(self, name, lambda v: v >= 0, "must be >= 0 (0: the observation's own)")
+        _check(self, "sticky_action_prob", lambda v: 0.0 <= v <= 1.0, "must lie in [0, 1]")
+        observations = ", ".join(ATARI_OBSERVATIONS)
+        _check(self, "observation", lambda v: v in ATARI_OBSERVATIONS, f"must be one of {observations}")
         if self.batch_size % self.num_minibatches:
             raise ConfigError(
                 f"num_minibatches ({self.num_minibatches}) must divide the batch "
@@ -113,7 +134,18 @@ class PPOConfig:
         if self.architecture not in ARCHITECTURES:
             known = ", ".join(ARCHITECTURES)
             raise ConfigError(f"unknown architecture {self.architecture!r}; known: {known}")
+        if self.recurrent and self.num_envs % self.num_minibatches:
+            raise ConfigError(
+                f"num_minibatches ({self.num_minibatches}) must divide num_envs ({self.num_envs}) for the "
+                f"recurrent {self.architecture!r} architecture: each minibatch is whole environments' sequences"
+            )
         check_device_name(self.device)  # availability is checked when training starts
+
+    @property
+    def recurrent(self) -> bool:
+        """Whether the architecture carries a state from step to step (its forward takes one,
+        see :mod:`understanding_rl_vision.agents.recurrent`)."""
+        return "state" in inspect.signature(ARCHITECTURES[self.architecture].forward).parameters
 
     @property
     def batch_size(self) -> int:
@@ -141,6 +173,7 @@ class PPOConfig:
         defaults = {f.name: f.default for f in fields(PPOConfig)}
         families = (
             (ProcgenSpec, PROCGEN_OPTIONS, "Procgen", "a Procgen game"),
+            (AtariSpec, ATARI_OPTIONS, "Atari", "an Atari game"),
             (MarioSpec, MARIO_OPTIONS, "Mario", "Super Mario Bros"),
         )
         for family, names, title, what in families:
@@ -149,7 +182,11 @@ class PPOConfig:
                 raise ConfigError(f"{', '.join(changed)}: {title} options, but {spec.id} is not {what}")
         for family, names, *_ in families:
             if isinstance(spec, family):
-                return parse_env_id(self.env, **{name: getattr(self, name) for name in names})
+                options = {name: getattr(self, name) for name in names}
+                if family is AtariSpec:  # 0 takes the observation's own stack and size
+                    stack, size = ATARI_FRAMES[self.observation]
+                    options.update(frame_stack=self.frame_stack or stack, screen_size=self.screen_size or size)
+                return parse_env_id(self.env, **options)
         return spec
 
 

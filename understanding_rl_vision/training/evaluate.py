@@ -10,6 +10,7 @@ Two details keep the numbers honest:
   first k episodes, whatever their length.
 
 The random policy plays the same envs with the same seed, so in Procgen it meets the same levels.
+A recurrent agent carries its state from step to step, reset to zeros where an episode starts.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from ..envs.gymnasium_env import MAX_SEED
 from ..errors import UserError
 from ..rollout import open_env
 
-Policy = Callable[[np.ndarray], np.ndarray]
+Policy = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""Observations (N, H, W, C) and whether each starts an episode (N,) -> actions (N,)."""
 EVALUATION_STREAM = 1
 """Spawn key that keeps evaluation seeds apart from training's (which use the bare seed)."""
 
@@ -98,16 +100,24 @@ def evaluate(
     )
 
     generator = torch.Generator().manual_seed(agent_seed)
+    state = agent.initial_state(num_envs)  # a recurrent agent's, carried; (num_envs, 0) otherwise
 
     @torch.inference_mode()
-    def agent_policy(obs: np.ndarray) -> np.ndarray:
+    def agent_policy(obs: np.ndarray, first: np.ndarray) -> np.ndarray:
+        nonlocal state
+        state = agent.reset_state(state, first)  # zeros where an episode starts
         if greedy:
-            return agent(obs).logits.argmax(-1).cpu().numpy()
-        return agent.act(obs, generator)[0]
+            out = agent(obs, state)
+            if out.state is not None:
+                state = out.state.float().cpu().numpy()
+            return out.logits.argmax(-1).cpu().numpy()
+        acted = agent.act(obs, generator, state)
+        state = acted.state
+        return acted.actions
 
     rng = np.random.default_rng(random_seed)
 
-    def random_policy(obs: np.ndarray) -> np.ndarray:
+    def random_policy(obs: np.ndarray, first: np.ndarray) -> np.ndarray:
         return rng.integers(agent.num_actions, size=len(obs))
 
     bar = tqdm(total=2 * episodes, unit="episode", desc="evaluate", disable=not progress)
@@ -157,7 +167,7 @@ def _play(env: Any, policy: Policy, quotas: list[int], bar: tqdm) -> list[Episod
     played: list[Episode] = []
     step = env.reset()
     while left.any():
-        step = env.step(policy(step.obs))
+        step = env.step(policy(step.obs, step.first))
         for episode in step.episodes:
             if left[episode.env_index] > 0:
                 left[episode.env_index] -= 1

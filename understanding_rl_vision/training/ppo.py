@@ -5,6 +5,10 @@ The algorithm is baselines' PPO2 as the original used it on Procgen (and as Clea
 advantage normalisation, and rewards divided by a running std of discounted returns. Without that
 scaling the value loss of a game paying 10 per level swamps the policy gradient. The settings
 live in :class:`~.config.PPOConfig`, the files a run writes in :mod:`.run_dir`.
+
+A recurrent agent (``--architecture lstm``) carries its state through the rollout, and its
+minibatches are whole environments' sequences re-run from the state they started with, as in
+CleanRL's ``ppo_atari_lstm.py`` and sb3-contrib's ``RecurrentPPO`` (:func:`replay`).
 """
 
 from __future__ import annotations
@@ -174,7 +178,8 @@ def train(
 
     With ``resume``, continue the run saved there: weights, optimiser, reward scaling, RNG and
     step count as saved, the log appended. The environments restart on a seed derived from the
-    update number, so a resumed run is a faithful continuation, not a bit-exact replay.
+    update number (and a recurrent agent's state at zeros), so a resumed run is a faithful
+    continuation, not a bit-exact replay.
     """
     save_dir = Path(save_dir)
     if save_dir.exists() and not save_dir.is_dir():
@@ -216,17 +221,24 @@ def train(
         values = np.empty((E, T), np.float32)
         rewards = np.empty((E, T), np.float32)
         dones = np.empty((E, T), bool)
+        firsts = np.empty((E, T), bool)
 
         step = env.reset()
+        # A recurrent agent's state, carried from step to step ((E, 0) for a feed-forward agent).
+        # Checkpoints hold weights only and a resumed run restarts the envs, so it starts at zeros.
+        agent_state = agent.initial_state(E)
         while so_far.update < config.num_updates:
             started = time.perf_counter()
 
             # 1. Rollout: T steps of the current policy in each of the E envs.
             agent.model.eval()
+            start_states = agent.reset_state(agent_state, step.first)  # what the update re-runs from
             for t in range(T):
                 observations[:, t] = torch.from_numpy(step.obs)
+                firsts[:, t] = step.first  # observation t starts an episode
+                agent_state = agent.reset_state(agent_state, step.first)  # zeros where an episode starts
                 with _autocast(device, config.bf16):
-                    action, logits, values[:, t], _ = agent.act(step.obs, generator)
+                    action, logits, values[:, t], agent_state = agent.act(step.obs, generator, agent_state)
                 actions[:, t] = torch.from_numpy(action)
                 policy = Categorical(logits=torch.from_numpy(logits))
                 logprobs[:, t] = policy.log_prob(actions[:, t])
@@ -239,22 +251,28 @@ def train(
                 so_far.recent.extend(step.episodes)
                 bar.update(E)
             with torch.no_grad(), _autocast(device, config.bf16):
-                last_values = agent(step.obs).value.float().cpu().numpy()
+                last_state = agent.reset_state(agent_state, step.first)
+                last_values = agent(step.obs, last_state).value.float().cpu().numpy()
 
             # 2. Advantages (GAE), bootstrapped from the value of the observation after the rollout.
             advantages = gae(rewards, values, dones, config.gamma, config.gae_lambda, last_values)
             batch = {
-                "obs": observations.reshape(E * T, *shape),
-                "actions": actions.reshape(-1),
-                "logprobs": logprobs.reshape(-1),
-                "values": torch.from_numpy(values).reshape(-1),
-                "advantages": torch.from_numpy(advantages).reshape(-1),
-                "returns": torch.from_numpy(advantages + values).reshape(-1),
+                "obs": observations,
+                "actions": actions,
+                "logprobs": logprobs,
+                "values": torch.from_numpy(values),
+                "advantages": torch.from_numpy(advantages),
+                "returns": torch.from_numpy(advantages + values),
             }
 
-            # 3. Optimise the clipped objective for a few epochs of shuffled minibatches.
+            # 3. Optimise the clipped objective for a few epochs of shuffled minibatches: of single
+            # steps, or for a recurrent agent of whole envs' sequences with the state each started from.
             agent.model.train()
-            stats = _ppo_update(learner, batch, config, device)
+            if agent.recurrent:
+                sequences = {**batch, "firsts": torch.from_numpy(firsts), "states": torch.from_numpy(start_states)}
+                stats = _recurrent_ppo_update(learner, sequences, config, device)
+            else:
+                stats = _ppo_update(learner, {k: v.flatten(0, 1) for k, v in batch.items()}, config, device)
 
             # 4. Count, log, save.
             seconds = time.perf_counter() - started
@@ -291,7 +309,9 @@ def _ppo_update(
             for parts in zip(*(v.split(chunk_size) for v in minibatch.values())):
                 chunk = {k: v.to(device) for k, v in zip(minibatch, parts)}
                 weight = len(chunk["actions"]) / size
-                losses = _ppo_losses(agent, chunk, config, device)
+                with _autocast(device, config.bf16):
+                    out = agent(chunk["obs"])
+                losses = _ppo_losses(out.logits, out.value, chunk, config)
                 (weight * losses["loss"]).backward()
                 for name, value in losses.items():
                     sums[name] = sums.get(name, 0) + weight * value.detach()
@@ -301,14 +321,80 @@ def _ppo_update(
     return {name: float(total) / count for name, total in sums.items() if name != "loss"}
 
 
+def _recurrent_ppo_update(
+    learner: Learner, batch: dict[str, torch.Tensor], config: PPOConfig, device: torch.device
+) -> dict[str, float]:
+    """PPO for a recurrent agent: each minibatch is ``num_envs / num_minibatches`` whole envs.
+
+    ``batch`` is indexed by env: (E, T, ...) per step, plus ``firsts`` (E, T) and ``states`` (E, S),
+    the state each env entered the rollout with. Every minibatch is re-run through time by
+    :func:`replay` with the current weights, so the loss sees the states those weights make and its
+    gradient flows back through the whole sequence; one pass and one optimiser step per minibatch.
+    """
+    agent, optimizer = learner.agent, learner.optimizer
+    envs_per_minibatch = config.num_envs // config.num_minibatches
+    sums: dict[str, torch.Tensor] = {}
+    for _ in range(config.update_epochs):
+        order = torch.randperm(config.num_envs, generator=learner.generator)
+        for start in range(0, config.num_envs, envs_per_minibatch):
+            minibatch = {k: v[order[start : start + envs_per_minibatch]].to(device) for k, v in batch.items()}
+            with _autocast(device, config.bf16):
+                logits, value = replay(agent, minibatch["obs"], minibatch["firsts"], minibatch["states"])
+            steps = {k: minibatch[k].flatten(0, 1) for k in ("actions", "logprobs", "values", "advantages", "returns")}
+            if config.normalize_advantages:
+                adv = steps["advantages"]
+                steps["advantages"] = (adv - adv.mean()) / (adv.std() + 1e-8)
+            losses = _ppo_losses(logits.flatten(0, 1), value.flatten(0, 1), steps, config)
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            for name, total in losses.items():
+                sums[name] = sums.get(name, 0) + total.detach()
+            nn.utils.clip_grad_norm_(agent.model.parameters(), config.max_grad_norm)
+            optimizer.step()
+    count = config.update_epochs * config.num_minibatches
+    return {name: float(total) / count for name, total in sums.items() if name != "loss"}
+
+
+def replay(
+    agent: Agent, obs: torch.Tensor, firsts: torch.Tensor, states: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A recurrent agent's logits (N, T, A) and values (N, T) over N envs' sequences of T steps.
+
+    ``obs`` (N, T, H, W, C) uint8 are run step by step from ``states`` (N, S), the state each env
+    entered step 0 with; the state is reset to zeros at steps whose observation starts an episode
+    (``firsts`` (N, T)), exactly as the rollout carried it. With the rollout's weights this gives
+    the rollout's outputs again.
+    """
+    count, steps = firsts.shape
+    x = agent.preprocess(obs.flatten(0, 1))
+    model: Any = agent.model  # encode and recur, when it has them (agents/recurrent.py)
+    split = hasattr(model, "encode") and hasattr(model, "recur")
+    if split:  # the part before the memory once for the whole sequence, only the rest step by step
+        x = model.encode(x)
+    x = x.unflatten(0, (count, steps))
+    state = states
+    logits, values = [], []
+    for t in range(steps):
+        state = torch.where(firsts[:, t, None], 0.0, state)
+        if split:
+            step_logits, value, state = model.recur(x[:, t], state)
+        else:
+            out = agent.forward_preprocessed(x[:, t], state)
+            if out.state is None:
+                raise UserError("a recurrent agent's model must return its next state")
+            step_logits, value, state = out.logits, out.value, out.state
+        logits.append(step_logits)
+        values.append(value.reshape(-1))
+    return torch.stack(logits, dim=1), torch.stack(values, dim=1)
+
+
 def _ppo_losses(
-    agent: Agent, mb: dict[str, torch.Tensor], config: PPOConfig, device: torch.device
+    logits: torch.Tensor, value: torch.Tensor, mb: dict[str, torch.Tensor], config: PPOConfig
 ) -> dict[str, torch.Tensor]:
-    """The clipped surrogate objective and the statistics logged with it, as means over ``mb``."""
-    with _autocast(device, config.bf16):
-        out = agent(mb["obs"])
-    dist = Categorical(logits=out.logits.float())
-    value = out.value.float()
+    """The clipped surrogate objective and the statistics logged with it, as means over ``mb``,
+    given the current policy's ``logits`` and ``value`` for its steps."""
+    dist = Categorical(logits=logits.float())
+    value = value.float()
     logratio = dist.log_prob(mb["actions"]) - mb["logprobs"]
     ratio = logratio.exp()
 

@@ -115,7 +115,7 @@ def load_state(save_dir: Path, config: PPOConfig) -> tuple[dict[str, Any], Progr
     """The saved state and progress. A config that differs in more than
     :data:`RESUMABLE_CHANGES` is refused, naming every differing field."""
     state = _read_state(save_dir)
-    saved, now = state["config"], asdict(config)
+    saved, now = asdict(make_config(**state["config"])), asdict(config)  # fields added since: defaults
     changed = sorted(k for k in saved.keys() | now.keys() if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k))
     if changed:
         details = ", ".join(f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
