@@ -132,6 +132,8 @@ def make_learner(
     learner = Learner(agent, optimizer, scaler, torch.Generator().manual_seed(seeds["sampling"]))
     if state is not None:
         learner.load_state_dict(state)
+        for group in optimizer.param_groups:  # a resumed run may change the step size (RESUMABLE_CHANGES)
+            group["lr"] = config.learning_rate
     return learner
 
 

@@ -36,8 +36,9 @@ LOG = "log.csv"
 STATE_VERSION = 1
 RECENT_EPISODES = 100
 """Finished episodes the log and the progress bar average over."""
-RESUMABLE_CHANGES = ("total_steps", "save_every", "device", "chunk_size")
-"""Config fields a resumed run may change: how long and how to train, not what is learned."""
+RESUMABLE_CHANGES = ("total_steps", "save_every", "device", "chunk_size", "learning_rate")
+"""Config fields a resumed run may change: how long and how to train (the step size too, e.g. after a
+plateau; the log records each chunk's), not what is learned from."""
 LOG_COLUMNS = (
     "update",
     "global_step",
