@@ -28,6 +28,23 @@ as in ``run``), two outputs: the value and the action it took at each frame. Thr
   ``--seed001-frames`` frames (16 by default). It handles frames one at a time, so its time per
   frame does not depend on how many it runs; every time is reported per frame.
 
+A fourth job, ``perturbation-lstm`` (issue 17): perturbation saliency on a recurrent agent, seed
+001's A3C LSTM network (the ``lstm`` architecture) on its 80x80 grey ALE Breakout frames, each frame
+explained given the state stored for it, outputs ``actor`` (all logits as one vector) and ``value``
+(the critic), as the seed computes both. The agent is the checkpoint ``--lstm-checkpoint`` (an
+``lstm`` agent; a trained one when there is one) or else a seeded random ``lstm`` agent (its actor
+head drawn at gain 1, as the tests do); ``--lstm-frames`` frames (32) of one environment's rollout,
+with the states entering them. The peer is the seed-001 pipeline as the seed writes it
+(``tests/seed001_pipeline.py``): per frame, the seed's own ``NNPolicy`` module holding the agent's
+weights, ``SlidingRadial(radius=(5, 5), stride=(5, 5), sigma=(5, 5))`` masks (256 a frame),
+``occlude_image_batch`` with ``gaussian_filter(frame, sigma=3)`` as fill, one model call per
+perturbed image with the frame's stored ``(hx, cx)``, and ``SquaredDifferenceScoring`` for the
+actor and for the critic. The peer runs under ``torch.no_grad()``, which the seed omits (that only
+makes it faster; the seed as written is timed on 2 frames and printed in the note), and one frame
+after another (the seed's ``app`` spreads frames over a thread pool; torch's threads are used
+within each call instead). Maps are compared before the min-max rescaling, relative to each
+frame's largest value, as ``tests/attribution/test_perturbation_recurrent.py`` does.
+
 Both sides get the same batches of ``--batch`` frames (64; ours chunk further inside) and the same
 ``torch.set_num_threads`` (``--threads``, default torch's own choice; numpy and scipy keep theirs).
 Each side runs once on 2 frames untimed (a warm-up), then on the job, timed: once, except
@@ -36,10 +53,12 @@ Grad-CAM (seconds a side), timed 5 times in turn with the fastest of each side k
     .venv/bin/python benchmarks/methods.py                       # 256 frames, the seed-001 peer on 16
     .venv/bin/python benchmarks/methods.py --seed001-frames 256  # the seed-001 peer on all 256 (an hour)
     .venv/bin/python benchmarks/methods.py --quick               # 32 frames, the slow peer on 4
+    .venv/bin/python benchmarks/methods.py --methods perturbation-lstm --lstm-frames 32  # issue 17 only
 
 The last line is machine-readable (ratios are the peer's time over ours per frame, >1: ours faster;
 ``max_rel_diff`` is the largest over the compared maps; ``nan`` where a section did not run):
-RESULT methods gradcam_vs_pytorch_gradcam=<x> smoothgrad_vs_captum=<y> perturbation_vs_seed001=<z> max_rel_diff=<d>
+RESULT methods gradcam_vs_pytorch_gradcam=<x> smoothgrad_vs_captum=<y> perturbation_vs_seed001=<z> max_rel_diff=<d> \
+perturbation_lstm_vs_seed001=<w> perturbation_lstm_max_rel_diff=<e>
 """
 
 from __future__ import annotations
@@ -69,6 +88,8 @@ from understanding_rl_vision.demo import bundled_agent_path
 from understanding_rl_vision.rollout import collect_trajectories
 
 OUTPUT_NAMES = ("value", "action")
+LSTM_OUTPUT_NAMES = ("actor", "value")
+SECTIONS = ("gradcam", "smoothgrad", "perturbation", "perturbation-lstm")
 CAM_LAYER = "3b"
 SAMPLES = 16
 GRADCAM_REPEATS = 5
@@ -101,6 +122,7 @@ class Job:
     actions: torch.Tensor  # (N,) the actions taken
     entries: dict[str, list[int]]  # per output, per frame: the entry of [value, logits] it selects
     batch: int
+    states: torch.Tensor | None = None  # (N, S) a recurrent agent's state entering each frame
 
     def batches(self, frames: int | None = None) -> list[Batch]:
         """The first ``frames`` frames (all by default) in batches of ``batch``."""
@@ -153,6 +175,30 @@ def make_job(frames: int, batch: int) -> Job:
         "action": [explained.entries.index(f"logit:{agent.action_names[a]}") for a in actions.tolist()],
     }
     return Job(agent, explained, inputs, actions, entries, batch)
+
+
+def make_lstm_job(frames: int, batch: int, checkpoint: str | None) -> Job:
+    """Seed 001's Breakout frames of an ``lstm`` agent (the checkpoint, or a seeded random one) and
+    the states entering them, from one environment's rollout."""
+    from seed001_pipeline import breakout_lstm_agent
+
+    from understanding_rl_vision.agents.recurrent import GreydanusLSTM
+    from understanding_rl_vision.envs.spec import parse_env_id
+
+    agent = load_checkpoint(checkpoint) if checkpoint else breakout_lstm_agent(seed=0)
+    if not isinstance(agent.model, GreydanusLSTM):
+        raise SystemExit(f"{checkpoint} is not an 'lstm' agent (seed 001's network), which the seed's pipeline runs")
+    spec = None
+    if agent.env_spec is None:
+        spec = parse_env_id("ALE/Breakout-v5", observation="greydanus", frame_stack=1, screen_size=80)
+    trajectories = collect_trajectories(
+        agent, TrajectoryConfig(num_envs=1, num_steps=frames), env_spec=spec, seed=0, progress=False
+    )
+    assert trajectories.states is not None
+    inputs = agent.preprocess(trajectories.observations[0])
+    states = torch.from_numpy(trajectories.states[0])
+    actions = torch.from_numpy(trajectories.actions[0])
+    return Job(agent, explain_agent(agent, states), inputs, actions, {}, batch, states)
 
 
 def relative_difference(ours: np.ndarray, reference: np.ndarray) -> float:
@@ -309,6 +355,65 @@ def perturbation(job: Job, peer_frames: int) -> Row | None:
     )
 
 
+def perturbation_lstm(job: Job) -> Row | None:
+    if "perturbation" not in REGISTRY:
+        print("perturbation-lstm: no method is registered as 'perturbation' in this checkout; section skipped")
+        return None
+    from seed001_pipeline import before_rescaling, gen_sal_maps, seed_policy, split_state
+    from seed001_pipeline import perturber as sliding_radial
+    from xaitk_saliency.impls.gen_classifier_conf_sal.squared_difference_scoring import SquaredDifferenceScoring
+
+    assert job.states is not None
+    explained, outputs = job.explained, job.explained.outputs(list(LSTM_OUTPUT_NAMES))
+    method = REGISTRY["perturbation"]()
+    radius, stride, blur = method.perturbation_radius, method.perturbation_stride, method.perturbation_blur
+    perturber = sliding_radial(radius, stride)
+    policy = seed_policy(job.agent)  # the seed's own module, holding the agent's weights
+    frames = job.inputs.numpy()
+
+    def ours(batches: list[Batch]) -> torch.Tensor:
+        return torch.cat([method.attribute(explained.on(rows), x, outputs) for rows, x, _ in batches], 1)
+
+    def seed(rows: range) -> list:
+        """The seed's gen_sal_maps on each frame: actor and critic maps, rescaled as the seed has them."""
+        predictions = []
+        for n in rows:
+            hx, cx = split_state(job.states[n])
+            scoring = SquaredDifferenceScoring()
+            predictions.append(gen_sal_maps(policy, frames[n, 0], hx, cx, perturber, scoring, blur)[2])
+        return predictions
+
+    def peer(batches: list[Batch]) -> list:
+        with torch.no_grad():
+            return [p for rows, _, _ in batches for p in seed(range(rows.start, rows.stop))]
+
+    ours_maps, ours_ms, predictions, peer_ms = race(job, ours, peer)
+    started = time.perf_counter()
+    seed(range(2))  # as the seed writes it: with autograd recording every call
+    as_written_ms = 1e3 * (time.perf_counter() - started) / 2
+    # Untimed: the maps before SquaredDifferenceScoring's min-max rescaling, from the same predictions.
+    difference = max(
+        relative_difference(ours_maps[k, n].numpy(), expected)
+        for n, p in enumerate(predictions)
+        for k, expected in enumerate(before_rescaling(p))
+    )
+    masks = len(predictions[0].pert_masks)
+    flops, peak = forward_flops(explained.on(slice(0, 1)), job.inputs[:1]), matmul_peak()
+    rate = (masks + 1) * flops / (ours_ms / 1e3)
+    return Row(
+        f"Perturbation LSTM (r{radius:g} s{stride} b{blur:g})",
+        "seed-001: xaitk SlidingRadial, 1 call/image",
+        ours_ms,
+        peer_ms,
+        difference,
+        f"{len(job.inputs)} Breakout frames with their stored states, outputs {' + '.join(LSTM_OUTPUT_NAMES)}; "
+        f"the seed's gen_sal_maps without torch.no_grad: {as_written_ms:.1f} ms/frame "
+        f"({as_written_ms / ours_ms:.2f}x ours); {masks} masks a frame, {flops / 1e6:.1f} MFLOP a forward pass: "
+        f"ours at {rate / 1e9:.0f} GFLOP/s, fp32 matmul peak {peak / 1e9:.0f} GFLOP/s, so at most "
+        f"{peer_ms / ((masks + 1) * flops / peak * 1e3):.1f}x the peer with float32 maps",
+    )
+
+
 def forward_flops(explained: Any, frame: torch.Tensor) -> float:
     """FLOPs of one forward pass of one frame (torch's own count: convolutions and matmuls)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -341,7 +446,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64, help="frames per call, both sides (default 64)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads, both sides")
     parser.add_argument(
-        "--methods", default="gradcam,smoothgrad,perturbation", help="sections to run (default: all three)"
+        "--lstm-frames", type=int, default=None, help="Breakout frames of the perturbation-lstm job (default 32)"
+    )
+    parser.add_argument(
+        "--lstm-checkpoint",
+        default=None,
+        help="an 'lstm' agent checkpoint for the perturbation-lstm job (default: a seeded random one)",
+    )
+    parser.add_argument(
+        "--methods", default=",".join(SECTIONS), help=f"sections to run, of {', '.join(SECTIONS)} (default: all)"
     )
     args = parser.parse_args()
     frames = 32 if args.quick else args.frames
@@ -349,34 +462,45 @@ def main() -> None:
         peer_frames = min(frames, args.seed001_frames)
     else:
         peer_frames = min(frames, 4 if args.quick else 16)
+    lstm_frames = args.lstm_frames if args.lstm_frames is not None else 8 if args.quick else 32
     sections = {s.strip() for s in args.methods.split(",") if s.strip()}
-    unknown = sections - {"gradcam", "smoothgrad", "perturbation"}
-    if unknown or frames < 1 or peer_frames < 1:
+    unknown = sections - set(SECTIONS)
+    if unknown or frames < 1 or peer_frames < 1 or lstm_frames < 2:
         parser.error(f"bad --methods {sorted(unknown)} or frame counts")
     torch.set_num_threads(args.threads)
 
-    job = make_job(frames, min(args.batch, frames))
-    print(
-        f"job: {frames} CoinRun frames of the bundled agent, outputs {' + '.join(OUTPUT_NAMES)}, "
-        f"batches of {job.batch}; torch {torch.__version__}, {torch.get_num_threads()} threads for both sides"
-    )
     rows: dict[str, Row | None] = {}
-    if "gradcam" in sections:
-        rows["gradcam"] = gradcam(job)
-    if "smoothgrad" in sections:
-        rows["smoothgrad"] = smoothgrad(job)
-    if "perturbation" in sections:
-        rows["perturbation"] = perturbation(job, peer_frames)
+    if sections & {"gradcam", "smoothgrad", "perturbation"}:
+        job = make_job(frames, min(args.batch, frames))
+        print(
+            f"job: {frames} CoinRun frames of the bundled agent, outputs {' + '.join(OUTPUT_NAMES)}, "
+            f"batches of {job.batch}; torch {torch.__version__}, {torch.get_num_threads()} threads for both sides"
+        )
+        if "gradcam" in sections:
+            rows["gradcam"] = gradcam(job)
+        if "smoothgrad" in sections:
+            rows["smoothgrad"] = smoothgrad(job)
+        if "perturbation" in sections:
+            rows["perturbation"] = perturbation(job, peer_frames)
+    if "perturbation-lstm" in sections:
+        lstm_job = make_lstm_job(lstm_frames, min(args.batch, lstm_frames), args.lstm_checkpoint)
+        print(
+            f"job perturbation-lstm: {lstm_frames} ALE Breakout frames (80x80 grey) of "
+            f"{args.lstm_checkpoint or 'a seeded random lstm agent'} with their stored states, outputs "
+            f"{' + '.join(LSTM_OUTPUT_NAMES)}, batches of {lstm_job.batch}; torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads for both sides"
+        )
+        rows["perturbation-lstm"] = perturbation_lstm(lstm_job)
 
     done = [row for row in rows.values() if row is not None]
     header = (
-        f"{'method':<26} {'ours ms/frame':>13}  {'peer':<44} {'peer ms/frame':>13} {'ratio':>7} {'max rel diff':>12}"
+        f"{'method':<30} {'ours ms/frame':>13}  {'peer':<44} {'peer ms/frame':>13} {'ratio':>7} {'max rel diff':>12}"
     )
     print(header)
     print("-" * len(header))
     for row in done:
         diff = "n/a" if row.max_rel_diff is None else f"{row.max_rel_diff:.2e}"
-        print(f"{row.method:<26} {row.ours_ms:13.2f}  {row.peer:<44} {row.peer_ms:13.2f} {row.ratio:6.2f}x {diff:>12}")
+        print(f"{row.method:<30} {row.ours_ms:13.2f}  {row.peer:<44} {row.peer_ms:13.2f} {row.ratio:6.2f}x {diff:>12}")
     for row in done:
         if row.note:
             print(f"{row.method}: {row.note}")
@@ -386,10 +510,13 @@ def main() -> None:
         return "nan" if row is None else f"{row.ratio:.2f}"
 
     compared = [row.max_rel_diff for row in done if row.max_rel_diff is not None]
+    lstm = rows.get("perturbation-lstm")
+    lstm_diff = "nan" if lstm is None or lstm.max_rel_diff is None else f"{lstm.max_rel_diff:.2e}"
     print(
         f"RESULT methods gradcam_vs_pytorch_gradcam={ratio('gradcam')} smoothgrad_vs_captum={ratio('smoothgrad')} "
         f"perturbation_vs_seed001={ratio('perturbation')} "
-        f"max_rel_diff={f'{max(compared):.2e}' if compared else 'nan'}"
+        f"max_rel_diff={f'{max(compared):.2e}' if compared else 'nan'} "
+        f"perturbation_lstm_vs_seed001={ratio('perturbation-lstm')} perturbation_lstm_max_rel_diff={lstm_diff}"
     )
 
 
