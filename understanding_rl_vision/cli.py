@@ -83,7 +83,9 @@ def _build(checkpoint, args: argparse.Namespace, base=None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    return _build(args.checkpoint, args)
+    from . import demo
+
+    return _build(demo.resolve_checkpoint(args.checkpoint), args)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -98,7 +100,7 @@ def _configure_video(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "checkpoint",
         nargs="?",
-        help="checkpoint as for run, or 'bundled' for the bundled agent; leave out with --from",
+        help="checkpoint as for run, 'bundled' (CoinRun) or bundled:breakout-lstm; leave out with --from",
     )
     parser.add_argument("-o", "--output", default="video.mp4", help="video file, .mp4 or .gif (default: video.mp4)")
     parser.add_argument(

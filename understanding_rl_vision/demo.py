@@ -36,16 +36,25 @@ def bundled_agent_path() -> Traversable | None:
 
 
 BUNDLED_NAMES = ("bundled", "demo")
-"""What commands that take a checkpoint accept for the bundled agent."""
+"""What commands that take a checkpoint accept for the bundled CoinRun agent."""
+BUNDLED_AGENTS = {"coinrun": DEMO_AGENT, "breakout-lstm": "breakout-lstm.safetensors"}
+"""``bundled:NAME`` -> the file shipped as package data: the demo's CoinRun agent and seed 001's A3C
+LSTM network trained on Breakout (docs/seeds.md)."""
 
 
 def resolve_checkpoint(name: str) -> str | os.PathLike[str]:
-    """``name`` itself, or the bundled agent's path if ``name`` is one of :data:`BUNDLED_NAMES`."""
-    if name not in BUNDLED_NAMES:
+    """``name`` itself, or the path of a bundled agent: one of :data:`BUNDLED_NAMES` (CoinRun) or
+    ``bundled:NAME`` for a name in :data:`BUNDLED_AGENTS`."""
+    if name in BUNDLED_NAMES:
+        name = "bundled:coinrun"
+    if not name.startswith("bundled:"):
         return name
-    path = bundled_agent_path()
-    if path is None:
-        raise UserError("this install lacks the bundled demo agent (understanding_rl_vision/data)")
+    key = name.removeprefix("bundled:")
+    if key not in BUNDLED_AGENTS:
+        raise UserError(f"no bundled agent {key!r}; bundled: {', '.join(f'bundled:{k}' for k in BUNDLED_AGENTS)}")
+    path = resources.files("understanding_rl_vision") / "data" / BUNDLED_AGENTS[key]
+    if not path.is_file():
+        raise UserError(f"this install lacks the bundled agent {name} (understanding_rl_vision/data)")
     return cast("os.PathLike[str]", path)  # package data in a folder: a Path
 
 

@@ -131,3 +131,19 @@ def test_impala_lstm_for_procgen(make_random_agent, tmp_path):
     assert torch.allclose(a.logits, b.logits, atol=1e-6) and torch.allclose(a.state, b.state, atol=1e-6)
     layers = discover_layers(agent.model, agent.preprocess(played.observations[0, :1]))
     assert [layer.label for layer in layers] == ["1a", "1b", "2a", "2b", "3a", "3b", "3c"]
+
+
+def test_bundled_breakout_lstm_agent():
+    from understanding_rl_vision import demo
+    from understanding_rl_vision.agents import read_checkpoint_metadata
+    from understanding_rl_vision.errors import UserError
+
+    path = demo.resolve_checkpoint("bundled:breakout-lstm")
+    assert path.stat().st_size < 6 << 20  # the limit for shipping it
+    agent = load_checkpoint(path)
+    assert agent.architecture.name == "lstm" and agent.state_size == 512
+    assert agent.env_spec.observation == "greydanus" and agent.observation_shape == (80, 80, 1)
+    assert read_checkpoint_metadata(path)["extra"]["steps_trained"] >= 500_000
+    assert demo.resolve_checkpoint("bundled") == demo.resolve_checkpoint("bundled:coinrun")
+    with pytest.raises(UserError, match="no bundled agent 'nope'"):
+        demo.resolve_checkpoint("bundled:nope")

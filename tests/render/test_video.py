@@ -249,3 +249,30 @@ def test_seed_000_grad_cam_of_a_pfrl_mario_agent(tmp_path):
     sheet, panels, track = sheet_for(tmp_path / "mario-run")
     assert track.frames.shape[1:] == (240, 256, 3) and sheet.zoom == 1  # the colour screen, as a person sees it
     assert [p.look for p in panels] == ["jet", "jet"]
+
+
+def test_seed_001_actor_blue_critic_red_of_the_bundled_lstm_agent(tmp_path):
+    """Seed 001 end to end: the bundled A3C LSTM Breakout agent, perturbation saliency with the 2018
+    settings (radius 5, stride 5, blur 3 on 80x80), the actor added in blue and the critic in red
+    over the playing field the agent sees."""
+    out = tmp_path / "seed-001.mp4"
+    args = ["video", "bundled:breakout-lstm", "--methods", "perturbation", "--outputs", "actor,value"]
+    small = [flag if flag != "2b" else "3a" for flag in SMALL_FLAGS]  # the lstm network's layers: 1a..4a
+    assert main([*args, "--frames", "6", "-o", str(out), *small]) == 0
+    frames, _, _ = decode(out)
+    run = tmp_path / "seed-001-run"
+    data = run / "data"
+    manifest = read_manifest(data)
+    assert manifest.trajectory_lengths == (6,)
+    entry = next(m for m in manifest.all_methods if m.name == "perturbation")
+    track = source.read_trajectory(data, manifest, 0)
+    assert track.frames.shape[1:] == (160, 160, 3)  # rows 35:195 of the screen, what the 80x80 input covers
+    sheet, panels, _ = sheet_for(run, methods=["perturbation"], outputs=["actor", "value"])
+    assert [p.title for p in panels] == ["Perturbation saliency · actor (blue) + value (red)"]
+    for name, channel in (("actor", 2), ("value", 0)):
+        maps = read_payload(data, map_key(entry.key_prefix, -1, 0, list(manifest.outputs).index(name))).positive
+        assert maps.shape == (6, 80, 80) and maps.max() > 0
+        index = int(np.argmax(maps.reshape(6, -1).max(axis=1)))
+        peak = np.unravel_index(np.argmax(maps[index]), maps[index].shape)
+        y, x = _cell_centre(sheet, 1, peak, maps.shape[1:])
+        assert frames[index][y, x][channel] >= 200, (name, frames[index][y, x])

@@ -115,6 +115,8 @@ class AtariVecEnv(_ListVecEnv):
     def _shapes(self, env: gymnasium.Env) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
         stack, height, width = cast("tuple[int, int, int]", env.observation_space.shape)  # stacked Box
         screen_height, screen_width = cast("AtariEnv", env.unwrapped).ale.getScreenDims()  # 210x160 for most games
+        if self.spec.observation == "greydanus":  # a person sees the part the agent sees, so maps line up
+            screen_height = GREYDANUS_ROWS[1] - GREYDANUS_ROWS[0]
         return (height, width, stack), (int(screen_height), int(screen_width), 3)
 
     def _observation(self, obs: Any) -> np.ndarray:
@@ -122,4 +124,7 @@ class AtariVecEnv(_ListVecEnv):
         return np.ascontiguousarray(np.moveaxis(np.asarray(obs), 0, -1))
 
     def _frame(self, env: gymnasium.Env, obs: np.ndarray) -> np.ndarray:
-        return cast("AtariEnv", env.unwrapped).ale.getScreenRGB()
+        screen = cast("AtariEnv", env.unwrapped).ale.getScreenRGB()
+        if self.spec.observation == "greydanus":
+            return screen[GREYDANUS_ROWS[0] : GREYDANUS_ROWS[1]]
+        return screen

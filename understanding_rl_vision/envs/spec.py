@@ -72,7 +72,8 @@ class AtariSpec:
     observation: str = "deepmind"
     """``deepmind``: grey, max-pooled over skipped frames, resized to ``screen_size``, stacked.
     ``greydanus`` (seed 001's A3C LSTM): the screen after each skip, rows 35:195, the mean of R, G
-    and B, resized to ``screen_size`` (80) bilinearly, stacked ``frame_stack`` (1) times; no no-ops."""
+    and B, resized to ``screen_size`` (80) bilinearly, stacked ``frame_stack`` (1) times; no no-ops.
+    A person is then shown the same rows in colour (160x160), so maps line up with the frame."""
 
     @property
     def id(self) -> str:
