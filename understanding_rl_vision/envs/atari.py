@@ -110,12 +110,13 @@ class AtariVecEnv(_ListVecEnv):
 
     def __init__(self, spec: AtariSpec, num_envs: int = 1, seed: int = 0):
         _check_spec(spec)
+        self.cropped = spec.observation == "greydanus"  # a person sees the rows the agent sees
         super().__init__(spec, lambda: _make_atari(spec), num_envs, seed)
 
     def _shapes(self, env: gymnasium.Env) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
         stack, height, width = cast("tuple[int, int, int]", env.observation_space.shape)  # stacked Box
         screen_height, screen_width = cast("AtariEnv", env.unwrapped).ale.getScreenDims()  # 210x160 for most games
-        if self.spec.observation == "greydanus":  # a person sees the part the agent sees, so maps line up
+        if self.cropped:  # a person sees the part the agent sees, so maps line up
             screen_height = GREYDANUS_ROWS[1] - GREYDANUS_ROWS[0]
         return (height, width, stack), (int(screen_height), int(screen_width), 3)
 
@@ -125,6 +126,6 @@ class AtariVecEnv(_ListVecEnv):
 
     def _frame(self, env: gymnasium.Env, obs: np.ndarray) -> np.ndarray:
         screen = cast("AtariEnv", env.unwrapped).ale.getScreenRGB()
-        if self.spec.observation == "greydanus":
+        if self.cropped:
             return screen[GREYDANUS_ROWS[0] : GREYDANUS_ROWS[1]]
         return screen
