@@ -52,9 +52,14 @@ def resolve_checkpoint(name: str) -> str | os.PathLike[str]:
     key = name.removeprefix("bundled:")
     if key not in BUNDLED_AGENTS:
         raise UserError(f"no bundled agent {key!r}; bundled: {', '.join(f'bundled:{k}' for k in BUNDLED_AGENTS)}")
-    path = resources.files("understanding_rl_vision") / "data" / BUNDLED_AGENTS[key]
-    if not path.is_file():
-        raise UserError(f"this install lacks the bundled agent {name} (understanding_rl_vision/data)")
+    if key == "coinrun":
+        path = bundled_agent_path()
+        if path is None:
+            raise UserError("this install lacks the bundled demo agent (understanding_rl_vision/data)")
+    else:
+        path = resources.files("understanding_rl_vision") / "data" / BUNDLED_AGENTS[key]
+        if not path.is_file():
+            raise UserError(f"this install lacks the bundled agent {name} (understanding_rl_vision/data)")
     return cast("os.PathLike[str]", path)  # package data in a folder: a Path
 
 

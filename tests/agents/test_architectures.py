@@ -220,7 +220,7 @@ def test_agent_rejects_wrong_observation_shape() -> None:
 
 
 def test_build_model_rejects_unknown_names_and_arguments() -> None:
-    known = "unknown architecture 'resnet'; known: clear, impala, nature"
+    known = "unknown architecture 'resnet'; known: clear, impala, impala-lstm, lstm, nature, nature-lstm"
     with pytest.raises(UserError, match=known):
         build_model(ArchitectureSpec("resnet"), (64, 64, 3), 15)
     with pytest.raises(UserError, match="bad arguments for the 'clear' architecture"):

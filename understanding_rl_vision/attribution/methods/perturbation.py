@@ -193,6 +193,13 @@ class Perturbation(Method):
     def signed(self) -> bool:
         return False  # half squared differences
 
+    def settings(self) -> dict[str, object]:
+        # Without an unshrunk memory: runs cached before the setting existed keep their keys.
+        found = super().settings()
+        if not self.perturbation_memory:
+            del found["perturbation_memory"]
+        return found
+
     def __post_init__(self) -> None:
         for name in ("perturbation_radius", "perturbation_blur"):
             value = getattr(self, name)
