@@ -82,7 +82,7 @@ class GreydanusLSTM(_ActorCritic):
         self.lstm = nn.LSTMCell(self._flat_size(), self.hidden_size)
         self._add_outputs(self.hidden_size)
         self._init_weights()
-        _init_lstm(self.lstm)
+        init_lstm(self.lstm)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         for i in range(1, self.convs + 1):
@@ -125,7 +125,7 @@ class ImpalaLSTM(ImpalaCNN):
         self.state_parts = (("h", self.hidden_size), ("c", self.hidden_size))
         self.memory = nn.Identity()
         self.lstm = nn.LSTMCell(self.hidden_size, self.hidden_size)
-        _init_lstm(self.lstm)
+        init_lstm(self.lstm)
 
     def forward(  # type: ignore[override]
         self, x: torch.Tensor, state: torch.Tensor | None = None
@@ -154,7 +154,7 @@ def _lstm_step(
     return logits, value, torch.cat([h, c], dim=1)
 
 
-def _init_lstm(lstm: nn.LSTMCell) -> None:
+def init_lstm(lstm: nn.LSTMCell) -> None:
     """Orthogonal weights and zero biases, as CleanRL initialises its LSTM agents."""
     for name, parameter in lstm.named_parameters():
         if name.startswith("bias"):

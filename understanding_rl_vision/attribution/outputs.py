@@ -75,7 +75,7 @@ class ExplainedModel:
             return self
         if states is None:
             return replace(self, states=None, forward=_bind(self.step, None))
-        bound = torch.as_tensor(np.asarray(states) if isinstance(states, np.ndarray) else states, dtype=torch.float32)
+        bound = torch.as_tensor(states, dtype=torch.float32)
         return replace(self, states=bound, forward=_bind(self.step, bound))
 
     def on(self, rows: torch.Tensor | slice) -> ExplainedModel:

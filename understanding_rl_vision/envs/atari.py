@@ -2,7 +2,7 @@
 
 The agent sees 84x84 grey frames, max-pooled over skipped frames and stacked; a person is shown
 the 210x160 colour screen instead, because the preprocessed stack is hard to read. With
-``observation="greydanus"`` the agent sees seed 001's 80x80 crop instead (:class:`GreydanusFrame`).
+``observation="greydanus"`` the agent sees seed 001's 80x80 crop instead (:func:`greydanus_frame`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _check_spec(spec: AtariSpec) -> None:
 def _make_atari(spec: AtariSpec) -> gymnasium.Env:
     import ale_py
     import gymnasium
-    from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
+    from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation, TransformObservation
 
     gymnasium.register_envs(ale_py)
     quiet_ale()
@@ -57,7 +57,11 @@ def _make_atari(spec: AtariSpec) -> gymnasium.Env:
             repeat_action_probability=spec.sticky_action_prob,
             full_action_space=spec.full_action_space,
         )
-        return FrameStackObservation(GreydanusFrame(screen, spec.screen_size), stack_size=spec.frame_stack)
+        size = spec.screen_size
+        frames = TransformObservation(
+            screen, lambda rgb: greydanus_frame(rgb, size), gymnasium.spaces.Box(0, 255, (size, size), np.uint8)
+        )
+        return FrameStackObservation(frames, stack_size=spec.frame_stack)
     env = make_gymnasium_env(
         spec.id,
         frameskip=1,  # AtariPreprocessing does the skipping (and max-pooling) itself
@@ -81,28 +85,6 @@ def greydanus_frame(screen: np.ndarray, size: int = 80) -> np.ndarray:
 
     grey = screen[GREYDANUS_ROWS[0] : GREYDANUS_ROWS[1]].mean(axis=2, dtype=np.float32)
     return np.rint(cv2.resize(grey, (size, size), interpolation=cv2.INTER_LINEAR)).astype(np.uint8)
-
-
-def _greydanus_wrapper() -> type:
-    import gymnasium
-
-    class GreydanusFrame(gymnasium.ObservationWrapper):
-        """RGB screen -> :func:`greydanus_frame` (size, size) uint8."""
-
-        def __init__(self, env: gymnasium.Env, size: int):
-            super().__init__(env)
-            self.size = size
-            self.observation_space = gymnasium.spaces.Box(0, 255, (size, size), np.uint8)
-
-        def observation(self, observation: np.ndarray) -> np.ndarray:
-            return greydanus_frame(observation, self.size)
-
-    return GreydanusFrame
-
-
-def GreydanusFrame(env: gymnasium.Env, size: int) -> gymnasium.Env:
-    """Wrap ``env`` (RGB screens) to yield seed 001's frames; gymnasium is imported only when used."""
-    return _greydanus_wrapper()(env, size)
 
 
 class AtariVecEnv(_ListVecEnv):

@@ -228,16 +228,19 @@ def _sb3_dqn(state: StateDict) -> Recognised | None:
     return _nature("stable-baselines3 DQN CnnPolicy (NatureCNN)", kept, prefixes, "q")
 
 
+CLEANRL_ATARI = {
+    "network.0": "conv1",
+    "network.2": "conv2",
+    "network.4": "conv3",
+    "network.7": "fc",
+    "actor": "policy",
+    "critic": "value",
+}
+"""CleanRL's Atari agents' module names (``ppo_atari``, ``ppo_atari_lstm``) -> ours."""
+
+
 def _cleanrl_ppo_atari(state: StateDict) -> Recognised | None:
-    prefixes = {
-        "network.0": "conv1",
-        "network.2": "conv2",
-        "network.4": "conv3",
-        "network.7": "fc",
-        "actor": "policy",
-        "critic": "value",
-    }
-    return _nature("cleanrl ppo_atari Agent", state, prefixes, "actor-critic")
+    return _nature("cleanrl ppo_atari Agent", state, CLEANRL_ATARI, "actor-critic")
 
 
 def _cleanrl_dqn_atari(state: StateDict) -> Recognised | None:
@@ -383,18 +386,10 @@ def _cleanrl_ppo_atari_lstm(state: StateDict) -> Recognised | None:
     if not _has(state, "network.0.weight", "actor.weight") or not any(k.startswith("lstm.") for k in state):
         return None
     cell, kept = _lstm_cell(state, "lstm", "lstm")
-    prefixes = {
-        "network.0": "conv1",
-        "network.2": "conv2",
-        "network.4": "conv3",
-        "network.7": "fc",
-        "actor": "policy",
-        "critic": "value",
-    }
-    ours, leftover = _rename(kept, prefixes)
+    ours, leftover = _rename(kept, CLEANRL_ATARI)
     if leftover or not cell:
         return None
-    renamed = {o: t for t, o in prefixes.items()} | {"lstm": "lstm"}
+    renamed = {o: t for t, o in CLEANRL_ATARI.items()} | {"lstm": "lstm"}
     return _nature_lstm("cleanrl ppo_atari_lstm Agent", ours | cell, {"critic": "shared"}, renamed)
 
 

@@ -33,7 +33,7 @@ from torch import nn
 
 from ...errors import UserError
 from ..architectures import ARCHITECTURES, _ActorCritic
-from ..recurrent import match_rows
+from ..recurrent import init_lstm, match_rows
 
 CRITICS = ("lstm", "shared", "linear")
 """How the value is computed: a separate critic LSTM, the actor's LSTM, or a linear layer on the features."""
@@ -102,12 +102,9 @@ class NatureLSTM(_ActorCritic):
         self.policy = nn.Linear(int(policy_layers[-1]) if policy_layers else self.lstm_size, self.num_actions)
         self.value = nn.Linear(int(value_layers[-1]) if value_layers else self.lstm_size, 1)
         self._init_weights()
-        for cell in (self.lstm, getattr(self, "lstm_critic", None)):
-            for parameter_name, parameter in cell.named_parameters() if cell is not None else ():
-                if parameter_name.startswith("bias"):
-                    nn.init.zeros_(parameter)
-                else:
-                    nn.init.orthogonal_(parameter, gain=1.0)
+        init_lstm(self.lstm)
+        if critic == "lstm":
+            init_lstm(self.lstm_critic)
 
     def _hidden_layers(self, sizes: Sequence[int], activation: str) -> nn.Sequential | None:
         """SB3's ``mlp_extractor`` net: Linear, activation, Linear, activation...; None for none."""
