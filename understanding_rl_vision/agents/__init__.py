@@ -2,6 +2,7 @@
 checkpoints and for files from Stable-Baselines3, CleanRL and TorchScript."""
 
 from .architectures import ARCHITECTURES, build_model, make_agent
+from .attention import AttentionCNN, FreeLunchSaliency
 from .base import Agent, AgentOutput, ArchitectureSpec, Preprocessing, agent_digest
 from .checkpoint import load_checkpoint, read_checkpoint_metadata, save_checkpoint
 from .custom import custom_agent
@@ -14,6 +15,8 @@ __all__ = [
     "Agent",
     "AgentOutput",
     "ArchitectureSpec",
+    "AttentionCNN",
+    "FreeLunchSaliency",
     "GreydanusLSTM",
     "Preprocessing",
     "agent_digest",

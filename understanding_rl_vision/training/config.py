@@ -59,6 +59,8 @@ class PPOConfig:
     architecture: str = "impala"
     """Network: impala (Procgen), nature (Atari), clear (the paper's interpretable variant) or lstm
     (seed 001's recurrent A3C network, any frame size; on Atari seed 001 used --observation greydanus)."""
+    attention_heads: int = 1
+    """Attention masks of the attention architecture, whose masked features are summed (seed 002 used 2)."""
     num_envs: int = 64
     """Environments stepped in parallel."""
     num_steps: int = 256
@@ -90,6 +92,9 @@ class PPOConfig:
     """Clip scaled rewards to [-reward_clip, reward_clip]."""
     ent_coef: float = 0.01
     """Weight of the entropy bonus."""
+    attention_entropy_coef: float = 0.0
+    """Weight of seed 002's attention penalty: adds this times the entropy of the attention maps to
+    the loss, which sharpens them (attention architectures only: attention, fls)."""
     vf_coef: float = 0.5
     """Weight of the value loss."""
     max_grad_norm: float = 0.5
@@ -113,13 +118,29 @@ class PPOConfig:
             bool_mismatch = isinstance(value, bool) != (kind is bool)  # True is an int too
             if bool_mismatch or not isinstance(value, (int, float) if kind is float else kind):
                 raise ConfigError(f"{name} must be {kind.__name__}, got {value!r}")
-        for name in ("num_envs", "num_steps", "total_steps", "num_minibatches", "update_epochs", "save_every"):
+        for name in (
+            "attention_heads",
+            "num_envs",
+            "num_steps",
+            "total_steps",
+            "num_minibatches",
+            "update_epochs",
+            "save_every",
+        ):
             _check(self, name, lambda v: v >= 1, "must be >= 1")
         for name in ("gamma", "gae_lambda"):
             _check(self, name, lambda v: 0.0 <= v <= 1.0, "must lie in [0, 1]")
         for name in ("learning_rate", "adam_eps", "clip_coef", "reward_clip", "max_grad_norm"):
             _check(self, name, lambda v: v > 0 and math.isfinite(v), "must be > 0")
-        for name in ("ent_coef", "vf_coef", "num_levels", "start_level", "seed", "chunk_size"):
+        for name in (
+            "ent_coef",
+            "attention_entropy_coef",
+            "vf_coef",
+            "num_levels",
+            "start_level",
+            "seed",
+            "chunk_size",
+        ):
             _check(self, name, lambda v: v >= 0 and math.isfinite(v), "must be >= 0")
         for name in ("frame_stack", "screen_size"):
             _check(self, name, lambda v: v >= 0, "must be >= 0 (0: the observation's own)")
@@ -139,6 +160,12 @@ class PPOConfig:
                 f"num_minibatches ({self.num_minibatches}) must divide num_envs ({self.num_envs}) for the "
                 f"recurrent {self.architecture!r} architecture: each minibatch is whole environments' sequences"
             )
+        if self.attention_heads != 1 and self.architecture != "attention":
+            raise ConfigError(f"attention_heads is an option of the attention architecture, not {self.architecture!r}")
+        if self.attention_entropy_coef and not getattr(ARCHITECTURES[self.architecture], "attention_layer", None):
+            raise ConfigError(
+                f"attention_entropy_coef needs an attention architecture (attention, fls), not {self.architecture!r}"
+            )
         check_device_name(self.device)  # availability is checked when training starts
 
     @property
@@ -146,6 +173,11 @@ class PPOConfig:
         """Whether the architecture carries a state from step to step (its forward takes one,
         see :mod:`understanding_rl_vision.agents.recurrent`)."""
         return "state" in inspect.signature(ARCHITECTURES[self.architecture].forward).parameters
+
+    @property
+    def architecture_options(self) -> dict[str, Any]:
+        """Keyword arguments of the architecture that come from training options."""
+        return {"heads": self.attention_heads} if self.architecture == "attention" else {}
 
     @property
     def batch_size(self) -> int:

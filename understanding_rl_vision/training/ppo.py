@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from tqdm.auto import tqdm
 
 from ..advantages import gae
 from ..agents import Agent, make_agent
+from ..agents.attention import attention_entropy, attention_layer, capture_attention
 from ..common.device import check_device
 from ..common.machine import available_memory, format_bytes
 from ..envs import EnvSpec, make_vec_env
@@ -122,6 +124,7 @@ def make_learner(
         gamma=config.gamma,
         lam=config.gae_lambda,
         seed=seeds["agent"],
+        **config.architecture_options,
     )
     device = check_device(config.device)
     # Observations arrive NHWC, so channels-last weights keep convolutions in one layout
@@ -311,9 +314,12 @@ def _ppo_update(
             for parts in zip(*(v.split(chunk_size) for v in minibatch.values())):
                 chunk = {k: v.to(device) for k, v in zip(minibatch, parts)}
                 weight = len(chunk["actions"]) / size
-                with _autocast(device, config.bf16):
+                with _autocast(device, config.bf16), _attention(agent.model) as attention:
                     out = agent(chunk["obs"])
                 losses = _ppo_losses(out.logits, out.value, chunk, config)
+                if attention is not None:  # seed 002's penalty: sharper maps for a lower loss
+                    losses["attention_entropy"] = attention_entropy(attention[-1]).mean()
+                    losses["loss"] = losses["loss"] + config.attention_entropy_coef * losses["attention_entropy"]
                 (weight * losses["loss"]).backward()
                 for name, value in losses.items():
                     sums[name] = sums.get(name, 0) + weight * value.detach()
@@ -422,6 +428,17 @@ def _ppo_losses(
         "approx_kl": approx_kl,
         "clip_fraction": clip_fraction,
     }
+
+
+@contextmanager
+def _attention(model: nn.Module) -> Iterator[list[torch.Tensor] | None]:
+    """The attention maps of the forward passes inside the block, for an attention model
+    (:mod:`..agents.attention`); None for any other."""
+    if attention_layer(model) is None:
+        yield None
+        return
+    with capture_attention(model) as captured:
+        yield captured
 
 
 def _autocast(device: torch.device, bf16: bool) -> torch.autocast:

@@ -52,7 +52,9 @@ LOG_COLUMNS = (
     "entropy",
     "approx_kl",
     "clip_fraction",
+    "attention_entropy",
 )
+"""``attention_entropy`` is the mean entropy of an attention agent's maps (empty for other agents)."""
 
 
 @dataclass
@@ -180,7 +182,7 @@ class RunLog:
             progress.mean_return(),
             progress.completion_rate(),
             len(progress.recent),
-            *(stats[name] for name in LOG_COLUMNS[7:]),
+            *(stats.get(name, math.nan) for name in LOG_COLUMNS[7:]),
         ]
         self._writer.writerow(["" if isinstance(v, float) and math.isnan(v) else v for v in row])
         self._file.flush()
@@ -190,7 +192,10 @@ class RunLog:
         with open(path, newline="") as handle:
             rows = list(csv.reader(handle))
         kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) <= update]
-        if len(kept) < len(rows):
+        older_header = kept and kept[0] != list(LOG_COLUMNS) and tuple(kept[0]) == LOG_COLUMNS[: len(kept[0])]
+        if older_header:  # a log begun by an earlier version: name the columns appended since
+            kept[0] = list(LOG_COLUMNS)
+        if len(kept) < len(rows) or older_header:
             with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
                 csv.writer(handle).writerows(kept)
 
