@@ -229,10 +229,14 @@ def _format_report(report: dict) -> str:
         lines.append(f"recurrent:     state of {recurrent['state_size']} values" + (f" ({parts})" if parts else ""))
         if recurrent.get("note"):
             lines.append(f"               {recurrent['note']}")
+    attention = report.get("attention")
+    if attention:
+        lines.append(f"attention:     {attention['layer']} (the attention map, its tree and entropy penalty read it)")
     if report.get("layers"):
         lines.append("layers:")
         lines += [
             f"  {layer['name']:<28} {layer['type']:<12} {tuple(layer['shape']) if layer['shape'] else ''}"
+            + ("  <- attention" if attention and layer["name"] == attention["layer"] else "")
             for layer in report["layers"]
         ]
     if report.get("note"):

@@ -28,13 +28,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import UserError
+from ..errors import ObservationShapeError, UserError
 from .architectures import ARCHITECTURES, ConvSequence, _ActorCritic
 
 TRUNKS = ("nature", "impala")
 """The convolutional trunks an attention design sits on: Nature's three convs (Atari, 84x84 -> 7x7)
 or IMPALA's stacks (Procgen, 64x64 -> 8x8)."""
 ENTROPY_EPS = 1e-12
+NATURE_MIN_SIZE = 36
+"""The Nature trunk's smallest input: 36 -> 8 -> 3 -> 1 through its three valid convs."""
 
 
 class SpatialAttention(nn.Module):
@@ -96,8 +98,13 @@ class _AttentionActorCritic(_ActorCritic):
         if trunk not in TRUNKS:
             raise UserError(f"unknown trunk {trunk!r}; known: {', '.join(TRUNKS)}")
         self.trunk = trunk
-        in_channels = self.observation_shape[2]
+        height, width, in_channels = self.observation_shape
         if trunk == "nature":
+            if min(height, width) < NATURE_MIN_SIZE:
+                raise ObservationShapeError(
+                    f"observations of shape {self.observation_shape} (H, W, C) are too small for the nature trunk, "
+                    f"which needs at least {NATURE_MIN_SIZE}x{NATURE_MIN_SIZE}; use --attention-trunk impala"
+                )
             self.conv1 = nn.Conv2d(in_channels, 32, 8, stride=4)
             self.relu1 = nn.ReLU()
             self.conv2 = nn.Conv2d(32, 64, 4, stride=2)
@@ -130,7 +137,7 @@ class AttentionCNN(_AttentionActorCritic):
     the masked features summed over the masks, then fc -> ReLU -> actor and critic heads."""
 
     name = "attention"
-    min_input_size = 36  # the Nature trunk's (36 -> 8 -> 3 -> 1); the IMPALA trunk needs less
+    min_input_size = 1  # the trunk checks its own (the Nature trunk needs NATURE_MIN_SIZE)
 
     def __init__(
         self,
@@ -157,7 +164,7 @@ class FreeLunchSaliency(_AttentionActorCritic):
     from them by two 3x3 convs, then the dense head."""
 
     name = "fls"
-    min_input_size = 36
+    min_input_size = 1
 
     def __init__(
         self,
@@ -181,6 +188,12 @@ def attention_layer(model: nn.Module) -> str | None:
     """The declared attention module of ``model`` (see the module docstring), or None."""
     name = getattr(model, "attention_layer", None)
     return name if isinstance(name, str) else None
+
+
+def attended_layer(model: nn.Module) -> str | None:
+    """The declared module whose output is the features after the attention, or None."""
+    name = getattr(model, "attended_layer", None)
+    return name if isinstance(name, str) and attention_layer(model) is not None else None
 
 
 def attention_entropy(mask: torch.Tensor) -> torch.Tensor:

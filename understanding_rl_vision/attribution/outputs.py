@@ -16,9 +16,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..agents.attention import attended_layer
 from ..agents.base import Agent
 from ..agents.recurrent import MEMORY
 from ..errors import UserError
+
+ATTENTION_OUTPUT = "attention"
+"""An attention agent's extra entry (:mod:`..agents.attention`): the sum of the features that pass its
+attention, what the policy is restricted to. Its gradient with respect to the input is seed 002's
+"gradient of the attention layer"; methods declared ``explains="attention"`` explain only it."""
 
 OutputKind = Literal["scalar", "taken", "vector"]
 """``scalar``: ``weights`` combine the output vector into one number, the same for every frame.
@@ -125,6 +131,24 @@ class ExplainedModel:
         return Output(name, tuple(weights))
 
 
+def _with_attention(
+    step: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor], model: nn.Module, attended: str
+) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
+    """``step`` with one more entry: the sum of what passes the attention (see :data:`ATTENTION_OUTPUT`)."""
+    module = model.get_submodule(attended)
+
+    def with_attention(x: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        seen: list[torch.Tensor] = []
+        handle = module.register_forward_hook(lambda _module, _args, output: seen.append(output))
+        try:
+            vector = step(x, state)
+        finally:
+            handle.remove()
+        return torch.cat([vector, seen[-1].flatten(1).sum(dim=1, keepdim=True).to(vector.dtype)], dim=1)
+
+    return with_attention
+
+
 def _bind(
     step: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor], states: torch.Tensor | None
 ) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -180,6 +204,13 @@ def explain_agent(agent: Agent, states: torch.Tensor | np.ndarray | None = None)
 
     entries = ("value", *(f"logit:{name}" for name in agent.action_names))
     groups = {name: tuple(i + 1 for i in idx) for name, idx in agent.action_groups.items()}
+    forward: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] = step
+    attended = attended_layer(agent.model)
+    if attended is not None:
+        forward = _with_attention(step, agent.model, attended)
+        entries = (*entries, ATTENTION_OUTPUT)
     if not agent.recurrent:
-        return ExplainedModel(agent.model, step, entries, groups)
-    return ExplainedModel(agent.model, step, entries, groups, step=step, memory=MEMORY).with_states(states)
+        return ExplainedModel(agent.model, _bind(forward, None), entries, groups)
+    return ExplainedModel(agent.model, _bind(forward, None), entries, groups, step=forward, memory=MEMORY).with_states(
+        states
+    )

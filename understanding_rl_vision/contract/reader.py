@@ -27,6 +27,7 @@ from .schema import (
     MapPayload,
     Sprites,
     TrajectoryPayload,
+    TreePayload,
 )
 from .writer import check_key, payload_path
 
@@ -124,12 +125,18 @@ def check_against_manifest(manifest: Manifest, payload: Any) -> None:
         if not ok:
             problems.append(what)
 
-    if isinstance(payload, (TrajectoryPayload, AttributionPayload, MapPayload)):
+    if isinstance(payload, (TrajectoryPayload, AttributionPayload, MapPayload, TreePayload)):
         t = payload.trajectory
         need(t < len(manifest.trajectory_lengths), f"trajectory {t} is not in the manifest")
         if not problems:
             n = manifest.trajectory_lengths[t]
-            frames = len(payload.rewards if isinstance(payload, TrajectoryPayload) else payload.positive)
+            frames = len(
+                payload.rewards
+                if isinstance(payload, TrajectoryPayload)
+                else payload.parent
+                if isinstance(payload, TreePayload)
+                else payload.positive
+            )
             need(frames == n, f"{frames} frames, the manifest says {n}")
     if isinstance(payload, TrajectoryPayload):
         actions = payload.logits.shape[1]
@@ -160,12 +167,27 @@ def check_against_manifest(manifest: Manifest, payload: Any) -> None:
             h, w = payload.positive.shape[1:]
             if payload.site == -1:
                 need(not method.layers, f"{method.name} is computed at layers, not on the input")
-                need((h, w) == manifest.observation_size, f"maps are {h}x{w}, the input is {manifest.observation_size}")
+                size = method.map_shape or manifest.observation_size
+                need((h, w) == size, f"maps are {h}x{w}, {method.name}'s maps of the input are {size}")
             else:
                 need(payload.site in method.layers, f"{method.name} was not computed at layer {payload.site}")
                 if not problems:
                     layer = manifest.layers[payload.site]
                     need((h, w) == layer.shape[1:], f"maps are {h}x{w}, {layer.label} is {layer.shape}")
+    if isinstance(payload, TreePayload):
+        methods = manifest.all_methods
+        need(payload.method < len(methods), f"method {payload.method} is not in the manifest")
+        need(payload.output < len(manifest.outputs), f"output {payload.output} is unknown")
+        if not problems:
+            method = methods[payload.method]
+            need(method.produces == "tree", f"{method.name} does not produce trees")
+            need(method.key_prefix == payload.key_prefix, f"key prefix {payload.key_prefix!r} is not {method.name}'s")
+            need(payload.output in method.outputs, f"{method.name} does not explain output {payload.output}")
+            count = payload.parent.shape[1]
+            need(bool(((payload.parent >= -1) & (payload.parent < count)).all()), "parents index past the tree")
+            need(
+                bool((payload.level < len(payload.levels)).all()), f"levels index past the {len(payload.levels)} levels"
+            )
     if isinstance(payload, FeaturePayload) and not problems:
         count = len(manifest.layers[payload.layer].features)
         need(payload.feature < count, f"feature {payload.feature} of {count}")

@@ -71,6 +71,7 @@ KEY_TEMPLATES: Mapping[str, str] = {
     "trajectory": "traj-{trajectory}",
     "attribution": "{prefix}-{layer}-{trajectory}-{output}",
     "map": "{prefix}-{site}-{trajectory}-{output}",
+    "tree": "{prefix}-tree-{trajectory}-{output}",
     "feature": "feat-{layer}-{feature}",
 }
 """One template per payload kind; the page's key functions are generated from the same text.
@@ -188,13 +189,19 @@ class MethodEntry:
     title: str = _doc('Display name, e.g. "Grad-CAM"')
     citation: str = _doc("Where the method comes from")
     summary: str = _doc("One line on what its maps show")
-    produces: Literal["channels", "map"] = _doc(
-        "channels: attribution payloads in the layer's NMF features; map: map payloads (heatmaps)"
+    produces: Literal["channels", "map", "tree"] = _doc(
+        "channels: attribution payloads in the layer's NMF features; map: map payloads (heatmaps); "
+        "tree: tree payloads (an attention agent's attention tree)"
     )
     signed: bool = _doc("Maps can be negative (drawn with a diverging colour map); false: non-negative")
     outputs: tuple[int, ...] = _doc("Indices into Manifest.outputs that it explains")
     layers: tuple[int, ...] = _doc("Indices into Manifest.layers it was computed at; empty for input maps")
     key_prefix: str = _doc("The prefix of its payload keys")
+    map_shape: tuple[int, int] | None = _optional(
+        "(h, w) of its maps of the input when they are not the observation's size: a map read inside the "
+        "network and drawn over the frame, as an attention mask; absent: the observation's size",
+        None,
+    )
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,19}", self.key_prefix):
@@ -203,7 +210,7 @@ class MethodEntry:
             raise ValueError(f"method {self.name} explains no output")
 
 
-DEFAULT_METHOD = {
+DEFAULT_METHOD: dict[str, Any] = {
     "name": "ig",
     "title": "Integrated gradients",
     "citation": "Sundararajan, Taly & Yan, Axiomatic Attribution for Deep Networks, ICML 2017",
@@ -434,6 +441,42 @@ class MapPayload(_Record):
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
+class TreePayload(_Record):
+    """One ``tree`` method's attention trees over one trajectory: per frame, T nodes in breadth-first
+    order. The roots are the strongest peaks of the attention map; each node's children are the
+    strongest peaks of its contribution map one layer below (activation x gradient of the node,
+    summed over channels). Trees are padded to T nodes; padding has ``valid`` 0."""
+
+    KIND: ClassVar[str] = "tree"
+    method: int = _doc("Index into Manifest.methods")
+    trajectory: int = _doc("Trajectory index")
+    output: int = _doc("Index into Manifest.outputs")
+    key_prefix: str = _doc("The method's MethodEntry.key_prefix")
+    levels: tuple[str, ...] = _doc("The layer of each level, the attention layer first (dotted module names)")
+    parent: np.ndarray = _array(
+        "Index of the node's parent in its frame's tree; -1 for a root", "N T", "int16", logical="int32"
+    )
+    level: np.ndarray = _array("Index into levels", "N T", "uint8", logical="int32")
+    y: np.ndarray = _array("Row of the node's cell in its level's map", "N T", "int16", logical="int32")
+    x: np.ndarray = _array("Column of the node's cell in its level's map", "N T", "int16", logical="int32")
+    contribution: np.ndarray = _array(
+        "A root's attention weight; another node's contribution to its parent", "N T", "float32"
+    )
+    valid: np.ndarray = _array("0 for padding (fewer peaks than asked)", "N T", "uint8", logical="bool")
+    boxes: np.ndarray = _array(
+        "Receptive field (top, left, bottom, right) as fractions of the frame's height and width", "N T E", "float32"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.boxes.shape[2] != 4:
+            raise ValueError(f"boxes hold 4 edges per node, got {self.boxes.shape[2]}")
+
+    def key(self) -> str:
+        return tree_key(self.key_prefix, self.trajectory, self.output)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Popup(_Record):
     """Dataset examples of a feature at one zoom: a mosaic and which observation fills each cell."""
 
@@ -473,12 +516,18 @@ class FeaturePayload:
 
 
 PAYLOAD_TYPES: tuple[
-    type[Manifest], type[TrajectoryPayload], type[AttributionPayload], type[MapPayload], type[FeaturePayload]
+    type[Manifest],
+    type[TrajectoryPayload],
+    type[AttributionPayload],
+    type[MapPayload],
+    type[TreePayload],
+    type[FeaturePayload],
 ] = (
     Manifest,
     TrajectoryPayload,
     AttributionPayload,
     MapPayload,
+    TreePayload,
     FeaturePayload,
 )
 """Top-level payloads; each JSON object carries ``kind`` = the class's KIND."""
@@ -501,6 +550,10 @@ def map_key(prefix: str, site: int, trajectory: int, output: int) -> str:
     """``site`` is a layer index, or -1 for the input."""
     where = INPUT_SITE if site == -1 else _index(site)
     return KEY_TEMPLATES["map"].format(prefix=prefix, site=where, trajectory=_index(trajectory), output=_index(output))
+
+
+def tree_key(prefix: str, trajectory: int, output: int) -> str:
+    return KEY_TEMPLATES["tree"].format(prefix=prefix, trajectory=_index(trajectory), output=_index(output))
 
 
 def feature_key(layer: int, feature: int) -> str:

@@ -17,14 +17,14 @@ import torch
 
 from ..agents.base import Agent
 from ..attribution import INPUT_CHUNK, INPUT_LAYER, ExplainedModel, Layer, Output, capture
-from ..attribution.methods import BASIS_METHOD, Method
+from ..attribution.methods import BASIS_METHOD, Method, TreeMethod
 from ..errors import UserError
 from ..feature_vis import feature_images
 from ..reduction import ChannelReducer
 from ..rollout import ObservationSet, Trajectories, collect_observation_set, collect_trajectories
 from .cache import Cache
 from .plan import INPUT_SITE, Job, Plan
-from .products import ChannelProduct, LayerFit, MapProduct
+from .products import ChannelProduct, LayerFit, MapProduct, TreeProduct
 
 # ------------------------------------------------------------------------------------ rollouts
 
@@ -140,8 +140,11 @@ def run_attribution(
         explained = explained.with_states(trajectories.states[job.trajectory])
     chosen = explained.outputs([plan.outputs[o] for o in planned.outputs])
     values, memory = attribute(explained, inputs, planned.method, layer, chosen, trajectories.actions[job.trajectory])
-    product: ChannelProduct | MapProduct
-    if planned.method.info.produces == "channels":
+    product: ChannelProduct | MapProduct | TreeProduct
+    if isinstance(planned.method, TreeMethod):
+        levels = planned.method.levels(explained.model, inputs)
+        product = TreeProduct(tuple(v.numpy() for v in values), levels)
+    elif planned.method.info.produces == "channels":
         if components is None:
             raise AssertionError("a channels job runs after its layer's fit")  # the plan's dependency
         reducer = ChannelReducer.from_components(components, plan.config.reduction)
@@ -158,3 +161,7 @@ def load_channels(cache: Cache, job: Job) -> ChannelProduct:
 
 def load_maps(cache: Cache, job: Job) -> MapProduct:
     return MapProduct.from_arrays(cache.load(job.name))
+
+
+def load_trees(cache: Cache, job: Job) -> TreeProduct:
+    return TreeProduct.from_arrays(cache.load(job.name))

@@ -7,8 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
+import numpy as np
+
 from ..advantages import discount_settings, find_bookmarks, gae
 from ..agents.base import Agent
+from ..attribution.methods import TREE_FIELDS
 from ..config import RunConfig
 from ..contract import (
     DATA_DIRNAME,
@@ -18,6 +21,7 @@ from ..contract import (
     Manifest,
     MapPayload,
     MethodEntry,
+    TreePayload,
     bookmarks_from,
     write_feature,
     write_manifest,
@@ -28,8 +32,8 @@ from ..contract import (
 from ..reduction import feature_colours
 from ..render import render_interface
 from .cache import Cache
-from .jobs import load_channels, load_fit, load_maps, load_observations, load_trajectories
-from .plan import Plan, PlannedMethod
+from .jobs import load_channels, load_fit, load_maps, load_observations, load_trajectories, load_trees
+from .plan import INPUT_SITE, Plan, PlannedMethod
 
 
 def write_output(
@@ -95,7 +99,9 @@ def write_output(
             action_outputs=agent.action_outputs,
             bookmarks=bookmarks_from(marks),
             observations=write_observations(data, load_observations(cache, plan).observations),
-            methods=tuple(_method_entry(planned) for planned in plan.methods),
+            methods=tuple(
+                _method_entry(planned, _map_shape(plan, cache, m, agent)) for m, planned in enumerate(plan.methods)
+            ),
         ),
     )
     return render_interface(directory, title=title, interface=config.interface)
@@ -122,6 +128,25 @@ def _write_method(data: Path, plan: Plan, cache: Cache, m: int, site: int, t: in
                 memory_totals=None if product.memory is None else product.memory[i],
             )
             write_payload(data, payload.key(), payload)
+    elif planned.method.info.produces == "tree":
+        trees = load_trees(cache, job)
+        for o, nodes in zip(planned.outputs, trees.trees):
+            column = {name: nodes[..., i] for i, name in enumerate(TREE_FIELDS)}
+            tree = TreePayload(
+                method=m,
+                trajectory=t,
+                output=o,
+                key_prefix=planned.key_prefix,
+                levels=trees.levels,
+                parent=column["parent"].astype(np.int16),
+                level=column["level"].astype(np.uint8),
+                y=column["y"].astype(np.int16),
+                x=column["x"].astype(np.int16),
+                contribution=column["contribution"].astype(np.float32),
+                valid=column["valid"].astype(np.uint8),
+                boxes=nodes[..., TREE_FIELDS.index("top") :].astype(np.float32),
+            )
+            write_payload(data, tree.key(), tree)
     else:
         for o, heat in zip(planned.outputs, load_maps(cache, job).maps):
             heatmap = MapPayload(
@@ -137,9 +162,21 @@ def _write_method(data: Path, plan: Plan, cache: Cache, m: int, site: int, t: in
             write_payload(data, heatmap.key(), heatmap)
 
 
-def _method_entry(planned: PlannedMethod) -> MethodEntry:
+def _map_shape(plan: Plan, cache: Cache, m: int, agent: Agent) -> tuple[int, int] | None:
+    """The size of a method's maps of the input when it is not the observation's (an attention mask)."""
+    planned = plan.methods[m]
+    if planned.method.info.produces != "map" or planned.layers:
+        return None
+    shape = cast(
+        "tuple[int, int]", tuple(load_maps(cache, plan.attribution(m, INPUT_SITE, 0)).maps[0].positive.shape[1:])
+    )
+    return None if shape == tuple(agent.observation_shape[:2]) else shape
+
+
+def _method_entry(planned: PlannedMethod, map_shape: tuple[int, int] | None = None) -> MethodEntry:
     info = planned.method.info
     return MethodEntry(
+        map_shape=map_shape,
         name=info.name,
         title=info.title,
         citation=info.citation,

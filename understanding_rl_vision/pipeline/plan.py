@@ -21,8 +21,9 @@ import torch
 
 from ..agents.base import Agent
 from ..attribution import INPUT_LAYER, Layer, default_layer, explain_agent, resolve_layers
-from ..attribution.methods import BASIS_METHOD, Method
-from ..config import InterfaceConfig, RunConfig
+from ..attribution.methods import BASIS_METHOD, REGISTRY, Method, method_class
+from ..attribution.outputs import ATTENTION_OUTPUT
+from ..config import AttributionConfig, InterfaceConfig, RunConfig
 from ..contract.schema import DEFAULT_KEY_PREFIX
 from ..envs import EnvSpec, parse_env_id, spec_to_dict
 from ..errors import UserError
@@ -153,7 +154,14 @@ def plan_methods(
     for index, name in enumerate(config.attribution.methods):
         method = config.method_settings.method(name)
         info = method.info
-        explained = tuple(o for o, kind in enumerate(kinds) if kind != "vector" or not info.scalar_outputs)
+        explained = tuple(
+            o
+            for o, kind in enumerate(kinds)
+            if (kind != "vector" or not info.scalar_outputs)
+            and (info.explains != "attention" or outputs[o] == ATTENTION_OUTPUT)
+        )
+        if not explained and info.explains == "attention":
+            raise UserError(f"{info.title} shows an attention agent's attention, and this agent has no attention layer")
         if not explained:
             raise UserError(
                 f"{info.title} explains none of the chosen outputs ({', '.join(outputs)}): add value or action"
@@ -173,7 +181,27 @@ def plan_methods(
     return tuple(planned)
 
 
+def with_automatic_methods(agent: Agent, config: RunConfig) -> RunConfig:
+    """``config`` with what the agent itself calls for. With the default methods, each
+    :attr:`~..attribution.methods.MethodInfo.automatic` method that applies to the agent is added (an
+    attention agent's map and tree); a chosen method that explains the attention adds its output."""
+    methods = config.attribution.methods
+    if methods == AttributionConfig().methods:
+        methods = (
+            *methods,
+            *(name for name, cls in REGISTRY.items() if cls.info.automatic and cls.applies_to(agent.model)),
+        )
+    explain = config.attribution.explain
+    wants_attention = any(method_class(name).info.explains == "attention" for name in methods)
+    if wants_attention and ATTENTION_OUTPUT in explain_agent(agent).entries and ATTENTION_OUTPUT not in explain:
+        explain = (*explain, ATTENTION_OUTPUT)
+    if (methods, explain) == (config.attribution.methods, config.attribution.explain):
+        return config
+    return config.replace(methods=methods, explain=explain)
+
+
 def make_plan(agent: Agent, config: RunConfig, checkpoint_digest: str) -> Plan:
+    config = with_automatic_methods(agent, config)
     env = choose_env(agent, config.env)
     layers, default = choose_layers(agent, config)
     chosen = explain_agent(agent).outputs(config.attribution.selection)

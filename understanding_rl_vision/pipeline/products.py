@@ -153,3 +153,22 @@ class MapProduct:
                 for o in range(count)
             )
         )
+
+
+@dataclass(frozen=True)
+class TreeProduct:
+    """A ``tree`` method over one trajectory: per explained output, (N, T, F) nodes with the fields
+    of :data:`~..attribution.methods.TREE_FIELDS`, and the layer of each level, top first."""
+
+    trees: tuple[np.ndarray, ...]
+    levels: tuple[str, ...]
+
+    def to_arrays(self) -> Arrays:
+        arrays: Arrays = {f"{o}/nodes": np.asarray(nodes, np.float32) for o, nodes in enumerate(self.trees)}
+        arrays["levels"] = np.array(self.levels, dtype=np.str_)
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> TreeProduct:
+        count = sum(1 for key in arrays if key.endswith("/nodes"))
+        return cls(tuple(arrays[f"{o}/nodes"] for o in range(count)), tuple(str(v) for v in arrays["levels"]))

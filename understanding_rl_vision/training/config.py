@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..agents import ARCHITECTURES
+from ..agents.attention import TRUNKS
 from ..common.device import check_device_name
 from ..envs import AtariSpec, EnvSpec, MarioSpec, ProcgenSpec, parse_env_id, testing
 from ..envs.spec import ATARI_OBSERVATIONS
@@ -59,6 +60,9 @@ class PPOConfig:
     architecture: str = "impala"
     """Network: impala (Procgen), nature (Atari), clear (the paper's interpretable variant) or lstm
     (seed 001's recurrent A3C network, any frame size; on Atari seed 001 used --observation greydanus)."""
+    attention_trunk: str = "nature"
+    """Convolutions under the attention of the attention and fls architectures: nature (Atari's
+    84x84 frames) or impala (Procgen's 64x64, and small frames)."""
     attention_heads: int = 1
     """Attention masks of the attention architecture, whose masked features are summed (seed 002 used 2)."""
     num_envs: int = 64
@@ -160,9 +164,13 @@ class PPOConfig:
                 f"num_minibatches ({self.num_minibatches}) must divide num_envs ({self.num_envs}) for the "
                 f"recurrent {self.architecture!r} architecture: each minibatch is whole environments' sequences"
             )
+        attentive = getattr(ARCHITECTURES[self.architecture], "attention_layer", None) is not None
+        if self.attention_trunk != "nature" and not attentive:
+            raise ConfigError(f"attention_trunk is an option of the attention architectures, not {self.architecture!r}")
+        _check(self, "attention_trunk", lambda v: v in TRUNKS, f"must be one of {', '.join(TRUNKS)}")
         if self.attention_heads != 1 and self.architecture != "attention":
             raise ConfigError(f"attention_heads is an option of the attention architecture, not {self.architecture!r}")
-        if self.attention_entropy_coef and not getattr(ARCHITECTURES[self.architecture], "attention_layer", None):
+        if self.attention_entropy_coef and not attentive:
             raise ConfigError(
                 f"attention_entropy_coef needs an attention architecture (attention, fls), not {self.architecture!r}"
             )
@@ -177,7 +185,12 @@ class PPOConfig:
     @property
     def architecture_options(self) -> dict[str, Any]:
         """Keyword arguments of the architecture that come from training options."""
-        return {"heads": self.attention_heads} if self.architecture == "attention" else {}
+        options: dict[str, Any] = {}
+        if getattr(ARCHITECTURES[self.architecture], "attention_layer", None) is not None:
+            options["trunk"] = self.attention_trunk
+        if self.architecture == "attention":
+            options["heads"] = self.attention_heads
+        return options
 
     @property
     def batch_size(self) -> int:

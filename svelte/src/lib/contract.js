@@ -20,6 +20,7 @@ export const keys = Object.freeze({
   trajectory: (trajectory) => `traj-${trajectory}`,
   attribution: (prefix, layer, trajectory, output) => `${prefix}-${layer}-${trajectory}-${output}`,
   map: (prefix, site, trajectory, output) => `${prefix}-${site}-${trajectory}-${output}`,
+  tree: (prefix, trajectory, output) => `${prefix}-tree-${trajectory}-${output}`,
   feature: (layer, feature) => `feat-${layer}-${feature}`,
 });
 
@@ -82,11 +83,12 @@ export const keys = Object.freeze({
  * @property {string} title  Display name, e.g. "Grad-CAM"
  * @property {string} citation  Where the method comes from
  * @property {string} summary  One line on what its maps show
- * @property {("channels"|"map")} produces  channels: attribution payloads in the layer's NMF features; map: map payloads (heatmaps)
+ * @property {("channels"|"map"|"tree")} produces  channels: attribution payloads in the layer's NMF features; map: map payloads (heatmaps); tree: tree payloads (an attention agent's attention tree)
  * @property {boolean} signed  Maps can be negative (drawn with a diverging colour map); false: non-negative
  * @property {number[]} outputs  Indices into Manifest.outputs that it explains
  * @property {number[]} layers  Indices into Manifest.layers it was computed at; empty for input maps
  * @property {string} key_prefix  The prefix of its payload keys
+ * @property {([number, number]|null)} [map_shape]  (h, w) of its maps of the input when they are not the observation's size: a map read inside the network and drawn over the frame, as an attention mask; absent: the observation's size
  */
 
 /**
@@ -156,6 +158,24 @@ export const keys = Object.freeze({
  */
 
 /**
+ * One `tree` method's attention trees over one trajectory: per frame, T nodes in breadth-first order. The roots are the strongest peaks of the attention map; each node's children are the strongest peaks of its contribution map one layer below (activation x gradient of the node, summed over channels). Trees are padded to T nodes; padding has `valid` 0.
+ * @typedef {object} TreePayload
+ * @property {"tree"} kind
+ * @property {number} method  Index into Manifest.methods
+ * @property {number} trajectory  Trajectory index
+ * @property {number} output  Index into Manifest.outputs
+ * @property {string} key_prefix  The method's MethodEntry.key_prefix
+ * @property {string[]} levels  The layer of each level, the attention layer first (dotted module names)
+ * @property {EncodedArray} parent  Index of the node's parent in its frame's tree; -1 for a root [int16 (N, T), scale is 1]
+ * @property {EncodedArray} level  Index into levels [uint8 (N, T), scale is 1]
+ * @property {EncodedArray} y  Row of the node's cell in its level's map [int16 (N, T), scale is 1]
+ * @property {EncodedArray} x  Column of the node's cell in its level's map [int16 (N, T), scale is 1]
+ * @property {EncodedArray} contribution  A root's attention weight; another node's contribution to its parent [float32 (N, T), scale is 1]
+ * @property {EncodedArray} valid  0 for padding (fewer peaks than asked) [uint8 (N, T), scale is 1, nonzero = true]
+ * @property {EncodedArray} boxes  Receptive field (top, left, bottom, right) as fractions of the frame's height and width [float32 (N, T, E), scale is 1]
+ */
+
+/**
  * Dataset examples of a feature at one zoom: a mosaic and which observation fills each cell.
  * @typedef {object} Popup
  * @property {number} expand_mult  Patch size as a multiple of one layer position's pixels
@@ -178,4 +198,4 @@ export const keys = Object.freeze({
  * @property {Popup[]} popups  One per (expand_mult, subdiv_mult)
  */
 
-/** @typedef {(Manifest|TrajectoryPayload|AttributionPayload|MapPayload|FeaturePayload)} Payload */
+/** @typedef {(Manifest|TrajectoryPayload|AttributionPayload|MapPayload|TreePayload|FeaturePayload)} Payload */

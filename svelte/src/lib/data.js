@@ -1,11 +1,12 @@
 // The page's data: payloads loaded lazily through payload.js, decoded once and cached.
-// Trajectories and features are small and kept; attribution and map payloads (one per method x
-// layer x trajectory x output, megabytes each) live in a bounded least-recently-used cache.
+// Trajectories and features are small and kept; attribution, map and tree payloads (one per
+// method x layer x trajectory x output, megabytes each) live in a bounded least-recently-used cache.
 
 import { DEFAULT_KEY_PREFIX, INPUT_SITE, keys } from "./contract.js";
 import { levels, percentile } from "./levels.js";
 import { outputActions } from "./outputs.js";
 import { decodeArray, decodeStored, forgetPayload, loadPayload } from "./payload.js";
+import { decodeTree } from "./tree.js";
 
 /** @typedef {import("./contract.js").Manifest} Manifest */
 /** @typedef {import("./contract.js").Sprites} Sprites */
@@ -260,6 +261,19 @@ export function getMap(prefix, site, trajectory, output) {
   return cached(key, (p) => {
     expect(p, { kind: "map", site, trajectory, output, key_prefix: prefix });
     return decodeMap(key, p);
+  });
+}
+
+/**
+ * A tree method's attention trees of one output (tree.js).
+ * @param {string} prefix @param {number} trajectory @param {number} output
+ * @returns {Promise<import("./tree.js").Tree>}
+ */
+export function getTree(prefix, trajectory, output) {
+  const key = keys.tree(prefix, trajectory, output);
+  return cached(key, (p) => {
+    expect(p, { kind: "tree", trajectory, output, key_prefix: prefix });
+    return decodeTree(key, p);
   });
 }
 

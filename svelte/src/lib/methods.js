@@ -36,8 +36,9 @@ export function methodList(manifest) {
 /** A map method computed on the input (its maps are at the observation's resolution). */
 export const isInputMap = (/** @type {MethodEntry} */ method) => method.produces === "map" && !method.layers.length;
 
-/** Whether the method has maps for this layer (input maps: every layer). */
-export const computedAt = (/** @type {MethodEntry} */ method, layer) => isInputMap(method) || method.layers.includes(layer);
+/** Whether the method has maps for this layer (input maps and trees, computed at no layer: every layer). */
+export const computedAt = (/** @type {MethodEntry} */ method, layer) =>
+  (method.produces !== "channels" && !method.layers.length) || method.layers.includes(layer);
 
 /** The site of a map method's payloads at a layer: the layer, or -1 for the input. */
 export const siteOf = (/** @type {MethodEntry} */ method, layer) => (isInputMap(method) ? -1 : layer);
@@ -45,6 +46,7 @@ export const siteOf = (/** @type {MethodEntry} */ method, layer) => (isInputMap(
 /** The payload key of a method's maps of one output. @param {MethodEntry} method */
 export function payloadKey(method, layer, trajectory, output) {
   if (method.produces === "channels") return keys.attribution(method.key_prefix, layer, trajectory, output);
+  if (method.produces === "tree") return keys.tree(method.key_prefix, trajectory, output);
   const site = siteOf(method, layer);
   return keys.map(method.key_prefix, site < 0 ? INPUT_SITE : site, trajectory, output);
 }
@@ -66,6 +68,25 @@ export function methodsFor(manifest, output, pair = false) {
   return methodList(manifest).flatMap((m, i) =>
     (pair ? actorCritic(manifest, m) !== null : m.outputs.includes(output)) ? [i] : [],
   );
+}
+
+/** The output an attention agent's own methods explain (attribution/outputs.py ATTENTION_OUTPUT). */
+export const ATTENTION_OUTPUT = "attention";
+
+/** Whether a method explains the attention output only (an attention agent's map and tree). */
+export const attentionOnly = (/** @type {Manifest} */ manifest, /** @type {MethodEntry} */ method) =>
+  method.outputs.length > 0 && method.outputs.every((o) => manifest.outputs[o] === ATTENTION_OUTPUT);
+
+/**
+ * A row's method menu: the methods that explain its output, and the attention-only methods that
+ * do not (every row lists them, so that they are found; choosing one explains the attention).
+ * @param {Manifest} manifest @param {number} output @param {boolean} [pair]
+ * @returns {{here: number[], attention: number[]}}
+ */
+export function methodMenu(manifest, output, pair = false) {
+  const here = methodsFor(manifest, output, pair);
+  const attention = methodList(manifest).flatMap((m, i) => (!here.includes(i) && attentionOnly(manifest, m) ? [i] : []));
+  return { here, attention };
 }
 
 /** Whether any method explains the actor and the critic. */

@@ -11,6 +11,7 @@ import torch
 from ...attribution.hooks import capture
 from ...envs import spec_to_dict
 from ...errors import UserError, first_line
+from ..attention import attention_layer
 from ..base import Agent, Preprocessing
 from ..checkpoint import load_checkpoint
 from ..rebuild import MisfitError, float32_weights, planned_model
@@ -54,7 +55,16 @@ def _agent_summary(agent: Agent) -> dict[str, Any]:
         "lam": agent.lam,
         "layers": layer_shapes(agent),
         **_recurrent_summary(agent),
+        **_attention_summary(agent),
     }
+
+
+def _attention_summary(agent: Agent) -> dict[str, Any]:
+    """An attention agent's attention layer and the layer after it (see :mod:`..attention`)."""
+    layer = attention_layer(agent.model)
+    if layer is None:
+        return {}
+    return {"attention": {"layer": layer, "attended": getattr(agent.model, "attended_layer", None)}}
 
 
 def _recurrent_summary(agent: Agent) -> dict[str, Any]:

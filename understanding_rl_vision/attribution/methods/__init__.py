@@ -9,7 +9,18 @@ and CLI flags. Nothing else changes.
 import importlib
 import pkgutil
 
-from .base import BASIS_METHOD, REGISTRY, Attaches, Method, MethodInfo, Produces, method_class, register
+from .base import (
+    BASIS_METHOD,
+    REGISTRY,
+    TREE_FIELDS,
+    Attaches,
+    Method,
+    MethodInfo,
+    Produces,
+    TreeMethod,
+    method_class,
+    register,
+)
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in ("base", "settings"):
@@ -21,6 +32,7 @@ from .settings import MethodSettings, MethodSettingsBase  # noqa: E402  (after e
 __all__ = [
     "BASIS_METHOD",
     "REGISTRY",
+    "TREE_FIELDS",
     "Attaches",
     "IntegratedGradients",
     "Method",
@@ -28,6 +40,7 @@ __all__ = [
     "MethodSettings",
     "MethodSettingsBase",
     "Produces",
+    "TreeMethod",
     "method_class",
     "register",
 ]

@@ -15,14 +15,21 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from ...agents.attention import attention_layer
 from ...errors import UserError
 from ..outputs import ExplainedModel, Output
 
 Attaches = Literal["layer", "input"]
 """Where a method reads the network: a hooked layer's activation, or the model's input."""
-Produces = Literal["channels", "map"]
+Produces = Literal["channels", "map", "tree"]
 """``channels``: (C, h, w) per frame, reduced by the layer's NMF basis like integrated gradients.
-``map``: (h, w) per frame, shown as a heatmap."""
+``map``: (h, w) per frame, shown as a heatmap. ``tree``: (T, F) per frame, T nodes of
+:data:`TREE_FIELDS`, drawn over the frame as a tree."""
+Explains = Literal["outputs", "attention"]
+"""``outputs``: any chosen output. ``attention``: only an attention agent's ``attention`` entry,
+because the method shows the attention itself (its map, its tree), whatever the output."""
+TREE_FIELDS = ("parent", "level", "y", "x", "contribution", "valid", "top", "left", "bottom", "right")
+"""The per-node fields of a ``tree`` method's result, in order (see :mod:`..tree`)."""
 Look = Literal["table", "jet", "actor-critic"]
 """How a video draws a method's maps over the frame. ``table``: the page's colour table, opacity
 growing with the value. ``jet``: the jet colour map blended at alpha 0.5 over the frame, each
@@ -57,6 +64,10 @@ class MethodInfo:
     memory: bool = False
     """For a recurrent agent, also attributes to the incoming state (one "memory" entry per frame,
     :meth:`Method.attribute_with_memory`), shown beside the features in the page's totals."""
+    explains: Explains = "outputs"
+    automatic: bool = False
+    """Added to a run that keeps the default methods when it applies to the agent
+    (:meth:`Method.applies_to`): an attention agent's own map and tree."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,11 @@ class Method(ABC):
     def settings(self) -> dict[str, Any]:
         """The settings that determine the result (for cache keys)."""
         return {"method": self.info.name, **dataclasses.asdict(self)}
+
+    @classmethod
+    def applies_to(cls, model: torch.nn.Module) -> bool:
+        """Whether it can explain ``model`` at all (an attention method needs an attention layer)."""
+        return cls.info.explains != "attention" or attention_layer(model) is not None
 
     @property
     def signed(self) -> bool:
@@ -116,6 +132,15 @@ class Method(ABC):
         """:meth:`attribute`, and for a recurrent model the part given to the incoming state summed
         over its entries, (K, N), when the method attributes to it (``MethodInfo.memory``); else None."""
         return self.attribute(explained, inputs, outputs, layer, actions=actions), None
+
+
+class TreeMethod(Method):
+    """A method that ``produces="tree"``: per frame, nodes at several layers (its result is
+    (K, N, T, len(TREE_FIELDS))), and the layers those nodes lie in."""
+
+    @abstractmethod
+    def levels(self, model: torch.nn.Module, example: torch.Tensor) -> tuple[str, ...]:
+        """The dotted module name of each level, top first, for a preprocessed ``example`` batch."""
 
 
 REGISTRY: dict[str, type[Method]] = {}

@@ -17,7 +17,7 @@ from ...attribution.hooks import forward_hooks
 from ...config import RunConfig
 from ...envs.spec import AtariSpec, EnvSpec, ProcgenSpec
 from ...errors import UserError
-from ..plan import Plan, choose_env, choose_layers, plan_methods
+from ..plan import Plan, choose_env, choose_layers, plan_methods, with_automatic_methods
 
 FULL_RES = 512
 """Procgen's full-resolution display frames (``full_res_frames``)."""
@@ -105,6 +105,7 @@ def _shapes_of(agent: Agent, plan: Plan | RunConfig) -> Shapes:
     if isinstance(plan, Plan):
         env, layers, outputs, methods = plan.env, plan.layers, len(plan.outputs), plan.methods
     else:
+        plan = with_automatic_methods(agent, plan)  # as make_plan does
         env = choose_env(agent, plan.env)
         layers = choose_layers(agent, plan)[0]
         chosen = explain_agent(agent).outputs(plan.attribution.selection)
