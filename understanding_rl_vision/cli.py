@@ -56,6 +56,14 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
 
 
 def _configure_demo(parser: argparse.ArgumentParser) -> None:
+    from .demo import DEMOS
+
+    parser.add_argument(
+        "--agent",
+        choices=tuple(DEMOS),
+        default="coinrun",
+        help="the bundled agent: coinrun (the original's) or attention (seed 002's, on Breakout)",
+    )
     _add_output_flags(parser, "rl-vision-demo")
     add_config_flags(parser, RunConfig, "run")
 
@@ -91,9 +99,10 @@ def _run(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from . import demo
 
-    path = demo.resolve_checkpoint("bundled")
+    name, config = demo.DEMOS[args.agent]
+    path = demo.resolve_checkpoint(name)
     print(f"bundled agent: {demo.describe_agent(path)}")
-    return _build(path, args, demo.DEMO_CONFIG)
+    return _build(path, args, config)
 
 
 def _configure_video(parser: argparse.ArgumentParser) -> None:
@@ -252,7 +261,7 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    "demo": Command("build the interface for the bundled CoinRun agent", _demo, _configure_demo),
+    "demo": Command("build the interface for a bundled agent (CoinRun, or --agent attention)", _demo, _configure_demo),
     "run": Command("build the interface for a checkpoint", _run, _configure_run),
     "video": Command("write a video of a trajectory with its explanations drawn over it", _video, _configure_video),
     "train": Command("train a PPO agent and save native checkpoints", run_train, configure_train),

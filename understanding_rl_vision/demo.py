@@ -37,9 +37,25 @@ def bundled_agent_path() -> Traversable | None:
 
 BUNDLED_NAMES = ("bundled", "demo")
 """What commands that take a checkpoint accept for the bundled CoinRun agent."""
-BUNDLED_AGENTS = {"coinrun": DEMO_AGENT, "breakout-lstm": "breakout-lstm.safetensors"}
-"""``bundled:NAME`` -> the file shipped as package data: the demo's CoinRun agent and seed 001's A3C
-LSTM network trained on Breakout (docs/seeds.md)."""
+BUNDLED_AGENTS = {
+    "coinrun": DEMO_AGENT,
+    "breakout-lstm": "breakout-lstm.safetensors",
+    "breakout-attention": "breakout-attention.safetensors",
+}
+"""``bundled:NAME`` -> the file shipped as package data: the demo's CoinRun agent, seed 001's A3C
+LSTM network and seed 002's attention agent, both trained on Breakout (docs/seeds.md)."""
+ATTENTION_DEMO_CONFIG = DEMO_CONFIG.replace(
+    methods=("ig", "attention", "smoothgrad", "attention-tree"),  # seed 002's map, its SmoothGrad and its tree
+    explain=("value", "action", "attention"),
+    title="Bundled Breakout attention agent (demo)",
+)
+"""``demo --agent attention``: the demo's sizes on seed 002's agent, with its attention, the attention's
+SmoothGrad and the attention tree."""
+DEMOS = {
+    "coinrun": ("bundled:coinrun", DEMO_CONFIG),
+    "attention": ("bundled:breakout-attention", ATTENTION_DEMO_CONFIG),
+}
+"""``demo --agent NAME`` -> the bundled agent and the run's settings."""
 
 
 def resolve_checkpoint(name: str) -> str | os.PathLike[str]:
@@ -69,7 +85,5 @@ def describe_agent(path: str | os.PathLike[str]) -> str:
     extra = meta.get("extra") or {}
     steps = extra.get("steps_trained")
     trained = f", trained for {steps:,} steps" if isinstance(steps, int) else ""
-    return (
-        f"{meta['architecture']['name']} agent for {env.get('game', '?')} "
-        f"({env.get('distribution_mode', '?')} mode){trained}"
-    )
+    mode = f" ({env['distribution_mode']} mode)" if env.get("distribution_mode") else ""
+    return f"{meta['architecture']['name']} agent for {env.get('game', '?')}{mode}{trained}"

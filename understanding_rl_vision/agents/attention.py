@@ -8,6 +8,10 @@ What the rest of the package relies on, for any attention model (built-in or cus
   the attention tree starts from its peaks.
 * ``attended_layer``: the module whose output is the features after the mask, what the policy is
   restricted to. Its sum is the ``attention`` entry gradient methods explain.
+* ``attention_input`` (optional): the module whose output the mask is computed from, where the
+  attention tree's first level below the mask lies. The attention agent's ``normalize``: the layer
+  under it, ``relu3``, cannot contribute (scaling a location's features leaves the mask unchanged, so
+  activation x gradient there is exactly zero).
 
 Two designs are built in:
 
@@ -82,6 +86,9 @@ class FreeLunchGate(nn.Module):
 class L2Normalize(nn.Module):
     """Each location's feature vector scaled to unit length (the seed normalises before attending)."""
 
+    scale_invariant = True
+    """Scaling its input changes nothing after it: activation x gradient of the layer feeding it is 0."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(x, p=2.0, dim=1)
 
@@ -152,6 +159,7 @@ class AttentionCNN(_AttentionActorCritic):
         super().__init__(observation_shape, num_actions)
         features = self._build_trunk(trunk, channels)
         self.normalize = L2Normalize()
+        self.attention_input = "normalize"
         self.attention = SpatialAttention(features, heads, attention_hidden)
         self._add_dense_head(hidden_size)
 
@@ -177,6 +185,7 @@ class FreeLunchSaliency(_AttentionActorCritic):
     ):
         super().__init__(observation_shape, num_actions)
         features = self._build_trunk(trunk, channels)
+        self.attention_input = "relu3" if trunk == "nature" else "relu"
         self.attention = FreeLunchGate(features, gate_hidden)
         self._add_dense_head(hidden_size)
 

@@ -4,8 +4,9 @@ The roots are the strongest *peaks* of the attention map (local maxima with a mi
 prominence, not the largest cells, which cluster); each node's children are the strongest peaks of
 its contribution map one layer below, activation x gradient of the node summed over channels
 (:func:`..tree.attention_tree`). The tree is the same whatever the output, so the method explains
-only the ``attention`` entry. Levels are the attention layer, then the attributable layers below it
-(the activations the page labels 3a, 2a, ...), nearest first.
+only the ``attention`` entry. Levels are the attention layer, the layer its mask is computed from
+(the model's ``attention_input``), then the attributable layers below that (the activations the
+page labels 2a, 1a, ...), nearest first.
 """
 
 from __future__ import annotations
@@ -68,10 +69,17 @@ class AttentionTree(TreeMethod):
         top = attention_layer(model)
         if top is None:
             raise UserError(f"{type(model).__name__} has no attention layer to grow a tree from")
-        below = [layer.name for layer in discover_layers(model, example[:1]) if not layer.name.startswith(top)]
         order = [name for name, _ in model.named_modules()]
-        below = [name for name in below if order.index(name) < order.index(top)]
-        return (top, *reversed(below[-self.tree_depth :] if self.tree_depth else []))
+        first = getattr(model, "attention_input", None)
+        below = [
+            layer.name for layer in discover_layers(model, example[:1]) if order.index(layer.name) < order.index(top)
+        ]
+        if isinstance(first, str) and first in order:  # the layer the mask is computed from, then those under it
+            below = [name for name in below if order.index(name) < order.index(first)]
+            if getattr(model.get_submodule(first), "scale_invariant", False) and below:
+                below = below[:-1]  # the layer it rescales contributes exactly nothing
+            below.append(first)
+        return (top, *list(reversed(below))[: self.tree_depth])
 
     def attribute(
         self,

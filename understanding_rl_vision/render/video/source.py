@@ -120,6 +120,10 @@ def read_panels(
     panels: list[Panel] = []
     for name in chosen_methods:
         entry = entries[name]
+        if entry.produces == "tree":  # nodes and edges, not a map: the page draws them
+            if name in methods:
+                raise UserError(f"{entry.title} is drawn on the page only; a video draws maps")
+            continue
         look = _look(entry)
         site = _site(manifest, entry, layer)
         where = f" @ {manifest.layers[site].label}" if site >= 0 else ""
