@@ -38,3 +38,21 @@ def test_evaluate_bundled_agent_beats_the_random_policy(capsys):
     # CoinRun pays 10 for the coin, which ends the level, and nothing else: return = 10 x rate.
     # Rates are k/32, exact in binary, so the means are too.
     assert result["mean_return"] == 10 * agent and result["random_mean_return"] == 10 * random
+
+
+def test_bundled_attention_agent_and_its_demo():
+    """Seed 002's agent ships too; ``demo --agent attention`` shows its attention, the attention's
+    SmoothGrad and the tree, and a run on it adds them by itself."""
+    from understanding_rl_vision.demo import DEMOS, resolve_checkpoint
+    from understanding_rl_vision.pipeline.plan import with_automatic_methods
+
+    name, config = DEMOS["attention"]
+    path = resolve_checkpoint(name)
+    meta = read_checkpoint_metadata(path)
+    assert meta["architecture"] == {"name": "attention", "kwargs": {"heads": 2}}
+    assert meta["env_spec"]["game"] == "Breakout" and meta["extra"]["steps_trained"] >= 200_000
+    assert {"attention", "smoothgrad", "attention-tree"} <= set(config.attribution.methods)
+    assert "attention" in config.attribution.explain
+    agent = load_checkpoint(path)
+    assert with_automatic_methods(agent, config) == config  # everything it needs is already chosen
+    assert with_automatic_methods(agent, type(config)()).attribution.methods == ("ig", "attention", "attention-tree")
