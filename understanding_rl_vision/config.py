@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .attribution.methods import BASIS_METHOD, MethodSettings, MethodSettingsBase, method_class
+from .attribution.methods import BASIS_METHOD, REGISTRY, MethodSettings, MethodSettingsBase, method_class
 from .errors import ConfigError
 
 
@@ -196,11 +196,13 @@ class AttributionConfig:
     methods: tuple[str, ...] = ("ig",)
     """Explanation methods by name, in the page's order: ig (integrated gradients), gradcam,
     gradcam-channels, gradcam++, hirescam, gradient, gradient-x-input, smoothgrad, smoothgrad-sq,
-    vargrad, perturbation. Each method's settings are flags of their own (--ig-steps,
+    vargrad, perturbation, attention, attention-tree (the last two for attention agents, which add
+    them to the default by themselves). Each method's settings are flags of their own (--ig-steps,
     --noise-samples, ...)."""
     explain: tuple[str, ...] = ("value",)
     """Outputs every method explains: value, action (the logit or Q-value of the action taken at
-    each frame), actor (all logits as one vector; perturbation only), logit:<action>, group:<name>."""
+    each frame), actor (all logits as one vector; perturbation only), logit:<action>, group:<name>,
+    attention (an attention agent's attended features, summed; added when an attention method runs)."""
     attr_policy: bool = False
     """Also explain every policy logit and action group."""
 
@@ -279,6 +281,8 @@ class RunConfig:
             changes[group] = dataclasses.replace(getattr(self, group), **values)
         changed = dataclasses.replace(self, **changes)
         chosen = {*changed.attribution.methods, BASIS_METHOD}  # the basis method fits every layer's features
+        if changed.attribution.methods == AttributionConfig().methods:  # an agent may add these (plan.py)
+            chosen |= {name for name, cls in REGISTRY.items() if cls.info.automatic}
         for name in by_group.get("method_settings", {}):
             readers = changed.method_settings.owners(name)
             if not chosen & set(readers):

@@ -45,6 +45,9 @@ def test_the_agent_calls_for_its_attention_methods(attention_checkpoint):
     assert with_automatic_methods(load_agent(attention_checkpoint), chosen) == chosen  # chosen methods are kept
     plain = load_agent(bundled_agent_path())
     assert with_automatic_methods(plain, RunConfig()) == RunConfig()
+    # the tree's settings may be given with the default methods, which the agent then extends
+    config = with_automatic_methods(load_agent(attention_checkpoint), RunConfig().replace(tree_count=2))
+    assert config.method_settings.method("attention-tree").tree_count == 2
 
 
 def test_payloads_agree_with_the_manifest(run_dir):
