@@ -52,10 +52,12 @@ def test_native_output_shapes(name: str) -> None:
 
 
 def test_registry_and_parameter_counts() -> None:
-    assert set(ARCHITECTURES) == {"impala", "nature", "clear", "lstm", "impala-lstm", "nature-lstm"}
+    assert set(ARCHITECTURES) == {"impala", "nature", "clear", "lstm", "impala-lstm", "nature-lstm", "attention", "fls"}
     counts = {n: sum(p.numel() for p in _agent(n).model.parameters()) for n in NATIVE}
     # Impala's fc is 32*8*8 -> 256, Nature's 64*7*7 -> 512, Clear's 32*4*4 -> 256
     assert counts == {"impala": 626_256, "nature": 1_686_693, "clear": 363_216}
+    attention = sum(p.numel() for p in make_agent("attention", None, (84, 84, 4), "ABCD", heads=2).model.parameters())
+    assert attention == 1_686_693 + (64 * 512 + 512) + (512 * 2 + 2)  # nature + the hidden and score 1x1 convs
 
 
 def test_module_names_are_readable() -> None:
@@ -220,7 +222,9 @@ def test_agent_rejects_wrong_observation_shape() -> None:
 
 
 def test_build_model_rejects_unknown_names_and_arguments() -> None:
-    known = "unknown architecture 'resnet'; known: clear, impala, impala-lstm, lstm, nature, nature-lstm"
+    known = (
+        "unknown architecture 'resnet'; known: attention, clear, fls, impala, impala-lstm, lstm, nature, nature-lstm"
+    )
     with pytest.raises(UserError, match=known):
         build_model(ArchitectureSpec("resnet"), (64, 64, 3), 15)
     with pytest.raises(UserError, match="bad arguments for the 'clear' architecture"):

@@ -160,5 +160,7 @@ def test_every_method_declares_what_the_pipeline_dispatches_on():
         assert cls.info.name == name and cls.info.title and cls.info.citation and cls.info.summary
         assert cls.info.attaches in ("layer", "input") and cls.info.produces in ("channels", "map", "tree")
         assert (cls.info.produces == "tree") == issubclass(cls, TreeMethod)
-    with pytest.raises(UserError, match="unknown method 'gradcamm'; valid: attention, attention-tree, gradcam, gradcam"):
+    with pytest.raises(
+        UserError, match="unknown method 'gradcamm'; valid: attention, attention-tree, gradcam, gradcam"
+    ):
         method_class("gradcamm")

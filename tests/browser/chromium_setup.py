@@ -10,6 +10,17 @@ CHROMIUM_ARGS = (
 ).split()
 
 
+def settle(page, frames: int = 3) -> None:
+    """Wait for ``frames`` animation frames (and a little after), so what the page draws is drawn."""
+    page.evaluate(
+        """(n) => new Promise((done) => {
+             const step = () => (n-- > 0 ? requestAnimationFrame(step) : setTimeout(done, 30));
+             setTimeout(step, 30);
+           })""",
+        frames,
+    )
+
+
 SMALL_RUN = dict(
     progress=False,
     num_envs=2,

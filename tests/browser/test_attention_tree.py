@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from chromium_setup import settle
 
 from understanding_rl_vision.contract import read_manifest, read_payload
 
@@ -62,16 +63,6 @@ def method(manifest, name: str):
 def tree_payload(interface: Path, manifest, trajectory: int = 0):
     _, tree = method(manifest, "attention-tree")
     return read_payload(interface.parent / "data", f"{tree.key_prefix}-tree-{trajectory}-{tree.outputs[0]}")
-
-
-def settle(page, frames: int = 3):
-    page.evaluate(
-        """(n) => new Promise((done) => {
-             const step = () => (n-- > 0 ? requestAnimationFrame(step) : setTimeout(done, 30));
-             setTimeout(step, 30);
-           })""",
-        frames,
-    )
 
 
 def open_page(page, interface: Path):

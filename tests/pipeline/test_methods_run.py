@@ -135,7 +135,9 @@ def test_one_more_method_computes_only_that_method(methods_run, checkpoint, smal
 
 
 def test_method_choices_fail_in_one_line(checkpoint, tmp_path, small):
-    with pytest.raises(UserError, match="unknown method 'gradcamm'; valid: attention, attention-tree, gradcam, gradcam"):
+    with pytest.raises(
+        UserError, match="unknown method 'gradcamm'; valid: attention, attention-tree, gradcam, gradcam"
+    ):
         rl_clarity.run(checkpoint, tmp_path / "a", progress=False, methods=("gradcamm",), **small)
     with pytest.raises(ConfigError, match="noise_samples is a setting of smoothgrad, smoothgrad-sq, vargrad"):
         rl_clarity.run(checkpoint, tmp_path / "b", progress=False, noise_samples=4, **small)

@@ -157,6 +157,33 @@ class ConvSequence(nn.Module):
         return self.res1(self.res0(self.pool(self.conv(x))))
 
 
+def impala_stacks(in_channels: int, channels: Sequence[int]) -> nn.ModuleList:
+    """IMPALA's convolutional stacks, one :class:`ConvSequence` per entry of ``channels``."""
+    stacks = []
+    for out_channels in channels:
+        stacks.append(ConvSequence(in_channels, int(out_channels)))
+        in_channels = int(out_channels)
+    return nn.ModuleList(stacks)
+
+
+def add_nature_convs(model: nn.Module, in_channels: int) -> None:
+    """The Nature CNN's three convolutions and their ReLUs as ``model.conv1`` ... ``model.relu3``;
+    :func:`nature_convs` runs them."""
+    model.conv1 = nn.Conv2d(in_channels, 32, 8, stride=4)
+    model.relu1 = nn.ReLU()
+    model.conv2 = nn.Conv2d(32, 64, 4, stride=2)
+    model.relu2 = nn.ReLU()
+    model.conv3 = nn.Conv2d(64, 64, 3, stride=1)
+    model.relu3 = nn.ReLU()
+
+
+def nature_convs(model: Any, x: torch.Tensor) -> torch.Tensor:
+    """The Nature CNN's convolutions, added by :func:`add_nature_convs`, run on ``x``."""
+    x = model.relu1(model.conv1(x))
+    x = model.relu2(model.conv2(x))
+    return model.relu3(model.conv3(x))
+
+
 class ImpalaCNN(_ActorCritic):
     """IMPALA CNN (Espeholt et al. 2018) as used for Procgen; native input 64x64x3."""
 
@@ -174,12 +201,7 @@ class ImpalaCNN(_ActorCritic):
         super().__init__(observation_shape, num_actions, head)
         if not channels:
             raise UserError("the impala architecture needs at least one stack of channels")
-        in_channels = self.observation_shape[2]
-        stacks = []
-        for out_channels in channels:
-            stacks.append(ConvSequence(in_channels, int(out_channels)))
-            in_channels = int(out_channels)
-        self.stacks = nn.ModuleList(stacks)
+        self.stacks = impala_stacks(self.observation_shape[2], channels)
         self.relu = nn.ReLU()
         self._add_dense_head(hidden_size)
 
@@ -203,18 +225,11 @@ class NatureCNN(_ActorCritic):
         head: str = "actor-critic",
     ):
         super().__init__(observation_shape, num_actions, head)
-        self.conv1 = nn.Conv2d(self.observation_shape[2], 32, 8, stride=4)
-        self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(32, 64, 4, stride=2)
-        self.relu2 = nn.ReLU()
-        self.conv3 = nn.Conv2d(64, 64, 3, stride=1)
-        self.relu3 = nn.ReLU()
+        add_nature_convs(self, self.observation_shape[2])
         self._add_dense_head(hidden_size)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu1(self.conv1(x))
-        x = self.relu2(self.conv2(x))
-        return self.relu3(self.conv3(x))
+        return nature_convs(self, x)
 
 
 class ClearCNN(_ActorCritic):

@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ObservationShapeError, UserError
-from .architectures import ARCHITECTURES, ConvSequence, _ActorCritic
+from .architectures import ARCHITECTURES, _ActorCritic, add_nature_convs, impala_stacks, nature_convs
 
 TRUNKS = ("nature", "impala")
 """The convolutional trunks an attention design sits on: Nature's three convs (Atari, 84x84 -> 7x7)
@@ -112,28 +112,17 @@ class _AttentionActorCritic(_ActorCritic):
                     f"observations of shape {self.observation_shape} (H, W, C) are too small for the nature trunk, "
                     f"which needs at least {NATURE_MIN_SIZE}x{NATURE_MIN_SIZE}; use --attention-trunk impala"
                 )
-            self.conv1 = nn.Conv2d(in_channels, 32, 8, stride=4)
-            self.relu1 = nn.ReLU()
-            self.conv2 = nn.Conv2d(32, 64, 4, stride=2)
-            self.relu2 = nn.ReLU()
-            self.conv3 = nn.Conv2d(64, 64, 3, stride=1)
-            self.relu3 = nn.ReLU()
+            add_nature_convs(self, in_channels)
             return 64
         if not channels:
             raise UserError("the impala trunk needs at least one stack of channels")
-        stacks = []
-        for out_channels in channels:
-            stacks.append(ConvSequence(in_channels, int(out_channels)))
-            in_channels = int(out_channels)
-        self.stacks = nn.ModuleList(stacks)
+        self.stacks = impala_stacks(in_channels, channels)
         self.relu = nn.ReLU()
-        return in_channels
+        return int(channels[-1])
 
     def trunk_features(self, x: torch.Tensor) -> torch.Tensor:
         if self.trunk == "nature":
-            x = self.relu1(self.conv1(x))
-            x = self.relu2(self.conv2(x))
-            return self.relu3(self.conv3(x))
+            return nature_convs(self, x)
         for stack in self.stacks:
             x = stack(x)
         return self.relu(x)
