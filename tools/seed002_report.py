@@ -4,9 +4,11 @@ entropy, a plot of return against the coefficient, and each agent's attention on
     python tools/seed002_report.py runs/attention-breakout docs/seeds
 
 Reads ``ROOT/lambda-*/log.csv`` and ``checkpoint.safetensors`` (written by tools/seed002_sweep.sh);
-writes ``seed-002-lambda.png`` (return and entropy against lambda, with the learning curves) and
-``seed-002-attention.png`` (the attention of each agent over four Breakout frames) into OUT, and
-prints the Markdown table docs/seeds.md shows. Needs matplotlib (the ``dev`` extra).
+writes ``seed-002-lambda.png`` (return and entropy against lambda, with the learning curves),
+``seed-002-attention.png`` (the attention of each agent over four Breakout frames) and
+``seed-002-gradients.png`` (seed 002's figures: gradient, SmoothGrad and VarGrad of the attention
+layer, for each agent on one frame) into OUT, and prints the Markdown table docs/seeds.md shows.
+Needs matplotlib (the ``dev`` extra).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import torch
 
 from understanding_rl_vision.agents import load_checkpoint
 from understanding_rl_vision.agents.attention import capture_attention
+from understanding_rl_vision.attribution import explain_agent
+from understanding_rl_vision.attribution.methods import method_class
 from understanding_rl_vision.envs import make_vec_env
 
 FRAMES = 4
@@ -70,6 +74,18 @@ def attention(checkpoint: Path, observations: np.ndarray) -> np.ndarray:
     with capture_attention(agent.model) as seen, torch.no_grad():
         agent(observations)
     return seen[-1].sum(dim=1).numpy()
+
+
+GRADIENT_METHODS = ("gradient", "smoothgrad", "vargrad")
+
+
+def attention_gradients(checkpoint: Path, observation: np.ndarray) -> list[np.ndarray]:
+    """|gradient|, SmoothGrad and VarGrad of the ``attention`` output on one observation, (H, W) each."""
+    agent = load_checkpoint(checkpoint)
+    explained = explain_agent(agent)
+    inputs = agent.preprocess(observation[None])
+    outputs = explained.outputs(["attention"])
+    return [method_class(name)().attribute(explained, inputs, outputs)[0, 0].abs().numpy() for name in GRADIENT_METHODS]
 
 
 def main() -> None:
@@ -121,6 +137,23 @@ def main() -> None:
                 axis.set_ylabel(f"lambda {coef:g}")
     figure.tight_layout()
     figure.savefig(args.out / "seed-002-attention.png", dpi=80)
+
+    titles = ("attention", "gradient", "SmoothGrad", "VarGrad")
+    figure, axes = plt.subplots(len(runs), len(titles), figsize=(2.2 * len(titles), 2.4 * len(runs)), squeeze=False)
+    for row, (coef, run) in enumerate(zip(coefs, runs)):
+        checkpoint = run / "checkpoint.safetensors"
+        maps = [attention(checkpoint, observations[:1])[0], *attention_gradients(checkpoint, observations[0])]
+        for column, (title, values) in enumerate(zip(titles, maps)):
+            axis = axes[row][column]
+            axis.imshow(values, cmap="inferno")
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                axis.set_title(title)
+            if column == 0:
+                axis.set_ylabel(f"lambda {coef:g}")
+    figure.tight_layout()
+    figure.savefig(args.out / "seed-002-gradients.png", dpi=80)
 
 
 if __name__ == "__main__":
