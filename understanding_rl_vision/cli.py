@@ -20,6 +20,7 @@ from . import __version__
 from .common.flags import add_config_flags, settings_from_args
 from .config import RunConfig
 from .errors import UserError, first_line
+from .states.commands import configure_states, run_states
 from .training.commands import configure_evaluate, configure_train, run_evaluate, run_train
 
 
@@ -269,6 +270,11 @@ COMMANDS: dict[str, Command] = {
         "measure a checkpoint's episode returns against a random policy",
         run_evaluate,
         configure_evaluate,
+    ),
+    "states": Command(
+        "states of interest (seed 003): train a generator of an agent's states, or measure one",
+        run_states,
+        configure_states,
     ),
     "serve": Command("serve an output folder on localhost", _serve, _configure_serve),
     "inspect": Command("say what a checkpoint file was recognised as", _inspect, _configure_inspect),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Literal
 
 from .attribution.methods import BASIS_METHOD, REGISTRY, MethodSettings, MethodSettingsBase, method_class
 from .errors import ConfigError
@@ -223,6 +223,42 @@ class AttributionConfig:
 
 
 @dataclass(frozen=True)
+class StatesConfig:
+    """States of interest (seed 003): frames generated for the agent, optimised toward a target."""
+
+    states: str = ""
+    """Folder of a generator trained for this agent (``understanding-rl-vision states train``); it
+    adds the page's States of interest section. Empty: no section."""
+    state_targets: tuple[str, ...] = ("high-value", "low-value", "decisive")
+    """What to generate: high-value (T+), low-value (T-), decisive (T+-: one action good, another
+    bad) and action:NAME (the agent sure of that action), one strip each."""
+    state_count: int = 8
+    """States generated per target."""
+    state_steps: int = 200
+    """Adam steps optimising each target's latents (0: the starting states themselves, decoded)."""
+    state_learning_rate: float = 0.05
+    """Adam's step size in the generator's latent space."""
+    state_prior_weight: float = 0.1
+    """Weight of the regulariser |z|^2 / 2 that keeps latents where the generator makes states."""
+    state_sharpness: float = 1.0
+    """Sharpness of the soft maximum over Q-values (or log-probabilities) in the targets."""
+    state_start: Literal["observations", "prior"] = "observations"
+    """Start the latents at the encodings of observation-set frames, or at draws from N(0, I)."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "state_count")
+        if not isinstance(self.state_steps, int) or self.state_steps < 0:
+            raise ConfigError(f"state_steps must be a non-negative integer, got {self.state_steps!r}")
+        if not self.state_targets:
+            raise ConfigError("state_targets needs at least one target, e.g. high-value")
+        if self.state_start not in ("observations", "prior"):
+            raise ConfigError(f"state_start must be observations or prior, got {self.state_start!r}")
+        for name in ("state_learning_rate", "state_prior_weight", "state_sharpness"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one run computes and shows. Field names are unique across the groups, so each
     is also a keyword of ``rl_clarity.run`` and a CLI flag (``nmf_features`` -> ``--nmf-features``)."""
@@ -235,6 +271,7 @@ class RunConfig:
     reduction: ReductionConfig = ReductionConfig()
     feature_vis: FeatureVisConfig = FeatureVisConfig()
     interface: InterfaceConfig = InterfaceConfig()
+    states_of_interest: StatesConfig = StatesConfig()
     method_settings: MethodSettingsBase = field(default_factory=MethodSettings)
     """Every registered method's settings (generated from the method classes)."""
     seed: int = 0
@@ -302,6 +339,7 @@ _GROUPS = (
     "reduction",
     "feature_vis",
     "interface",
+    "states_of_interest",
     "method_settings",
 )
 

@@ -84,10 +84,9 @@ def run(
     :class:`RunResult` (it displays the page in a notebook).
     """
     from .agents import agent_digest, load_agent
-    from .agents.formats import sniff_format, weights_file
-    from .agents.formats.torchscript import metadata_path
+    from .agents.formats import checkpoint_identity
     from .common.device import check_device
-    from .pipeline import RunOptions, file_digest, run_pipeline
+    from .pipeline import RunOptions, run_pipeline
     from .pipeline.parallel import Workers, launched_rank, note_fallback
 
     if (checkpoint is None) == (agent is None):
@@ -105,10 +104,7 @@ def run(
     if agent is None:
         path = Path(checkpoint)  # type: ignore[arg-type]
         agent = load_agent(path, env=_env(config), frame_stack=config.frame_stack, device=check_device(config.device))
-        identity, title = file_digest(weights_file(path)), path.name
-        sidecar = metadata_path(path) if sniff_format(path) == "torchscript" else None
-        if sidecar is not None:  # a TorchScript module's settings are part of the agent
-            identity = file_digest(path) + file_digest(sidecar)
+        identity, title = checkpoint_identity(path), path.name
     else:
         agent.model.to(check_device(config.device))
         identity, title = agent_digest(agent), "custom agent"

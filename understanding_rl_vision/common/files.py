@@ -1,12 +1,19 @@
-"""Writing files so that a crash never leaves a half-written one behind."""
+"""Files: written so that a crash never leaves a half-written one behind, hashed, and resume
+states read back without unpickling."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import UserError, first_line
 
 
 def current_umask() -> int:
@@ -73,3 +80,23 @@ def remove_stale_temporaries(directory: str | os.PathLike[str]) -> int:
             leftover.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes (the checkpoint), read in 1 MiB blocks."""
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+def load_resume_state(path: Path, what: str) -> Any:
+    """A resume state saved with ``torch.save`` (tensors and plain values, read with
+    ``weights_only=True``, so never unpickling code); a missing or unreadable file is one line."""
+    if not path.is_file():
+        raise UserError(f"nothing to resume: {path} does not exist; train without --resume first")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated or foreign: one line, not a traceback
+        raise UserError(f"cannot read the {what} {path}: {first_line(exc)}") from None

@@ -26,6 +26,7 @@ from .schema import (
     Manifest,
     MapPayload,
     Sprites,
+    StatesPayload,
     TrajectoryPayload,
     TreePayload,
 )
@@ -196,6 +197,16 @@ def check_against_manifest(manifest: Manifest, payload: Any) -> None:
             all(p.grid.max(initial=-1) < limit for p in payload.popups),
             f"popup grids index past the {limit} observations",
         )
+    if isinstance(payload, StatesPayload):
+        targets = manifest.states.targets if manifest.states else ()
+        need(payload.target < len(targets), f"target {payload.target} is not in the manifest's states")
+        if not problems:
+            n = manifest.trajectory_lengths[targets[payload.target].trajectory]
+            need(len(payload.energy) == n, f"{len(payload.energy)} states, the target's trajectory has {n}")
+            limit = manifest.observations.count if manifest.observations else 0
+            nearest = np.concatenate([payload.nearest_pixels, payload.nearest_energy])
+            inside = bool(((nearest >= 0) & (nearest < limit)).all())
+            need(inside, f"nearest frames index past the {limit} observations")
     if problems:
         details = "; ".join(problems)
         raise UserError(f"payload {payload.key()} disagrees with the manifest: {details}")

@@ -26,6 +26,7 @@ On-disk layout (``directory`` is the data directory, ``<out>/data``)::
     attr-<l>-<t>-<o>.js              AttributionPayload: layer l, trajectory t, output o
     feat-<l>-<f>.js                  FeaturePayload: layer l, NMF feature f
     feat-<l>-<f>-thumb.png, feat-<l>-<f>-p<i>.png   legend thumbnail, popup i
+    states-<k>.js                    StatesPayload: target k of the states of interest
     obs-<s>.png                      observation set sprite sheets (lazy, OBS_PER_SHEET each)
 
 Byte budget per frame (one layer, trajectory and output; K NMF features, h x w layer)
@@ -73,6 +74,7 @@ KEY_TEMPLATES: Mapping[str, str] = {
     "map": "{prefix}-{site}-{trajectory}-{output}",
     "tree": "{prefix}-tree-{trajectory}-{output}",
     "feature": "feat-{layer}-{feature}",
+    "states": "states-{target}",
 }
 """One template per payload kind; the page's key functions are generated from the same text.
 ``prefix`` is the method's :attr:`MethodEntry.key_prefix`; a map's ``site`` is its layer index, or
@@ -276,6 +278,26 @@ class Sprites:
         return self.sheets[index // self.per_sheet], x, y
 
 
+@dataclass(frozen=True)
+class StateTarget:
+    """One target of the states of interest (seed 003): what its states were optimised toward."""
+
+    name: str = _doc('"high-value", "low-value", "decisive" or "action:NAME"')
+    title: str = _doc('Display name, e.g. "T+ high value"')
+    trajectory: int = _doc("The trajectory holding its generated states, one per frame")
+
+
+@dataclass(frozen=True)
+class StatesInfo:
+    """The states of interest: generated frames, each optimised toward a target in the latent space
+    of a generator of the agent's states. Each target's states are one trajectory (after the played
+    ones), so every method explains them like any frame; its :class:`StatesPayload` adds the rest."""
+
+    targets: tuple[StateTarget, ...] = _doc("The targets, in the order their strips are shown")
+    generator: str = _doc("One line on the generator: how long it trained and how well it reconstructs")
+    start: str = _doc('"observations" (latents start at encodings of real states) or "prior" (at N(0, I))')
+
+
 @dataclass(frozen=True, kw_only=True)
 class Manifest:
     """What the page needs before anything else; small, loaded once from manifest.js."""
@@ -298,6 +320,7 @@ class Manifest:
     methods: tuple[MethodEntry, ...] = _optional(
         "Explanation methods in menu order; absent: integrated gradients only (see default_methods)", ()
     )
+    states: StatesInfo | None = _optional("States of interest; absent when the run has none", None)
 
     def __post_init__(self) -> None:
         if self.format_version != FORMAT_VERSION:
@@ -337,6 +360,12 @@ class Manifest:
                 "methods indexing outputs and layers",
             ),
         ]
+        if self.states is not None:
+            held = [t.trajectory for t in self.states.targets]
+            inside = all(0 <= t < len(self.trajectory_lengths) for t in held)
+            checks.append(
+                (bool(held) and inside and len(set(held)) == len(held), "states targets with a trajectory each")
+            )
         for ok, what in checks:
             if not ok:
                 raise ValueError(f"manifest needs {what}")
@@ -350,6 +379,13 @@ class Manifest:
 
     def key(self) -> str:
         return MANIFEST_KEY
+
+    @property
+    def played_trajectories(self) -> int:
+        """Trajectories the agent played (the states of interest's come after them)."""
+        if self.states is None:
+            return len(self.trajectory_lengths)
+        return min(t.trajectory for t in self.states.targets)
 
 
 # ---------------------------------------------------------------------------- payloads
@@ -477,6 +513,32 @@ class TreePayload(_Record):
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
+class StatesPayload(_Record):
+    """One target's generated states, beyond what their trajectory holds: the target's energy (lower
+    is more what it asks for) before and after the optimisation, and the nearest real frames in the
+    observation set, by pixels and by energy (seed 003, figure 5). N states."""
+
+    KIND: ClassVar[str] = "states"
+    target: int = _doc("Index into StatesInfo.targets")
+    energy: np.ndarray = _array("The target's energy of each generated state", "N", "float32")
+    start_energy: np.ndarray = _array("The energy where its optimisation started", "N", "float32")
+    nearest_pixels: np.ndarray = _array(
+        "Observation-set index of the frame nearest in pixels (mean squared error)", "N", "int32", logical="int32"
+    )
+    pixel_error: np.ndarray = _array("That frame's mean squared error, pixels in [0, 1]", "N", "float32")
+    novelty: np.ndarray = _array(
+        "Share of pixels differing from that frame by more than a quarter of the range", "N", "float32"
+    )
+    nearest_energy: np.ndarray = _array(
+        "Observation-set index of the frame whose energy is nearest the state's", "N", "int32", logical="int32"
+    )
+    nearest_energy_value: np.ndarray = _array("That frame's energy", "N", "float32")
+
+    def key(self) -> str:
+        return states_key(self.target)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Popup(_Record):
     """Dataset examples of a feature at one zoom: a mosaic and which observation fills each cell."""
 
@@ -522,6 +584,7 @@ PAYLOAD_TYPES: tuple[
     type[MapPayload],
     type[TreePayload],
     type[FeaturePayload],
+    type[StatesPayload],
 ] = (
     Manifest,
     TrajectoryPayload,
@@ -529,6 +592,7 @@ PAYLOAD_TYPES: tuple[
     MapPayload,
     TreePayload,
     FeaturePayload,
+    StatesPayload,
 )
 """Top-level payloads; each JSON object carries ``kind`` = the class's KIND."""
 
@@ -554,6 +618,10 @@ def map_key(prefix: str, site: int, trajectory: int, output: int) -> str:
 
 def tree_key(prefix: str, trajectory: int, output: int) -> str:
     return KEY_TEMPLATES["tree"].format(prefix=prefix, trajectory=_index(trajectory), output=_index(output))
+
+
+def states_key(target: int) -> str:
+    return KEY_TEMPLATES["states"].format(target=_index(target))
 
 
 def feature_key(layer: int, feature: int) -> str:

@@ -2,7 +2,8 @@
 into the cache (:mod:`.jobs`, shared across MPI ranks by :mod:`.parallel`), then export the page
 from the cache (:mod:`.output`, :mod:`.publish`). :func:`run_pipeline` runs the stages in order."""
 
-from .cache import Cache, file_digest
+from ..common.files import file_digest
+from .cache import Cache
 from .plan import Plan, make_plan
 from .runner import RunOptions, default_cache_dir, run_pipeline
 

@@ -32,15 +32,6 @@ def digest(parts: Any) -> str:
     return hashlib.sha256(f"{PRODUCT_VERSION}:{text}".encode()).hexdigest()[:16]
 
 
-def file_digest(path: str | os.PathLike[str]) -> str:
-    """sha256 of a file's bytes (the checkpoint), read in 1 MiB blocks."""
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            hasher.update(block)
-    return hasher.hexdigest()
-
-
 class Cache:
     """Products under ``root/<checkpoint digest>/``."""
 

@@ -3,6 +3,7 @@
 * ``trajectories`` / ``observations``: the rollouts (:mod:`..rollout`).
 * ``fit``: the layer's value attribution on the observation set, its NMF (:mod:`..reduction`)
   and the dataset examples of each feature (:mod:`..feature_vis`).
+* ``states``: the states of interest, generated for each target (:mod:`..states`).
 * ``attribution``: one method's explained outputs over one trajectory at one site, in the layer's
   NMF features or as heat maps (:mod:`.products` holds each product's layout).
 """
@@ -18,13 +19,15 @@ import torch
 from ..agents.base import Agent
 from ..attribution import INPUT_CHUNK, INPUT_LAYER, ExplainedModel, Layer, Output, capture
 from ..attribution.methods import BASIS_METHOD, Method, TreeMethod
+from ..common.images import viewable
 from ..errors import UserError
 from ..feature_vis import feature_images
 from ..reduction import ChannelReducer
 from ..rollout import ObservationSet, Trajectories, collect_observation_set, collect_trajectories
+from ..states import load_generator, measures, parse_targets, sample_states
 from .cache import Cache
 from .plan import INPUT_SITE, Job, Plan
-from .products import ChannelProduct, LayerFit, MapProduct, TreeProduct
+from .products import ChannelProduct, LayerFit, MapProduct, StatesProduct, TargetStates, TreeProduct
 
 # ------------------------------------------------------------------------------------ rollouts
 
@@ -51,6 +54,73 @@ def run_observations(agent: Agent, plan: Plan, cache: Cache, job: Job, progress:
 def load_observations(cache: Cache, plan: Plan) -> ObservationSet:
     parts = [cache.load(job.name) for job in plan.observations]
     return ObservationSet(*(np.concatenate([part[name] for part in parts]) for name in ("observations", "states")))
+
+
+# ------------------------------------------------------------------------------------ states of interest
+
+
+def run_states(agent: Agent, plan: Plan, cache: Cache, job: Job) -> None:
+    """Generate each target's states (seed 003) and find their nearest frames in the observation set."""
+    settings = plan.config.states_of_interest
+    vae, _ = load_generator(settings.states, plan.identity, device=agent.device)
+    observed = load_observations(cache, plan).observations
+    rng = np.random.default_rng(plan.config.seed)
+    targets = []
+    for target in parse_targets(agent, settings.state_targets, settings.state_sharpness):
+        starts = None
+        if settings.state_start == "observations":
+            starts = observed[
+                rng.choice(len(observed), settings.state_count, replace=len(observed) < settings.state_count)
+            ]
+        made = sample_states(vae, agent, target, settings, starts, seed=int(rng.integers(1 << 31)))
+        _check_finite(made.values, "value", made.logits, "logits")
+        nearest, error = measures.nearest_by_pixels(made.observations, observed)
+        real_energy = measures.target_energies(agent, target, observed)
+        by_energy = measures.nearest_by_energy(made.energy, real_energy)
+        targets.append(
+            TargetStates(
+                observations=made.observations,
+                logits=made.logits,
+                values=made.values,
+                energy=made.energy,
+                start_energy=made.start_energy,
+                nearest_pixels=nearest,
+                pixel_error=error,
+                novelty=measures.differing_share(made.observations, observed[nearest]),
+                nearest_energy=by_energy,
+                nearest_energy_value=real_energy[by_energy],
+            )
+        )
+    cache.save(job.name, StatesProduct(tuple(targets)).to_arrays())
+
+
+def load_states(cache: Cache, plan: Plan) -> StatesProduct:
+    job = plan.states
+    if job is None:
+        raise AssertionError("the plan has no states of interest")  # callers check plan.states first
+    return StatesProduct.from_arrays(cache.load(job.name))
+
+
+def states_as_trajectories(states: StatesProduct) -> Trajectories:
+    """The targets' states as trajectories (one per target, a state per frame), so that attribution
+    explains them like played frames: each frame its own episode, with the agent's preferred action."""
+    observations = np.stack([t.observations for t in states.targets])
+    count, steps = observations.shape[:2]
+    logits = np.stack([t.logits for t in states.targets]).astype(np.float32)
+    return Trajectories(
+        observations=observations,
+        frames=viewable(observations.reshape(-1, *observations.shape[2:])).reshape(
+            count, steps, *observations.shape[2:4], 3
+        ),
+        actions=logits.argmax(-1).astype(np.int64),
+        rewards=np.zeros((count, steps), np.float32),
+        firsts=np.ones((count, steps), bool),
+        dones=np.zeros((count, steps), bool),
+        logits=logits,
+        values=np.stack([t.values for t in states.targets]).astype(np.float32),
+        last_values=np.zeros(count, np.float32),
+        states=np.zeros((count, steps, 0), np.float32),
+    )
 
 
 def _check_finite(*named: object) -> None:
@@ -132,14 +202,17 @@ def run_attribution(
     components: np.ndarray | None,
 ) -> None:
     """One method's attribution of its outputs over one trajectory at one site, stored as its
-    product: in the layer's NMF features (``channels``, with the fit's ``components``) or as maps."""
+    product: in the layer's NMF features (``channels``, with the fit's ``components``) or as maps.
+    ``trajectories`` are the played ones, or for a states-of-interest trajectory, the targets' states
+    (:func:`states_as_trajectories`)."""
     planned = plan.methods[job.method]
     layer = None if job.layer == INPUT_SITE else plan.layers[job.layer]
-    inputs = agent.preprocess(trajectories.observations[job.trajectory])
+    row = job.trajectory if job.trajectory < plan.played else job.trajectory - plan.played  # a target's states
+    inputs = agent.preprocess(trajectories.observations[row])
     if trajectories.states is not None:  # each frame explained given the state it was played with
-        explained = explained.with_states(trajectories.states[job.trajectory])
+        explained = explained.with_states(trajectories.states[row])
     chosen = explained.outputs([plan.outputs[o] for o in planned.outputs])
-    values, memory = attribute(explained, inputs, planned.method, layer, chosen, trajectories.actions[job.trajectory])
+    values, memory = attribute(explained, inputs, planned.method, layer, chosen, trajectories.actions[row])
     product: ChannelProduct | MapProduct | TreeProduct
     if isinstance(planned.method, TreeMethod):
         levels = planned.method.levels(explained.model, inputs)

@@ -21,6 +21,9 @@ from ..contract import (
     Manifest,
     MapPayload,
     MethodEntry,
+    StatesInfo,
+    StatesPayload,
+    StateTarget,
     TreePayload,
     bookmarks_from,
     write_feature,
@@ -31,8 +34,20 @@ from ..contract import (
 )
 from ..reduction import feature_colours
 from ..render import render_interface
+from ..rollout import Trajectories
+from ..states import parse_targets, read_header
+from ..states.store import generator_file
 from .cache import Cache
-from .jobs import load_channels, load_fit, load_maps, load_observations, load_trajectories, load_trees
+from .jobs import (
+    load_channels,
+    load_fit,
+    load_maps,
+    load_observations,
+    load_states,
+    load_trajectories,
+    load_trees,
+    states_as_trajectories,
+)
 from .plan import INPUT_SITE, Plan, PlannedMethod
 
 
@@ -63,7 +78,7 @@ def write_output(
         )
     for m, planned in enumerate(plan.methods):
         for site in planned.sites:
-            for t in range(trajectories.num_envs):
+            for t in range(plan.num_trajectories):
                 _write_method(data, plan, cache, m, site, t)
                 tick()
     gamma, lam = discount_settings(config.advantage.gamma, config.advantage.lam, agent.gamma, agent.lam)
@@ -71,18 +86,12 @@ def write_output(
         trajectories.rewards, trajectories.values, trajectories.dones, gamma, lam, trajectories.last_values
     )
     marks = find_bookmarks(advantages, trajectories.firsts, config.advantage.num_bookmarks)
-    for t in range(trajectories.num_envs):
-        write_trajectory(
-            data,
-            t,
-            frames=trajectories.frames[t],
-            rewards=trajectories.rewards[t],
-            firsts=trajectories.firsts[t],
-            actions=trajectories.actions[t],
-            values=trajectories.values[t],
-            logits=trajectories.logits[t],
-            advantages=advantages[t],
-        )
+    _write_trajectories(data, trajectories, advantages, first=0)
+    lengths = (trajectories.num_steps,) * trajectories.num_envs
+    states = None
+    if plan.states is not None:
+        states = _write_states(data, agent, plan, cache)
+        lengths += (plan.config.states_of_interest.state_count,) * len(states.targets)
     write_manifest(
         data,
         Manifest(
@@ -93,7 +102,7 @@ def write_output(
             outputs=plan.outputs,
             layers=tuple(layer_infos),
             default_layer=plan.default_layer,
-            trajectory_lengths=(trajectories.num_steps,) * trajectories.num_envs,
+            trajectory_lengths=lengths,
             observation_size=cast("tuple[int, int]", tuple(agent.observation_shape[:2])),
             fps=float(config.interface.fps),
             action_outputs=agent.action_outputs,
@@ -102,9 +111,62 @@ def write_output(
             methods=tuple(
                 _method_entry(planned, _map_shape(plan, cache, m, agent)) for m, planned in enumerate(plan.methods)
             ),
+            states=states,
         ),
     )
     return render_interface(directory, title=title, interface=config.interface)
+
+
+def _write_trajectories(data: Path, trajectories: Trajectories, advantages: np.ndarray, first: int) -> None:
+    """Each trajectory's payload, numbered from ``first``."""
+    for t in range(trajectories.num_envs):
+        write_trajectory(
+            data,
+            first + t,
+            frames=trajectories.frames[t],
+            rewards=trajectories.rewards[t],
+            firsts=trajectories.firsts[t],
+            actions=trajectories.actions[t],
+            values=trajectories.values[t],
+            logits=trajectories.logits[t],
+            advantages=advantages[t],
+        )
+
+
+def _write_states(data: Path, agent: Agent, plan: Plan, cache: Cache) -> StatesInfo:
+    """Each target's states as a trajectory after the played ones, and its :class:`StatesPayload`."""
+    settings = plan.config.states_of_interest
+    made = load_states(cache, plan)
+    as_trajectories = states_as_trajectories(made)
+    targets = parse_targets(agent, settings.state_targets, settings.state_sharpness)
+    _write_trajectories(data, as_trajectories, np.zeros_like(as_trajectories.values), first=plan.played)
+    for k, found in enumerate(made.targets):
+        payload = StatesPayload(
+            target=k,
+            energy=found.energy,
+            start_energy=found.start_energy,
+            nearest_pixels=found.nearest_pixels,
+            pixel_error=found.pixel_error,
+            novelty=found.novelty,
+            nearest_energy=found.nearest_energy,
+            nearest_energy_value=found.nearest_energy_value,
+        )
+        write_payload(data, payload.key(), payload)
+    header = read_header(generator_file(Path(settings.states)))
+    extra = header.get("extra") or {}
+    generator = (
+        f"trained {extra.get('epochs', '?')} epochs on {extra.get('frames', '?')} frames; "
+        f"held-out PSNR {float(extra.get('heldout_psnr', float('nan'))):.1f} dB, the agent's action kept on "
+        f"{100 * float(extra.get('heldout_action_agreement', float('nan'))):.0f}% of reconstructions"
+    )
+    return StatesInfo(
+        targets=tuple(
+            StateTarget(name=target.name, title=target.title, trajectory=plan.played + k)
+            for k, target in enumerate(targets)
+        ),
+        generator=generator,
+        start=settings.state_start,
+    )
 
 
 def _write_method(data: Path, plan: Plan, cache: Cache, m: int, site: int, t: int) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,11 +24,15 @@ from ..agents.base import Agent
 from ..attribution import INPUT_LAYER, Layer, default_layer, explain_agent, resolve_layers
 from ..attribution.methods import BASIS_METHOD, REGISTRY, Method, method_class
 from ..attribution.outputs import ATTENTION_OUTPUT
+from ..common.files import file_digest
 from ..config import AttributionConfig, InterfaceConfig, RunConfig
 from ..contract.schema import DEFAULT_KEY_PREFIX
 from ..envs import EnvSpec, parse_env_id, spec_to_dict
 from ..errors import UserError
 from ..rollout import observation_parts
+from ..states import parse_targets, read_header
+from ..states.perception import check_agent
+from ..states.store import generator_file
 from .cache import digest
 
 INPUT_SITE = -1
@@ -56,7 +61,7 @@ class PlannedMethod:
 class Job:
     """One unit of work; ``name`` is its product's name in the cache."""
 
-    kind: str  # "trajectories", "observations", "fit" or "attribution"
+    kind: str  # "trajectories", "observations", "states", "fit" or "attribution"
     name: str
     layer: int = -1  # a fit's layer; an attribution's site (a layer index, or INPUT_SITE)
     trajectory: int = -1
@@ -75,10 +80,27 @@ class Plan:
     outputs: tuple[str, ...]
     methods: tuple[PlannedMethod, ...]
     jobs: tuple[Job, ...]
+    identity: str = ""
+    """The checkpoint's digest (a generator of states must have been trained for it)."""
 
     @property
     def trajectories(self) -> Job:
         return next(job for job in self.jobs if job.kind == "trajectories")
+
+    @property
+    def states(self) -> Job | None:
+        """The states of interest's job, when the run has a generator."""
+        return next((job for job in self.jobs if job.kind == "states"), None)
+
+    @property
+    def played(self) -> int:
+        """Trajectories the agent plays; the states of interest's targets follow, one trajectory each."""
+        return self.config.trajectories.num_envs
+
+    @property
+    def num_trajectories(self) -> int:
+        states = len(self.config.states_of_interest.state_targets) if self.states is not None else 0
+        return self.played + states
 
     @property
     def observations(self) -> tuple[Job, ...]:
@@ -232,6 +254,9 @@ def make_plan(agent: Agent, config: RunConfig, checkpoint_digest: str) -> Plan:
         for part in range(observation_parts(config.observation_set))
     )
     parts = tuple(job.name for job in observations)
+    states = _states_job(agent, config, checkpoint_digest, parts)
+    sources = [trajectories.name] * config.trajectories.num_envs
+    sources += [states.name] * len(config.states_of_interest.state_targets) if states else []
     basis = config.method_settings.method(BASIS_METHOD).settings()
     fits, attributions = [], []
     for index, layer in enumerate(layers):
@@ -248,15 +273,15 @@ def make_plan(agent: Agent, config: RunConfig, checkpoint_digest: str) -> Plan:
     for m, planned in enumerate(methods):
         names = [outputs[o] for o in planned.outputs]
         for site in planned.sites:
-            for t in range(config.trajectories.num_envs):
+            for t, source in enumerate(sources):
                 if planned.method.info.produces == "channels":
                     fit_name = fits[site].name
-                    key = {"fit": fit_name, "trajectories": trajectories.name, "trajectory": t, "outputs": names}
-                    needs: tuple[str, ...] = (trajectories.name, fit_name)
+                    key = {"fit": fit_name, "trajectories": source, "trajectory": t, "outputs": names}
+                    needs: tuple[str, ...] = (source, fit_name)
                 else:
                     where = INPUT_LAYER if site == INPUT_SITE else layers[site].name
-                    key = {"site": where, "trajectories": trajectories.name, "trajectory": t, "outputs": names}
-                    needs = (trajectories.name,)
+                    key = {"site": where, "trajectories": source, "trajectory": t, "outputs": names}
+                    needs = (source,)
                 cost = _size(layers[site]) if site != INPUT_SITE else float(np.prod(agent.observation_shape))
                 attributions.append(
                     Job(
@@ -270,7 +295,27 @@ def make_plan(agent: Agent, config: RunConfig, checkpoint_digest: str) -> Plan:
                     )
                 )
     by_cost = sorted(fits, key=lambda j: -j.cost) + sorted(attributions, key=lambda j: -j.cost)
-    return Plan(config, env, tuple(layers), default, outputs, methods, (*observations, trajectories, *by_cost))
+    made = (*observations, trajectories, *([states] if states else []), *by_cost)
+    return Plan(config, env, tuple(layers), default, outputs, methods, made, checkpoint_digest)
+
+
+def _states_job(agent: Agent, config: RunConfig, checkpoint_digest: str, parts: tuple[str, ...]) -> Job | None:
+    """The job generating the states of interest, named by the generator's bytes and the settings;
+    the generator must have been trained for this checkpoint, and its targets must fit the agent."""
+    settings = config.states_of_interest
+    if not settings.states:
+        return None
+    check_agent(agent)
+    parse_targets(agent, settings.state_targets, settings.state_sharpness)
+    file = generator_file(Path(settings.states))
+    header = read_header(file)
+    if header.get("agent") != checkpoint_digest:
+        raise UserError(
+            f"the generator {file} was trained for another agent; train one for this checkpoint with `states train`"
+        )
+    key = {"generator": file_digest(file), "observations": parts, "seed": config.seed, **dataclasses.asdict(settings)}
+    key.pop("states")  # where the generator lies does not change what it makes
+    return Job("states", "states-" + digest(key), needs=parts, cost=float(settings.state_count * settings.state_steps))
 
 
 def _size(layer: Layer) -> float:

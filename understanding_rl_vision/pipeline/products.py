@@ -172,3 +172,48 @@ class TreeProduct:
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> TreeProduct:
         count = sum(1 for key in arrays if key.endswith("/nodes"))
         return cls(tuple(arrays[f"{o}/nodes"] for o in range(count)), tuple(str(v) for v in arrays["levels"]))
+
+
+STATE_FIELDS = (
+    "observations",
+    "logits",
+    "values",
+    "energy",
+    "start_energy",
+    "nearest_pixels",
+    "pixel_error",
+    "novelty",
+    "nearest_energy",
+    "nearest_energy_value",
+)
+
+
+@dataclass(frozen=True)
+class TargetStates:
+    """One target's generated states (N of them) and how they relate to the observation set."""
+
+    observations: np.ndarray  # (N, H, W, C) uint8
+    logits: np.ndarray  # (N, A) the agent's on them
+    values: np.ndarray  # (N,)
+    energy: np.ndarray  # (N,) the target's energy
+    start_energy: np.ndarray  # (N,) where the optimisation started
+    nearest_pixels: np.ndarray  # (N,) observation-set index nearest in pixels
+    pixel_error: np.ndarray  # (N,) its mean squared error
+    novelty: np.ndarray  # (N,) share of pixels differing from it by more than a quarter of the range
+    nearest_energy: np.ndarray  # (N,) observation-set index nearest in energy
+    nearest_energy_value: np.ndarray  # (N,) its energy
+
+
+@dataclass(frozen=True)
+class StatesProduct:
+    """The states of interest: one :class:`TargetStates` per target, in the plan's order."""
+
+    targets: tuple[TargetStates, ...]
+
+    def to_arrays(self) -> Arrays:
+        return {f"{k}/{name}": getattr(t, name) for k, t in enumerate(self.targets) for name in STATE_FIELDS}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> StatesProduct:
+        count = sum(1 for key in arrays if key.endswith("/observations"))
+        return cls(tuple(TargetStates(**{n: arrays[f"{k}/{n}"] for n in STATE_FIELDS}) for k in range(count)))

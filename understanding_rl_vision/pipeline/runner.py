@@ -40,6 +40,7 @@ INTERRUPT_WAIT_SECONDS = 0.5
 STAGE_NAMES = {
     "trajectories": "rollouts",
     "observations": "rollouts",
+    "states": "states of interest",
     "fit": "layer fits",
     "attribution": "attribution",
 }
@@ -198,18 +199,25 @@ def _runner(agent: Agent, plan: Plan, cache: Cache, progress: bool, start=lambda
             jobs.run_trajectories(agent, plan, cache, progress)
         elif job.kind == "observations":
             jobs.run_observations(agent, plan, cache, job, progress)
+        elif job.kind == "states":
+            jobs.run_states(agent, plan, cache, job)
         elif job.kind == "fit":
             jobs.run_fit(agent, explained, plan, cache, job)
         else:
-            if "trajectories" not in loaded:
-                loaded["trajectories"] = jobs.load_trajectories(cache, plan)
+            source = "trajectories" if job.trajectory < plan.played else "states"
+            if source not in loaded:
+                loaded[source] = (
+                    jobs.load_trajectories(cache, plan)
+                    if source == "trajectories"
+                    else jobs.states_as_trajectories(jobs.load_states(cache, plan))
+                )
             components = None
             if plan.methods[job.method].method.info.produces == "channels":
                 fit = plan.fit(job.layer)
                 if fit.name not in loaded:
                     loaded[fit.name] = cache.load(fit.name)["components"]
                 components = cast("np.ndarray", loaded[fit.name])
-            trajectories = cast("Trajectories", loaded["trajectories"])
+            trajectories = cast("Trajectories", loaded[source])
             jobs.run_attribution(agent, explained, plan, cache, job, trajectories, components)
 
     return run

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from ..agents import Agent, read_checkpoint_metadata, save_checkpoint
-from ..common.files import atomic_path
+from ..common.files import atomic_path, load_resume_state
 from ..envs import Episode
-from ..errors import CheckpointError, UserError, first_line
+from ..errors import CheckpointError, UserError
 from .config import PPOConfig, make_config
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -145,12 +145,7 @@ def checkpoint_update(save_dir: Path) -> int | None:
 
 def _read_state(save_dir: Path) -> dict[str, Any]:
     path = save_dir / TRAIN_STATE
-    if not path.is_file():
-        raise UserError(f"nothing to resume: {path} does not exist; train without --resume first")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated or foreign: one line, not a traceback
-        raise UserError(f"cannot read the training state {path}: {first_line(exc)}") from None
+    state = load_resume_state(path, "training state")
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise UserError(f"{path} is not a training state this version can resume")
     return state

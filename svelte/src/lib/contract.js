@@ -22,6 +22,7 @@ export const keys = Object.freeze({
   map: (prefix, site, trajectory, output) => `${prefix}-${site}-${trajectory}-${output}`,
   tree: (prefix, trajectory, output) => `${prefix}-tree-${trajectory}-${output}`,
   feature: (layer, feature) => `feat-${layer}-${feature}`,
+  states: (target) => `states-${target}`,
 });
 
 /** @typedef {"uint8"|"int8"|"uint16"|"int16"|"int32"|"float32"} DType */
@@ -92,6 +93,22 @@ export const keys = Object.freeze({
  */
 
 /**
+ * One target of the states of interest (seed 003): what its states were optimised toward.
+ * @typedef {object} StateTarget
+ * @property {string} name  "high-value", "low-value", "decisive" or "action:NAME"
+ * @property {string} title  Display name, e.g. "T+ high value"
+ * @property {number} trajectory  The trajectory holding its generated states, one per frame
+ */
+
+/**
+ * The states of interest: generated frames, each optimised toward a target in the latent space of a generator of the agent's states. Each target's states are one trajectory (after the played ones), so every method explains them like any frame; its :class:`StatesPayload` adds the rest.
+ * @typedef {object} StatesInfo
+ * @property {StateTarget[]} targets  The targets, in the order their strips are shown
+ * @property {string} generator  One line on the generator: how long it trained and how well it reconstructs
+ * @property {string} start  "observations" (latents start at encodings of real states) or "prior" (at N(0, I))
+ */
+
+/**
  * What the page needs before anything else; small, loaded once from manifest.js.
  * @typedef {object} Manifest
  * @property {"manifest"} kind
@@ -110,6 +127,7 @@ export const keys = Object.freeze({
  * @property {(Sprites|null)} observations  Observation set that popup grids index; null if none
  * @property {string} action_outputs  "logits" (a policy) or "q_values" (a Q-network; "logit:" outputs are Q-values)
  * @property {MethodEntry[]} [methods]  Explanation methods in menu order; absent: integrated gradients only (see default_methods)
+ * @property {(StatesInfo|null)} [states]  States of interest; absent when the run has none
  */
 
 /**
@@ -198,4 +216,18 @@ export const keys = Object.freeze({
  * @property {Popup[]} popups  One per (expand_mult, subdiv_mult)
  */
 
-/** @typedef {(Manifest|TrajectoryPayload|AttributionPayload|MapPayload|TreePayload|FeaturePayload)} Payload */
+/**
+ * One target's generated states, beyond what their trajectory holds: the target's energy (lower is more what it asks for) before and after the optimisation, and the nearest real frames in the observation set, by pixels and by energy (seed 003, figure 5). N states.
+ * @typedef {object} StatesPayload
+ * @property {"states"} kind
+ * @property {number} target  Index into StatesInfo.targets
+ * @property {EncodedArray} energy  The target's energy of each generated state [float32 (N), scale is 1]
+ * @property {EncodedArray} start_energy  The energy where its optimisation started [float32 (N), scale is 1]
+ * @property {EncodedArray} nearest_pixels  Observation-set index of the frame nearest in pixels (mean squared error) [int32 (N), scale is 1]
+ * @property {EncodedArray} pixel_error  That frame's mean squared error, pixels in [0, 1] [float32 (N), scale is 1]
+ * @property {EncodedArray} novelty  Share of pixels differing from that frame by more than a quarter of the range [float32 (N), scale is 1]
+ * @property {EncodedArray} nearest_energy  Observation-set index of the frame whose energy is nearest the state's [int32 (N), scale is 1]
+ * @property {EncodedArray} nearest_energy_value  That frame's energy [float32 (N), scale is 1]
+ */
+
+/** @typedef {(Manifest|TrajectoryPayload|AttributionPayload|MapPayload|TreePayload|FeaturePayload|StatesPayload)} Payload */

@@ -14,6 +14,7 @@ import { decodeTree } from "./tree.js";
 /** @typedef {import("./contract.js").AttributionPayload} AttributionPayload */
 /** @typedef {import("./contract.js").MapPayload} MapPayload */
 /** @typedef {import("./contract.js").FeaturePayload} FeaturePayload */
+/** @typedef {import("./contract.js").StatesPayload} StatesPayload */
 
 /**
  * @typedef {object} Trajectory  a decoded TrajectoryPayload
@@ -83,6 +84,19 @@ import { decodeTree } from "./tree.js";
  */
 
 /** @typedef {{layer: number, feature: number, thumbnail: string, popups: PopupImage[]}} Feature */
+
+/**
+ * @typedef {object} States  a decoded StatesPayload: one target's N generated states
+ * @property {number} target  index into manifest.states.targets
+ * @property {number} count  N
+ * @property {Float32Array} energy  the target's energy of each state (lower: more what it asks for)
+ * @property {Float32Array} startEnergy  the energy where its optimisation started
+ * @property {Int32Array} nearestPixels  observation-set index of the frame nearest in pixels
+ * @property {Float32Array} pixelError  that frame's mean squared error
+ * @property {Float32Array} novelty  share of pixels differing from that frame by more than a quarter
+ * @property {Int32Array} nearestEnergy  observation-set index of the frame whose energy is nearest
+ * @property {Float32Array} nearestEnergyValue  that frame's energy
+ */
 
 let base = "data/";
 /** @param {string} dataPath the config's dataPath, ending in "/" */
@@ -379,4 +393,33 @@ export function getFeature(layer, feature) {
     features.set(key, promise);
   }
   return features.get(key);
+}
+
+// ------------------------------------------------------------------ states of interest
+
+const statesPayloads = new Map();
+
+/**
+ * The states of interest of one target (manifest.states.targets[target]), beyond their trajectory.
+ * @param {number} target @returns {Promise<States>}
+ */
+export function getStates(target) {
+  if (!statesPayloads.has(target)) {
+    const promise = loadOnce(keys.states(target)).then(async (/** @type {StatesPayload} */ p) => {
+      expect(p, { kind: "states", target });
+      const [energy, startEnergy, pixelError, novelty, nearestEnergyValue] = await Promise.all(
+        [p.energy, p.start_energy, p.pixel_error, p.novelty, p.nearest_energy_value].map(decodeArray),
+      );
+      const [nearestPixels, nearestEnergy] = /** @type {Int32Array[]} */ (
+        await Promise.all([p.nearest_pixels, p.nearest_energy].map(integers))
+      );
+      const count = energy.length;
+      const arrays = [startEnergy, pixelError, novelty, nearestEnergyValue, nearestPixels, nearestEnergy];
+      if (arrays.some((a) => a.length !== count)) throw new Error(`payload ${keys.states(target)} has arrays of different lengths`);
+      return { target, count, energy, startEnergy, nearestPixels, pixelError, novelty, nearestEnergy, nearestEnergyValue };
+    });
+    promise.catch(() => statesPayloads.delete(target)); // may be tried again
+    statesPayloads.set(target, promise);
+  }
+  return statesPayloads.get(target);
 }

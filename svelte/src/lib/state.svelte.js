@@ -70,7 +70,14 @@ export class AppState {
     this.compareOutput = d.outputs[0] ?? 0;
     this.compareGain = d.gain;
     this.compareOpacity = d.observationOpacity;
-    this.bookmarks = [...manifest.bookmarks].sort((a, b) => a.trajectory - b.trajectory || a.frame - b.frame);
+    /** Trajectories the agent played; the states of interest's come after them (Manifest.played_trajectories). */
+    this.played = manifest.states
+      ? Math.min(...manifest.states.targets.map((target) => target.trajectory))
+      : manifest.trajectory_lengths.length;
+    /** The played trajectories' bookmarks, in order. */
+    this.bookmarks = manifest.bookmarks
+      .filter((b) => b.trajectory < this.played)
+      .sort((a, b) => a.trajectory - b.trajectory || a.frame - b.frame);
     this.readUrl(typeof location === "undefined" ? "" : location.search);
   }
 
@@ -123,6 +130,24 @@ export class AppState {
       this.layer = layer;
       this.hover = null;
     }
+  }
+
+  /** The states-of-interest target whose generated states trajectory `t` holds, else null.
+   * @returns {import("./contract.js").StateTarget | null} */
+  stateTarget(t = this.trajectory) {
+    return this.manifest.states?.targets.find((target) => target.trajectory === t) ?? null;
+  }
+
+  /** How the page names trajectory `t`: "trajectory 2", or "States of interest: T+ high value". */
+  trajectoryLabel(t = this.trajectory) {
+    const target = this.stateTarget(t);
+    return target ? `States of interest: ${target.title}` : `trajectory ${t + 1}`;
+  }
+
+  /** Show a generated state like any frame: its target's trajectory, at the state's index. */
+  showState(target, index) {
+    this.pause();
+    this.goto(target.trajectory, index);
   }
 
   /** The bookmark before (direction -1) or after (+1) the current frame, or null. */

@@ -15,6 +15,7 @@ from typing import cast
 
 import torch
 
+from ...common.files import file_digest
 from ...envs import AtariSpec, EnvSpec, MarioSpec, parse_env_id
 from ...envs.spec import MARIO_ACTION_COUNTS
 from ...errors import CheckpointError, UserError, first_line
@@ -29,7 +30,16 @@ from .layouts import LAYOUTS, recognise
 from .pfrl import PFRL_LAYOUTS, agent_weights, is_directory, is_pfrl, pfrl_foreign
 from .sb3 import is_sb3_zip, read_sb3
 
-__all__ = ["KNOWN_LAYOUTS", "LAYOUTS", "Foreign", "load_agent", "read_foreign", "sniff_format", "weights_file"]
+__all__ = [
+    "KNOWN_LAYOUTS",
+    "LAYOUTS",
+    "Foreign",
+    "checkpoint_identity",
+    "load_agent",
+    "read_foreign",
+    "sniff_format",
+    "weights_file",
+]
 
 FORMATS = ("understanding-rl-vision", "stable-baselines3", "torchscript", "state-dict", "pfrl")
 KNOWN_LAYOUTS = LAYOUTS + PFRL_LAYOUTS
@@ -72,6 +82,20 @@ def weights_file(path: str | os.PathLike[str]) -> Path:
     digest of the checkpoint reads."""
     path = Path(path)
     return agent_weights(path) if is_directory(path) else path
+
+
+def checkpoint_identity(path: str | os.PathLike[str]) -> str:
+    """The sha256 that names an agent file: the bytes of its weights, and a TorchScript module's
+    metadata file too (its settings are part of the agent). The cache keys products by it, and a
+    generator of states (:mod:`...states`) records it so that it is never used with another agent."""
+    path = Path(path)
+    if sniff_format(path) == "torchscript":
+        from .torchscript import metadata_path
+
+        sidecar = metadata_path(path)
+        if sidecar is not None:
+            return file_digest(path) + file_digest(sidecar)
+    return file_digest(weights_file(path))
 
 
 def _has_our_metadata(path: Path, length: int) -> bool:
