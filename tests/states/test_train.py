@@ -158,3 +158,26 @@ def test_the_agent_is_left_as_it_was(tmp_path):
     assert all(p.requires_grad for p in agent.model.parameters())
     assert all(p.grad is None for p in agent.model.parameters())
     assert all(torch.equal(before[k], v) for k, v in agent.model.state_dict().items())
+
+
+def test_a_training_stopped_before_its_first_epoch_resumes_with_its_frames(two_epochs, tmp_path, monkeypatch):
+    """The frames and an epoch-0 state are saved before training starts, so a chunk stopped in the
+    first epoch resumes instead of being refused as a folder that already holds a training."""
+    import understanding_rl_vision.states.train as module
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    save_dir = tmp_path / "stopped"
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "generator_loss", stop)
+        with pytest.raises(KeyboardInterrupt):
+            train(save_dir)
+    assert sorted(p.name for p in save_dir.iterdir()) == sorted([FRAMES, LOG, TRAIN_STATE])  # no generator yet
+    assert log_rows(save_dir) == []
+    with pytest.raises(UserError, match="already holds"):
+        train(save_dir)
+    train(save_dir, resume=True)
+    assert [int(r["epoch"]) for r in log_rows(save_dir)] == [1, 2]
+    for name, tensor in weights(two_epochs).items():  # the same training as one that never stopped
+        torch.testing.assert_close(weights(save_dir)[name], tensor, rtol=1e-4, atol=1e-5)

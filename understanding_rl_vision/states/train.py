@@ -91,6 +91,8 @@ def train_generator(
         epoch, seconds, step = int(state["epoch"]), float(state["seconds"]), int(state["step"])
     for group in optimiser.param_groups:
         group["lr"] = config.learning_rate
+    if state is None:  # the frames are collected: a chunk stopped from here on resumes with them
+        _save_state(save_dir, vae, optimiser, agent_identity, config, epoch, step, seconds)
     frozen = [p.requires_grad_(False) for p in agent.model.parameters() if p.requires_grad]
     observations = torch.as_tensor(frames.observations)
     weights = torch.as_tensor(frames.saliency)
@@ -188,6 +190,20 @@ def _save(
     extra: dict[str, Any],
 ) -> None:
     """The resume state first, then the generator, each atomically."""
+    _save_state(save_dir, vae, optimiser, agent_identity, config, epoch, step, seconds)
+    save_generator(vae, save_dir, agent_identity, config, extra)
+
+
+def _save_state(
+    save_dir: Path,
+    vae: StateVAE,
+    optimiser: torch.optim.Optimizer,
+    agent_identity: str,
+    config: GeneratorConfig,
+    epoch: int,
+    step: int,
+    seconds: float,
+) -> None:
     state = {
         "vae": vae.state_dict(),
         "optimiser": optimiser.state_dict(),
@@ -199,7 +215,6 @@ def _save(
     }
     with atomic_path(save_dir / TRAIN_STATE) as tmp:
         torch.save(state, tmp)
-    save_generator(vae, save_dir, agent_identity, config, extra)
 
 
 def _read_state(save_dir: Path) -> dict[str, Any]:
