@@ -61,6 +61,9 @@ class _Sizes:
         frames = f"frames of {_shape(s.observation)}"
         self.traj_part = Part(self.traj, f"trajectories {_count(self.E)} x {_count(self.T)} {frames}",
                               ("num_steps", "num_envs"))  # fmt: skip
+        states = config.states_of_interest
+        # (targets, states per target) of the states of interest: each target is one more trajectory
+        self.states = (len(states.state_targets), states.state_count) if states.states else None
         self.obs_what = f"observation set {_count(o.obs_num_envs)} x {_count(o.num_obs)} {frames}"
 
     # ---------------------------------------------------------------- memory
@@ -190,9 +193,10 @@ class _Sizes:
         where = "the input" if site == -1 else f"layer {self.s.layers[site].label}"
         return f"{method.name} of {outputs} x {_count(self.E)} x {_count(self.T)} frames at {where}"
 
-    def _stored_bytes(self, method: MethodShape, site: int, quantised: bool) -> int:
-        """One job's product: the cache's arrays (``quantised``) or the output's payloads."""
-        T = self.T
+    def _stored_bytes(self, method: MethodShape, site: int, quantised: bool, frames: int | None = None) -> int:
+        """One job's product (of a played trajectory, or of ``frames``): the cache's arrays
+        (``quantised``) or the output's payloads."""
+        T = self.T if frames is None else frames
         if method.produces == "channels":
             layer = self.s.layers[site]
             K = min(self.config.reduction.nmf_features, layer.channels)
@@ -220,9 +224,12 @@ class _Sizes:
                 parts.append(replace(pictures, bytes=pictures.bytes + extra))
         for m, method in enumerate(self.s.methods):
             for site in method.sites:
-                count = E if missing is None else missing["attribution"][m, site]
+                count = E if missing is None else missing["attribution"][m, site]  # a states job counts as played
                 per_job = method.outputs * self._stored_bytes(method, site, quantised=True) + FILE_OVERHEAD
                 parts.append(Part(count * per_job, self._stored(method, site), _STORED))
+                if missing is None and self.states:
+                    per_target = method.outputs * self._stored_bytes(method, site, True, self.states[1]) + FILE_OVERHEAD
+                    parts.append(Part(self.states[0] * per_target, f"{method.name} of the states of interest"))
         return parts
 
     def output(self) -> list[Part]:
@@ -238,6 +245,9 @@ class _Sizes:
             for site in method.sites:
                 per_job = method.outputs * self._stored_bytes(method, site, quantised=False)
                 parts.append(Part(E * per_job, self._stored(method, site), _STORED))
+                if self.states:
+                    per_target = method.outputs * self._stored_bytes(method, site, False, self.states[1])
+                    parts.append(Part(self.states[0] * per_target, f"{method.name} of the states of interest"))
         per_sheet, _ = sprite_layout(T, s.frame[0], s.frame[1])
         sheets = E * -(-T // per_sheet)
         per_step = (17 + 4 * s.num_actions) * 5 // 4
