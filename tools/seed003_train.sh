@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Seed 003's generators on this machine: one chunk (at most 590 s) of `states train` for one agent
 # and loss. The first call starts the training, later calls resume it; run it again until its
-# log.csv has 20 epochs. docs/seeds.md (seed 003) has the tables they feed.
+# log.csv has 20 epochs; a copy of the generator is kept every 4 epochs, to measure it against
+# training time. docs/seeds.md (seed 003) has the tables they feed.
 #
 #   tools/seed003_train.sh AGENT LOSS [ROOT]    # AGENT: coinrun | breakout; LOSS: full | saliency | plain
 set -euo pipefail
@@ -21,7 +22,7 @@ case $loss in
 esac
 cli=(python -m understanding_rl_vision states train "$checkpoint" --save-dir "$dir" --quiet)
 if [ -f "$dir/train_state.pt" ]; then
-  timeout 590 "${cli[@]}" --resume || [ $? -eq 124 ]
+  timeout 590 "${cli[@]}" --resume --snapshot-every 4 || [ $? -eq 124 ]
 else
-  timeout 590 "${cli[@]}" --epochs 20 --seed 0 "${weights[@]}" || [ $? -eq 124 ]
+  timeout 590 "${cli[@]}" --epochs 20 --seed 0 --snapshot-every 4 "${weights[@]}" || [ $? -eq 124 ]
 fi

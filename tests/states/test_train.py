@@ -116,7 +116,8 @@ def test_resuming_a_finished_training_drops_log_rows_past_its_saved_epoch(copy_o
     ],
 )
 def test_resuming_with_another_setting_is_refused_naming_it(copy_of_two_epochs, change, named):
-    with pytest.raises(UserError, match=rf"cannot resume .*\({named}\); only epochs, save_every, device may change"):
+    resumable = "epochs, save_every, snapshot_every, device"
+    with pytest.raises(UserError, match=rf"cannot resume .*\({named}\); only {resumable} may change"):
         train(copy_of_two_epochs, replace(CONFIG, epochs=3, **change), resume=True)
     assert len(log_rows(copy_of_two_epochs)) == 2
 
@@ -181,3 +182,20 @@ def test_a_training_stopped_before_its_first_epoch_resumes_with_its_frames(two_e
     assert [int(r["epoch"]) for r in log_rows(save_dir)] == [1, 2]
     for name, tensor in weights(two_epochs).items():  # the same training as one that never stopped
         torch.testing.assert_close(weights(save_dir)[name], tensor, rtol=1e-4, atol=1e-5)
+
+
+def test_snapshots_keep_the_generator_of_every_nth_epoch(two_epochs, tmp_path):
+    save_dir = tmp_path / "snapshots"
+    train(save_dir, replace(CONFIG, snapshot_every=1))
+    first, second = (load_generator(save_dir / f"generator-epoch-{e}.safetensors", IDENTITY) for e in (1, 2))
+    assert first[1]["extra"]["epochs"] == 1 and second[1]["extra"]["epochs"] == 2
+    for name, tensor in weights(save_dir).items():  # the last snapshot is the generator itself
+        torch.testing.assert_close(second[0].state_dict()[name], tensor, rtol=0, atol=0)
+    moved = [
+        n
+        for n, t in first[0].state_dict().items()
+        if t.is_floating_point() and not torch.equal(t, weights(save_dir)[n])
+    ]
+    assert moved  # the first epoch's generator is another one
+    train(save_dir, replace(CONFIG, snapshot_every=2, epochs=3), resume=True)  # a resume may change it
+    assert not (save_dir / "generator-epoch-3.safetensors").exists()

@@ -55,6 +55,9 @@ class GeneratorConfig:
     """Seeds the rollouts, the held-out split, the initial weights and the batches."""
     save_every: int = 1
     """Epochs between two saves of the generator and its resume state."""
+    snapshot_every: int = 0
+    """Epochs between two kept copies of the generator (``generator-epoch-N.safetensors``), e.g. to
+    measure it against training time; 0 keeps none."""
     device: str = "cpu"
     """Torch device: cpu or cuda."""
 
@@ -73,9 +76,11 @@ class GeneratorConfig:
             raise ConfigError(f"num_frames must be at least 20 (a tenth is held out), got {self.num_frames}")
         if self.save_every < 1:
             raise ConfigError(f"save_every must be a positive integer, got {self.save_every}")
+        if self.snapshot_every < 0:
+            raise ConfigError(f"snapshot_every must not be negative, got {self.snapshot_every}")
 
 
-RESUMABLE_CHANGES = ("epochs", "save_every", "device")
+RESUMABLE_CHANGES = ("epochs", "save_every", "snapshot_every", "device")
 """Settings a resumed training may change: how long and where, not what is learned."""
 
 

@@ -29,7 +29,12 @@ FORMAT_VERSION = 1
 
 
 def save_generator(
-    vae: StateVAE, directory: Path, agent_identity: str, config: GeneratorConfig, extra: dict[str, Any]
+    vae: StateVAE,
+    directory: Path,
+    agent_identity: str,
+    config: GeneratorConfig,
+    extra: dict[str, Any],
+    name: str = GENERATOR,
 ) -> Path:
     """Write the generator atomically; ``extra`` is free JSON (epochs trained, held-out PSNR...)."""
     header = {
@@ -40,7 +45,7 @@ def save_generator(
     }
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "header": json.dumps(header)}
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in vae.state_dict().items()}
-    path = directory / GENERATOR
+    path = directory / name
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
     return path

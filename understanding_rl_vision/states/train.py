@@ -127,6 +127,8 @@ def train_generator(
                     extra = {"epochs": epoch, "seconds": round(seconds, 3), "frames": len(frames.observations)}
                     extra |= dict(zip(LOG_COLUMNS[-len(measured) :], measured))
                     _save(save_dir, vae, optimiser, agent_identity, config, epoch, step, seconds, extra)
+                if config.snapshot_every and epoch % config.snapshot_every == 0:
+                    save_generator(vae, save_dir, agent_identity, config, extra, name=snapshot_name(epoch))
     finally:
         for p in frozen:
             p.requires_grad_(True)
@@ -156,6 +158,11 @@ def measure(vae: StateVAE, agent: Agent, frames: Frames, rows: torch.Tensor) -> 
         float(torch.cat(agree).float().mean()),
         float(torch.cat(perceived).mean()),
     )
+
+
+def snapshot_name(epoch: int) -> str:
+    """The file a snapshot of the generator after ``epoch`` epochs is kept in (``snapshot_every``)."""
+    return f"generator-epoch-{epoch}.safetensors"
 
 
 def psnr(mse: torch.Tensor) -> float:
