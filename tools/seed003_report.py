@@ -9,12 +9,15 @@ and strips of generated states for each target next to their nearest training fr
 Each generator folder is a ``states train`` run for the agent. The strips and the novelty table use
 the first generator named; novelty compares each generated state with the nearest of that
 generator's own training frames (``frames.npz``), as the seed does. Prints the Markdown tables
-docs/seeds.md shows and writes ``seed-003-NAME-states.png``. Needs matplotlib (the ``dev`` extra).
+docs/seeds.md shows and writes ``seed-003-NAME-states.png``; with ``--snapshots``, also the goggles of
+the first generator's copies kept every few epochs (``--snapshot-every``), against training time.
+Needs matplotlib (the ``dev`` extra).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from pathlib import Path
 
@@ -53,6 +56,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/seeds"))
     parser.add_argument("--name", required=True)
     parser.add_argument("--skip-goggles", action="store_true")
+    parser.add_argument("--snapshots", action="store_true", help="goggles of the first generator's kept copies")
     args = parser.parse_args()
 
     path = Path(resolve_checkpoint(args.checkpoint))
@@ -79,6 +83,25 @@ def main() -> None:
         print(f"random policy: {real.random_mean_return:.2f}")
 
     first = next(iter(generators.values()))
+    if args.snapshots:  # the first generator against training time: its kept copies, epoch by epoch
+        with open(Path(first) / "log.csv", newline="") as handle:
+            log = {int(row["epoch"]): row for row in csv.DictReader(handle)}
+        print("\n| epochs | training time | held-out PSNR | salient-pixel PSNR | action kept | goggles return |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for snapshot in sorted(
+            Path(first).glob("generator-epoch-*.safetensors"), key=lambda p: int(p.stem.split("-")[-1])
+        ):
+            epoch = int(snapshot.stem.split("-")[-1])
+            vae, _ = load_generator(snapshot, identity)
+            seen = goggles_score(agent, vae, args.episodes, num_envs=args.num_envs)
+            row = log[epoch]
+            print(
+                f"| {epoch} | {float(row['seconds']) / 60:.1f} min | {float(row['heldout_psnr']):.1f} dB | "
+                f"{float(row['heldout_saliency_psnr']):.1f} dB | {100 * float(row['heldout_action_agreement']):.0f}% | "
+                f"{seen.mean_return:.2f} ± {seen.std_return:.2f} |"
+            )
+            results[f"epoch {epoch}"] = seen.to_dict()
+
     vae, _ = load_generator(first, identity)
     with np.load(Path(first) / "frames.npz") as data:
         frames = data["observations"]

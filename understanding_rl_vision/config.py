@@ -238,8 +238,10 @@ class StatesConfig:
     """Adam steps optimising each target's latents (0: the starting states themselves, decoded)."""
     state_learning_rate: float = 0.05
     """Adam's step size in the generator's latent space."""
-    state_prior_weight: float = 0.1
-    """Weight of the regulariser |z|^2 / 2 that keeps latents where the generator makes states."""
+    state_prior_weight: float = 0.01
+    """Weight of the regulariser |z|^2 / 2 that keeps latents where the generator makes states (at
+    0.01 the optimised latents stay near the radius N(0, I) draws have; 0.1 pulls them to blurred
+    averages, 0.001 lets them leave it)."""
     state_sharpness: float = 1.0
     """Sharpness of the soft maximum over Q-values (or log-probabilities) in the targets."""
     state_start: Literal["observations", "prior"] = "observations"

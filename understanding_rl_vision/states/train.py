@@ -63,7 +63,9 @@ def train_generator(
     progress: bool = True,
 ) -> Path:
     """Train (or, with ``resume``, continue) a generator for ``agent`` in ``save_dir``; returns the
-    generator's path. ``agent_identity`` is the checkpoint's sha256, recorded in the generator."""
+    generator's path. ``agent_identity`` names the agent as a run does, and a run with another agent
+    refuses the generator: :func:`~..agents.formats.checkpoint_identity` of its file, or
+    :func:`~..agents.agent_digest` of an in-memory agent (``rl_clarity.run(agent=...)``)."""
     check_agent(agent)
     save_dir = Path(save_dir)
     device = torch.device(config.device)
