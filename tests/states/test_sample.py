@@ -19,8 +19,7 @@ from understanding_rl_vision.agents.base import Agent
 from understanding_rl_vision.config import StatesConfig
 from understanding_rl_vision.errors import UserError
 from understanding_rl_vision.states import StateVAE, Target, sample_states
-from understanding_rl_vision.states.model import to_images
-from understanding_rl_vision.states.perception import agent_outputs
+from understanding_rl_vision.states.model import to_images, to_observations
 
 SETTINGS = StatesConfig(state_count=6, state_steps=80, state_learning_rate=0.1, state_prior_weight=0.001)
 
@@ -94,7 +93,7 @@ def test_starting_from_real_frames(frames):
     check_consistent(sampled, agent, target, vae)
     with torch.no_grad():  # the start was the encodings of the first six frames given
         start = vae.encode(to_images(torch.as_tensor(frames[10:16]))).mean
-        expected = target.energy(agent, agent_outputs(agent, vae.decode(start)))
+        expected = target.energy(agent, agent(to_observations(vae.decode(start))))
     np.testing.assert_allclose(sampled.start_energy, expected.numpy(), rtol=0, atol=1e-5)
     unmoved = sample_states(vae, agent, target, StatesConfig(state_count=6, state_steps=0), starts=frames[10:20])
     np.testing.assert_allclose(unmoved.latents, start.numpy(), rtol=0, atol=1e-6)

@@ -28,7 +28,7 @@ class Sampled:
     observations: np.ndarray  # (N, H, W, C) uint8
     latents: np.ndarray  # (N, Z) float32
     energy: np.ndarray  # (N,) the target's energy of the states as saved (uint8; without the regulariser)
-    start_energy: np.ndarray  # (N,) the target's energy at the start
+    start_energy: np.ndarray  # (N,) the target's energy of the starting states (also as uint8)
     logits: np.ndarray  # (N, A) the agent's on the generated states (Q-values for a Q-network)
     values: np.ndarray  # (N,)
 
@@ -57,16 +57,16 @@ def sample_states(
     optimiser = torch.optim.Adam([latents], lr=settings.state_learning_rate)
     frozen = [p.requires_grad_(False) for p in (*vae.parameters(), *agent.model.parameters()) if p.requires_grad]
     try:
-        first = None
+        with torch.no_grad():  # both energies are the agent's on states rounded to uint8, as the page shows
+            first = target.energy(agent, agent(to_observations(vae.decode(start))))
         for _ in range(settings.state_steps):
             with torch.enable_grad():
                 energy = target.energy(agent, agent_outputs(agent, vae.decode(latents)))
-                first = energy.detach() if first is None else first
                 loss = energy.sum() + settings.state_prior_weight * 0.5 * latents.square().sum()
                 optimiser.zero_grad()
                 loss.backward()
             optimiser.step()
-        with torch.no_grad():  # what the page shows: the agent on the states rounded to uint8
+        with torch.no_grad():
             observations = to_observations(vae.decode(latents))
             out = agent(observations)
             final = target.energy(agent, out)
@@ -78,7 +78,7 @@ def sample_states(
         observations=observations.cpu().numpy(),
         latents=latents.detach().cpu().numpy(),
         energy=final.cpu().numpy(),
-        start_energy=(final if first is None else first).cpu().numpy(),
+        start_energy=first.cpu().numpy(),
         logits=out.logits.float().cpu().numpy(),
         values=out.value.float().cpu().numpy(),
     )
