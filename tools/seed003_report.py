@@ -67,7 +67,7 @@ def main() -> None:
     if not args.skip_goggles:
         print("| agent sees | mean return | std | share of real | generator: epochs, held-out PSNR, action kept |")
         print("| --- | --- | --- | --- | --- |")
-        real = goggles_score(agent, None, args.episodes, num_envs=args.num_envs)
+        real = goggles_score(agent, None, args.episodes, num_envs=args.num_envs, baseline=True)
         print(f"| real frames | {real.mean_return:.2f} | {real.std_return:.2f} | 100% | |")
         results["real"] = real.to_dict()
         for name, folder in generators.items():

@@ -101,11 +101,13 @@ def test_reconstruct_observations_is_the_rounded_reconstruction(frames):
 
 def test_goggles_score_plays_the_tiny_env_with_and_without_goggles():
     agent, vae = tiny_agent(), tiny_vae().eval()
-    plain = goggles_score(agent, None, 4, num_envs=2, seed=1)
-    seeing = goggles_score(agent, vae, 4, num_envs=2, seed=1)
+    plain = goggles_score(agent, None, 4, num_envs=2, seed=1, baseline=True)
+    seeing = goggles_score(agent, vae, 4, num_envs=2, seed=1, baseline=True)
     for result in (plain, seeing):
         assert isinstance(result, EvaluationResult)
         assert result.episodes == 4 and result.num_envs == 2 and result.env == "understanding_rl_vision/DotGrid-v0"
         assert all(math.isfinite(x) for x in (result.mean_return, result.std_return, result.random_mean_return))
         assert 0.0 <= result.mean_return <= 1.0
     assert plain.random_mean_return == seeing.random_mean_return  # the same envs and seeds either way
+    alone = goggles_score(agent, vae, 4, num_envs=2, seed=1)  # no random policy played by default
+    assert alone.mean_return == seeing.mean_return and math.isnan(alone.random_mean_return)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 
 import numpy as np
 import pytest
@@ -87,6 +88,15 @@ def recorded(monkeypatch):
 
     monkeypatch.setattr(EVALUATE_MODULE, "open_env", open_recorded)
     return envs
+
+
+def test_without_a_baseline_only_the_agent_plays(leaper_run, recorded):
+    path = leaper_run / "checkpoint.safetensors"
+    result = evaluate(path, episodes=3, num_envs=3, seed=0, progress=False, baseline=False)
+    (agent_env,) = recorded  # no env opened for a random policy
+    assert result.mean_return == pytest.approx(agent_env.returns([1, 1, 1]).mean(), rel=1e-12)
+    assert math.isnan(result.random_mean_return) and math.isnan(result.random_std_return)
+    assert result.random_level_completion_rate is None
 
 
 def test_evaluate_reports_each_envs_first_episodes_summed_from_their_rewards(leaper_run, recorded):

@@ -92,8 +92,9 @@ def run_measure(args: argparse.Namespace) -> int:
     vae, header = load_generator(args.generator, identity, device=agent.device)
     check_memory(args.num_envs, 1, "evaluating")
     options = {"num_envs": args.num_envs, "seed": args.seed, "progress": not args.quiet}
-    goggles = goggles_score(agent, vae, args.episodes, **options)
-    real = goggles_score(agent, None, args.episodes, **options) if args.real else None
+    goggles = goggles_score(agent, vae, args.episodes, baseline=not args.real, **options)
+    real = goggles_score(agent, None, args.episodes, baseline=True, **options) if args.real else None
+    played_random = real or goggles  # the random policy is played once, on the same envs
     extra = header.get("extra") or {}
     report: dict[str, Any] = {
         "generator": str(args.generator / GENERATOR if args.generator.is_dir() else args.generator),
@@ -114,8 +115,8 @@ def run_measure(args: argparse.Namespace) -> int:
             "ratio": goggles.mean_return / real.mean_return if real.mean_return else None,
         }
     report |= {
-        "random_mean_return": goggles.random_mean_return,
-        "random_std_return": goggles.random_std_return,
+        "random_mean_return": played_random.random_mean_return,
+        "random_std_return": played_random.random_std_return,
         "seconds": round(goggles.seconds + (real.seconds if real else 0.0), 3),
     }
     report = {key: _finite(value) for key, value in report.items()}

@@ -54,11 +54,15 @@ def goggles_score(
     num_envs: int = 16,
     seed: int = 0,
     progress: bool = False,
+    baseline: bool = False,
 ) -> EvaluationResult:
     """The agent's evaluation on real frames (``vae`` None) or through the generator's goggles; the
-    same envs and seeds either way, so the scores differ only by what the agent sees."""
+    same envs and seeds either way, so the scores differ only by what the agent sees. With
+    ``baseline``, a random policy plays them too."""
     player = agent if vae is None else goggled(agent, vae)
-    return evaluate(player, episodes, num_envs=num_envs, env_spec=env_spec, seed=seed, progress=progress)
+    return evaluate(
+        player, episodes, num_envs=num_envs, env_spec=env_spec, seed=seed, progress=progress, baseline=baseline
+    )
 
 
 def nearest_by_pixels(generated: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ A recurrent agent carries its state from step to step, reset to zeros where an e
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -71,8 +72,10 @@ def evaluate(
     greedy: bool = False,
     device: str = "cpu",
     progress: bool = True,
+    baseline: bool = True,
 ) -> EvaluationResult:
-    """Play ``episodes`` episodes with the agent and as many with a random policy.
+    """Play ``episodes`` episodes with the agent and, with ``baseline``, as many with a random
+    policy (without it, the random policy's numbers are NaN).
 
     ``env_spec`` defaults to the agent's training env on held-out levels (see the module
     docstring). The agent samples from its policy as in training, or acts greedily. At most
@@ -120,14 +123,15 @@ def evaluate(
     def random_policy(obs: np.ndarray, first: np.ndarray) -> np.ndarray:
         return rng.integers(agent.num_actions, size=len(obs))
 
-    bar = tqdm(total=2 * episodes, unit="episode", desc="evaluate", disable=not progress)
+    bar = tqdm(total=(1 + baseline) * episodes, unit="episode", desc="evaluate", disable=not progress)
     with bar:
         with open_env(agent, env_spec, num_envs, env_seed) as env:
             played = _play(env, agent_policy, quotas, bar)
-        with open_env(agent, env_spec, num_envs, env_seed) as env:
-            baseline = _play(env, random_policy, quotas, bar)
+        random_mean, random_std, random_completion = math.nan, math.nan, None
+        if baseline:
+            with open_env(agent, env_spec, num_envs, env_seed) as env:
+                random_mean, random_std, random_completion = _summary(_play(env, random_policy, quotas, bar))
     mean, std, completion = _summary(played)
-    random_mean, random_std, random_completion = _summary(baseline)
     return EvaluationResult(
         episodes=len(played),
         mean_return=mean,
