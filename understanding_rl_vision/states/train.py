@@ -128,7 +128,8 @@ def train_generator(
                 if epoch % config.save_every == 0 or epoch == config.epochs:
                     extra = {"epochs": epoch, "seconds": round(seconds, 3), "frames": len(frames.observations)}
                     extra |= dict(zip(LOG_COLUMNS[-len(measured) :], measured))
-                    _save(save_dir, vae, optimiser, agent_identity, config, epoch, step, seconds, extra)
+                    _save_state(save_dir, vae, optimiser, agent_identity, config, epoch, step, seconds)
+                    save_generator(vae, save_dir, agent_identity, config, extra)  # after its resume state
                 if config.snapshot_every and epoch % config.snapshot_every == 0:
                     save_generator(vae, save_dir, agent_identity, config, extra, name=snapshot_name(epoch))
     finally:
@@ -185,22 +186,6 @@ def _refuse_existing(save_dir: Path) -> None:
             f"{save_dir} already holds a generator's training ({', '.join(existing)}); "
             "resume it (--resume) or choose another --save-dir"
         )
-
-
-def _save(
-    save_dir: Path,
-    vae: StateVAE,
-    optimiser: torch.optim.Optimizer,
-    agent_identity: str,
-    config: GeneratorConfig,
-    epoch: int,
-    step: int,
-    seconds: float,
-    extra: dict[str, Any],
-) -> None:
-    """The resume state first, then the generator, each atomically."""
-    _save_state(save_dir, vae, optimiser, agent_identity, config, epoch, step, seconds)
-    save_generator(vae, save_dir, agent_identity, config, extra)
 
 
 def _save_state(
