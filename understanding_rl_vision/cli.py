@@ -173,7 +173,7 @@ def _video(args: argparse.Namespace) -> int:
 
 def _configure_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "directory", nargs="?", default="rl-vision-demo", help="an output folder (default: rl-vision-demo)"
+        "directory", nargs="?", default="rl-vision-demo", help="an output folder or a site (default: rl-vision-demo)"
     )
     parser.add_argument("--port", type=_port, default=8000, help="port (default: 8000; 0 picks a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -194,6 +194,21 @@ def _serve(args: argparse.Namespace) -> int:
         server.serve_forever()
     finally:
         server.server_close()
+    return 0
+
+
+def _configure_site(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished runs: output folders of run or demo")
+    parser.add_argument("-o", "--output", default="site", help="the site folder (default: site)")
+    parser.add_argument("--title", default="Understanding RL Vision", help="the index page's title")
+    parser.add_argument("--overwrite", action="store_true", help="replace a site this tool wrote")
+
+
+def _site(args: argparse.Namespace) -> int:
+    from . import rl_clarity
+
+    index = rl_clarity.site(args.runs, args.output, title=args.title, overwrite=args.overwrite)
+    print(f"wrote {index} ({len(args.runs)} runs); host the folder as it is, or open the file")
     return 0
 
 
@@ -276,7 +291,8 @@ COMMANDS: dict[str, Command] = {
         run_states,
         configure_states,
     ),
-    "serve": Command("serve an output folder on localhost", _serve, _configure_serve),
+    "site": Command("gather finished runs into one static site with an index page", _site, _configure_site),
+    "serve": Command("serve an output folder or a site on localhost", _serve, _configure_serve),
     "inspect": Command("say what a checkpoint file was recognised as", _inspect, _configure_inspect),
 }
 

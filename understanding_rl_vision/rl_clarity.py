@@ -1,5 +1,6 @@
 """Public API: ``run()`` builds the interface for a checkpoint, ``video()`` draws one trajectory's
-explanations into a video file, ``train()`` trains an agent."""
+explanations into a video file, ``site()`` gathers finished runs into one static site, ``train()``
+trains an agent."""
 
 from __future__ import annotations
 
@@ -214,6 +215,28 @@ Flags of the same names change it."""
 
 _DRAWING_SETTINGS = {"methods", "fps", "gain", "observation_opacity", "trajectory"}
 """Settings a video of a finished run may take: they choose and draw, and compute nothing."""
+
+
+def site(
+    run_dirs: list[str | os.PathLike[str]] | tuple[str | os.PathLike[str], ...],
+    output_dir: str | os.PathLike[str] = "site",
+    *,
+    title: str = "Understanding RL Vision",
+    overwrite: bool = False,
+) -> Path:
+    """Gather finished runs (their output folders) into one static site: ``index.html`` lists them
+    with a thumbnail each, and their pages share one copy of the bundle. Returns the index. Every
+    run is checked before anything is written; ``overwrite`` replaces only a site this tool wrote."""
+    from .pipeline.publish import check_target, publish
+    from .render.site import check_runs, write_site
+
+    if not run_dirs:
+        raise ConfigError("give at least one run folder")
+    sources = [Path(d).absolute() for d in run_dirs]
+    target = check_target(Path(output_dir), overwrite=overwrite)
+    check_runs(sources, target.path)
+    publish(target, lambda folder: write_site(folder, sources, title))
+    return target.path / "index.html"
 
 
 def _explainable(agent: Agent, config: RunConfig) -> RunConfig:

@@ -46,7 +46,9 @@ class Target:
     seen: tuple[int, int, int] | None
 
 
-def check_target(output_dir: Path, *, overwrite: bool, cache_dir: Path, checkpoint: Path | None = None) -> Target:
+def check_target(
+    output_dir: Path, *, overwrite: bool, cache_dir: Path | None = None, checkpoint: Path | None = None
+) -> Target:
     """Refuse, with one line naming the reason, any folder a run must not write or replace."""
     path = Path(os.path.abspath(output_dir))
     if path.is_symlink():
@@ -60,13 +62,13 @@ def check_target(output_dir: Path, *, overwrite: bool, cache_dir: Path, checkpoi
     _refuse_protected(real, path)
     if path.parent.is_dir():
         remove_leftovers(path)
-    cache = Path(cache_dir).absolute().resolve()
-    if _within(cache, real):
+    cache = None if cache_dir is None else Path(cache_dir).absolute().resolve()
+    if cache is not None and _within(cache, real):
         raise UserError(
             f"the cache folder {cache} is inside the output folder {path}, which every run replaces; "
             "choose a --cache-dir outside -o"
         )
-    if _within(real, cache):
+    if cache is not None and _within(real, cache):
         raise UserError(f"the output folder {path} is inside the cache folder {cache}; choose another -o")
     if checkpoint is not None and _within(Path(checkpoint).absolute().resolve(), real):
         raise UserError(f"the output folder {path} holds the checkpoint {checkpoint}; choose another -o")
@@ -77,7 +79,7 @@ def check_target(output_dir: Path, *, overwrite: bool, cache_dir: Path, checkpoi
     return Target(path, overwrite, _stamp(check_ours(path)))
 
 
-def publish(target: Target, write: Callable[[Path], None]) -> None:
+def publish(target: Target, write: Callable[[Path], object]) -> None:
     """Run ``write(folder)`` on a fresh hidden sibling and, only if it succeeds, put that folder
     in the target's place; the previous output survives any failure."""
     path = target.path
