@@ -213,7 +213,7 @@ def _site(args: argparse.Namespace) -> int:
 
 
 def _configure_inspect(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="any checkpoint run accepts")
+    parser.add_argument("checkpoint", help="any checkpoint run accepts, bundled agents (bundled:NAME) too")
     parser.add_argument("--env", default="", help="environment, for files that record none (action names, full check)")
     parser.add_argument(
         "--frame-stack", type=int, default=0, help="Atari frames per observation (default: from the weights)"
@@ -224,9 +224,10 @@ def _configure_inspect(parser: argparse.ArgumentParser) -> None:
 def _inspect(args: argparse.Namespace) -> int:
     import json
 
+    from . import demo
     from .agents import describe_file
 
-    report = describe_file(args.checkpoint, env=args.env, frame_stack=args.frame_stack)
+    report = describe_file(demo.resolve_checkpoint(args.checkpoint), env=args.env, frame_stack=args.frame_stack)
     print(json.dumps(report) if args.json else _format_report(report))
     return 0
 

@@ -92,6 +92,11 @@ def test_inspect_names_the_attention_layer(tmp_path, capsys):
     assert "attention:     attention.mask" in out
     assert "attention.mask               Identity     (1, 7, 7)  <- attention" in out
 
+    assert main(["inspect", "bundled:breakout-attention"]) == 0  # a bundled agent by its name, as run takes it
+    out = capsys.readouterr().out
+    assert "architecture:  attention {'heads': 2}" in out
+    assert "attention.mask               Identity     (2, 7, 7)" in out
+
 
 def test_attention_entropy():
     uniform = torch.full((2, 1, 7, 7), 1 / 49)
