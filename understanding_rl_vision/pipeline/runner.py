@@ -28,6 +28,7 @@ from .parallel import Claims, OtherRankFailed, RankError, Workers, lanes_per_pro
 from .plan import Job, Plan, make_plan
 from .publish import check_target, publish
 from .resources import check_resources
+from .timings import TimingLog
 
 if TYPE_CHECKING:
     import numpy as np
@@ -95,7 +96,8 @@ def run_pipeline(
         with one_thread():
             _compute(agent, plan, cache, workers, options.progress and workers.is_root)
         if workers.is_root:
-            publish(target, lambda building: _export(building, agent, plan, cache, title, options.progress))
+            with TimingLog(cache.directory, plan, workers.rank).timing(None):
+                publish(target, lambda building: _export(building, agent, plan, cache, title, options.progress))
         workers.barrier()
     except OSError as exc:  # disk full, permissions: one line, and the cache stays consistent
         where = f" {exc.filename}" if exc.filename else ""
@@ -107,6 +109,7 @@ def _compute(agent: Agent, plan: Plan, cache: Cache, workers: Workers, progress:
     """Run the missing jobs on this rank's lanes: threads that each take the next ready job and
     compute it on one CPU thread, on their own copy of the model (hooks are per module)."""
     claims = Claims.open(cache.directory, workers)
+    timings = TimingLog(cache.directory, plan, workers.rank)
     bars: dict[str, tqdm] = {}
 
     def bar(job: Job) -> tqdm:
@@ -126,7 +129,7 @@ def _compute(agent: Agent, plan: Plan, cache: Cache, workers: Workers, progress:
 
     def side_lane(copy: Agent) -> None:
         try:
-            run_jobs(plan.jobs, cache.has, _runner(copy, plan, cache, progress=False), claims)
+            run_jobs(plan.jobs, cache.has, _runner(copy, plan, cache, timings, progress=False), claims)
         except OtherRankFailed:
             pass
         except BaseException as exc:  # the main lane reports it
@@ -141,7 +144,7 @@ def _compute(agent: Agent, plan: Plan, cache: Cache, workers: Workers, progress:
         for thread in sides:
             thread.start()
         try:
-            run_jobs(plan.jobs, cache.has, _runner(agent, plan, cache, progress, start=bar), claims, tick)
+            run_jobs(plan.jobs, cache.has, _runner(agent, plan, cache, timings, progress, start=bar), claims, tick)
         except BaseException as exc:
             if not isinstance(exc, OtherRankFailed):
                 claims.fail(workers.rank, f"rank {workers.rank} failed: {_describe(exc)}")
@@ -188,13 +191,17 @@ def _lane_agents(agent: Agent, workers: Workers) -> list[Agent]:
     return [copy.deepcopy(agent) for _ in range(lanes_per_process(agent, workers) - 1)]
 
 
-def _runner(agent: Agent, plan: Plan, cache: Cache, progress: bool, start=lambda job: None):
+def _runner(agent: Agent, plan: Plan, cache: Cache, timings: TimingLog, progress: bool, start=lambda job: None):
     """What one lane does with a claimed job."""
     explained = explain_agent(agent)
     loaded: dict[str, object] = {}
 
     def run(job: Job) -> None:
         start(job)  # the stage's bar starts with its first job, so its clock and ETA are right
+        with timings.timing(job):
+            compute(job)
+
+    def compute(job: Job) -> None:
         if job.kind == "trajectories":
             jobs.run_trajectories(agent, plan, cache, progress)
         elif job.kind == "observations":
