@@ -34,6 +34,13 @@ def _static(name: str) -> str:
     return resources.files(__package__).joinpath("static", name).read_text(encoding="utf-8")
 
 
+def templates() -> jinja2.Environment:
+    """The package's page templates, HTML-escaping every value."""
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader(__package__, "templates"), autoescape=True, keep_trailing_newline=True
+    )
+
+
 def _script_safe(text: str) -> str:
     """Text that cannot end the ``<script>`` element it is inlined into."""
     return text.replace("</", "<\\/").replace("<!--", "<\\!--")
@@ -56,16 +63,17 @@ def render_interface(
 def write_page(path: Path, *, title: str, config: dict[str, Any], bundle: str | None = None) -> Path:
     """Write one page at ``path``: the bundle inlined, or linked from the folder ``bundle`` (a
     relative URL such as ``../assets/``) holding :data:`BUNDLE_FILES`."""
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader(__package__, "templates"), autoescape=True, keep_trailing_newline=True
-    )
     inline = bundle is None
-    page = environment.get_template("interface.html.j2").render(
-        title=title,
-        config_json=jinja2.utils.markupsafe.Markup(_script_safe(json.dumps(config))),
-        app_js=jinja2.utils.markupsafe.Markup(_script_safe(_static("app.js"))) if inline else None,
-        app_css=jinja2.utils.markupsafe.Markup(_static("app.css").replace("</", "<\\/")) if inline else None,
-        bundle=bundle,
+    page = (
+        templates()
+        .get_template("interface.html.j2")
+        .render(
+            title=title,
+            config_json=jinja2.utils.markupsafe.Markup(_script_safe(json.dumps(config))),
+            app_js=jinja2.utils.markupsafe.Markup(_script_safe(_static("app.js"))) if inline else None,
+            app_css=jinja2.utils.markupsafe.Markup(_static("app.css").replace("</", "<\\/")) if inline else None,
+            bundle=bundle,
+        )
     )
     with atomic_path(path) as temporary:
         Path(temporary).write_text(page, encoding="utf-8")

@@ -18,14 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
 import numpy as np
 from PIL import Image
 
 from ..contract.reader import read_manifest, read_payload, read_sprite
 from ..contract.schema import DATA_DIRNAME, Manifest, trajectory_key
 from ..errors import UserError
-from .html import read_page, write_bundle, write_page
+from .html import read_page, templates, write_bundle, write_page
 
 ASSETS_DIRNAME = "assets"
 PAGE_NAME = "interface.html"
@@ -118,11 +117,10 @@ def copy_run(source: Path, destination: Path, slug: str) -> SiteRun:
 
 
 def render_index(folder: Path, runs: Sequence[SiteRun], title: str) -> Path:
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader(__package__, "templates"), autoescape=True, keep_trailing_newline=True
-    )
-    page = environment.get_template("site.html.j2").render(
-        title=title, runs=runs, page=PAGE_NAME, thumbnail=THUMBNAIL_NAME
+    page = (
+        templates()
+        .get_template("site.html.j2")
+        .render(title=title, runs=runs, page=PAGE_NAME, thumbnail=THUMBNAIL_NAME)
     )
     path = folder / "index.html"
     path.write_text(page, encoding="utf-8")
