@@ -34,6 +34,9 @@ from understanding_rl_vision.envs import make_vec_env
 FRAMES = 4
 """Frames shown per agent: the same frames for every coefficient (played by the first agent)."""
 
+FIXATION_FRAMES = 64
+"""Frames over which the table measures whether an agent's strongest attention cell moves."""
+
 
 def read_log(path: Path) -> dict[str, np.ndarray]:
     with open(path, newline="") as handle:
@@ -53,16 +56,16 @@ def summary(log: dict[str, np.ndarray]) -> dict[str, float]:
     }
 
 
-def sample_frames(checkpoint: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` observations and display frames, 40 steps apart, from one greedy-ish episode."""
+def sample_frames(checkpoint: Path, count: int, every: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` observations and display frames, ``every`` steps apart, played by the agent."""
     agent = load_checkpoint(checkpoint)
     assert agent.env_spec is not None
     generator = torch.Generator().manual_seed(0)
     observations, frames = [], []
     with make_vec_env(agent.env_spec, num_envs=1, seed=123) as env:
         step = env.reset()
-        for t in range(40 * count):
-            if t % 40 == 39:
+        for t in range(every * count):
+            if t % every == every - 1:
                 observations.append(step.obs[0])
                 frames.append(step.frame[0])  # what a person sees: the colour screen
             step = env.step(agent.act(step.obs, generator).actions)
@@ -74,6 +77,15 @@ def attention(checkpoint: Path, observations: np.ndarray) -> np.ndarray:
     with capture_attention(agent.model) as seen, torch.no_grad():
         agent(observations)
     return seen[-1].sum(dim=1).numpy()
+
+
+def fixation(maps: np.ndarray) -> tuple[float, int]:
+    """The share of frames whose strongest cell is the agent's most common one, and how many distinct
+    cells are ever the strongest: a mask that sharpens onto one place whatever the frame shows is
+    sharp but says nothing about the frame."""
+    strongest = maps.reshape(len(maps), -1).argmax(axis=1)
+    counts = np.bincount(strongest)
+    return float(counts.max() / len(strongest)), int((counts > 0).sum())
 
 
 GRADIENT_METHODS = ("gradient", "smoothgrad", "vargrad")
@@ -97,11 +109,19 @@ def main() -> None:
     coefs = [float(p.name.removeprefix("lambda-")) for p in runs]
     logs = [read_log(p / "log.csv") for p in runs]
     rows = [summary(log) for log in logs]
+    observations, _ = sample_frames(runs[0] / "checkpoint.safetensors", FIXATION_FRAMES, every=10)
+    fixations = [fixation(attention(run / "checkpoint.safetensors", observations)) for run in runs]
 
-    print("| lambda | steps | final mean return (last 100 episodes) | attention entropy, last 10% of updates (nats) |")
-    print("| ---: | ---: | ---: | ---: |")
-    for coef, row in zip(coefs, rows):
-        print(f"| {coef:g} | {row['steps']:,.0f} | {row['return']:.2f} | {row['entropy']:.3f} |")
+    print(
+        "| lambda | steps | final mean return (last 100 episodes) | attention entropy, last 10% of updates (nats) "
+        f"| frames whose strongest cell is the usual one (of {FIXATION_FRAMES}) | distinct strongest cells |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for coef, row, (share, distinct) in zip(coefs, rows, fixations):
+        print(
+            f"| {coef:g} | {row['steps']:,.0f} | {row['return']:.2f} | {row['entropy']:.3f} "
+            f"| {share:.0%} | {distinct} |"
+        )
 
     args.out.mkdir(parents=True, exist_ok=True)
     figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4))
