@@ -21,12 +21,13 @@ DEMO_CONFIG = RunConfig().replace(
     obs_every=32,  # 1,024 observations for NMF and dataset examples
     methods=("ig", "gradcam", "perturbation"),  # the original's, seed 000's and seed 001's
     explain=("value", "action", "actor"),  # the critic, the action taken, and (perturbation) the actor
+    attr_policy=True,  # and every logit and action group
     ig_rule="gauss-legendre",
     ig_steps=4,  # as accurate as 10 Riemann steps here, 2.5x faster (docs/benchmarks.md)
     title="Bundled CoinRun agent (demo)",
 )
-"""Every layer, three explanation methods of the value and the action taken, on a smaller sample
-than a default run."""
+"""Every layer, three explanation methods of the value, the action taken, every logit and the action
+groups, on a smaller sample than a default run."""
 
 
 def bundled_agent_path() -> Traversable | None:
@@ -47,6 +48,7 @@ LSTM network and seed 002's attention agent, both trained on Breakout (docs/seed
 ATTENTION_DEMO_CONFIG = DEMO_CONFIG.replace(
     methods=("ig", "attention", "smoothgrad", "attention-tree"),  # seed 002's map, its SmoothGrad and its tree
     explain=("value", "action", "attention"),
+    attr_policy=False,  # seed 002's maps of the value, the action taken and the attention
     title="Bundled Breakout attention agent (demo)",
 )
 """``demo --agent attention``: the demo's sizes on seed 002's agent, with its attention, the attention's

@@ -136,6 +136,45 @@ def test_batched_outputs_equal_one_pass_per_output_and_chunking_is_invisible():
     torch.testing.assert_close(vmapped_gradients, sequential, rtol=1e-5, atol=1e-7)
 
 
+def test_policy_outputs_cost_one_backward_pass_per_entry_and_equal_one_pass_per_output(monkeypatch):
+    """The value, the action taken, every logit and the groups (1 + 1 + 15 + 5 = 22 outputs) combine
+    16 entries of the output vector: 16 backward passes, each output's sum equal to its own pass."""
+    from understanding_rl_vision.agents import make_agent
+    from understanding_rl_vision.envs.spec import parse_env_id
+
+    names = ["LEFT+DOWN", "LEFT", "LEFT+UP", "DOWN", "NOOP", "UP", "RIGHT+DOWN", "RIGHT", "RIGHT+UP"]
+    names += ["D", "A", "W", "S", "Q", "E"]  # procgen's 15 actions: 5 groups (4 arrows, no arrow)
+    agent = with_random_biases(make_agent("impala", parse_env_id("coinrun"), (64, 64, 3), names, seed=4))
+    explained = explain_agent(agent)
+    inputs = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    actions = torch.tensor([3, 0, 14, 7])
+    outputs = explained.outputs(["value", "action", "logits", "groups"])
+    assert len(outputs) == 1 + 1 + 15 + 5
+    passes = []
+    grad = torch.autograd.grad
+
+    def counted(*args, **kwargs):
+        passes.append(1)
+        return grad(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", counted)
+    together = integrated_gradients(explained, inputs, "stacks.1.res1", outputs, steps=3, actions=actions)
+    assert len(passes) == 16
+    passes.clear()
+    gradients = input_gradients(explained, inputs, outputs, actions=actions)
+    assert len(passes) == 16
+    for k, output in enumerate(outputs):
+        alone = integrated_gradients(explained, inputs, "stacks.1.res1", [output], steps=3, actions=actions)
+        torch.testing.assert_close(together.values[k], alone.values[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(gradients[k], input_gradients(explained, inputs, [output], actions=actions)[0])
+    # Two outputs of 16 entries still take two passes, not 16.
+    passes.clear()
+    integrated_gradients(
+        explained, inputs, "stacks.1.res1", explained.outputs(["value", "action"]), steps=3, actions=actions
+    )
+    assert len(passes) == 2
+
+
 @pytest.mark.parametrize("steps", [2, 7, 10, 32])  # Captum refuses 1 step
 def test_quadrature_nodes_are_captums_and_integrate_exactly(steps):
     from captum.attr._utils.approximation_methods import approximation_parameters

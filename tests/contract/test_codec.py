@@ -47,6 +47,32 @@ def test_unsigned_quantisation_error_is_half_a_step():
     assert error <= x.max() / 255  # the looser bound the page relies on
 
 
+def test_display_step_bounds_the_error_by_the_display_scale_and_clips_only_the_far_tail():
+    """Heavy-tailed maps (a few values far above the rest, as attribution is): quantised by the
+    maximum, the step is many % of the display scale; by :func:`display_step`, 4% of it, so every
+    value below 255 steps is within 2% of the display scale, and only the far tail clips."""
+    rng = np.random.default_rng(0)
+    values = np.where(rng.random(200_000) < 0.5, rng.lognormal(0.0, 1.0, 200_000), 0.0)
+    values[:5] = 60 * np.percentile(values[values > 0], 99)  # five outliers, 60x the display scale
+    display = np.percentile(values[values > 0], 99)
+    step = codec.display_step(values[:100_000], values[100_000:])  # parts share one step
+    assert step == pytest.approx(2 * codec.DISPLAY_ERROR * display, rel=1e-6)
+    q, scale = codec.quantise(values, "uint8", step)
+    assert scale == step
+    error = np.abs(codec.dequantise(q, scale) - values)
+    kept = values <= 255 * step
+    assert error[kept].max() <= step / 2 * (1 + 1e-6)
+    assert (~kept).sum() == 5 and np.all(q[~kept] == 255)  # the outliers, clipped
+    assert np.percentile(error, 99) <= codec.DISPLAY_ERROR * display
+    by_max, max_scale = codec.quantise(values, "uint8")  # the maximum's step is 6x coarser: 12% errors
+    assert max_scale > 5 * step
+    assert np.percentile(np.abs(codec.dequantise(by_max, max_scale) - values), 99) > 2 * codec.DISPLAY_ERROR * display
+    # A step coarser than the maximum's is taken too: fewer levels, within the same bound.
+    small = np.array([0.0, 0.5, 1.0])
+    assert codec.quantise(small, "uint8", 0.1)[0].tolist() == [0, 5, 10]
+    assert codec.display_step(np.zeros(4)) == 0.0 and codec.quantise(small, "uint8", 0.0)[1] == pytest.approx(1 / 255)
+
+
 def test_signed_residual_keeps_its_sign():
     x = np.random.default_rng(2).standard_normal((30, 7, 7)) ** 3
     q, scale = codec.quantise(x, "int8")

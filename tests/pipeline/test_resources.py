@@ -70,7 +70,9 @@ def test_the_default_and_demo_runs_fit_a_24_gb_machine_comfortably(agent, tmp_pa
         check(agent, tmp_path, config)
         found = estimate(agent, config, lanes=2)
         assert found.peak_memory_bytes < 6 * GB  # measured: 3.4 GB (default), 3.1 GB (demo)
-        assert found.output_bytes < 1 * GB and found.cache_bytes < 1 * GB  # measured: 98 / 344 MB out
+        # upper bounds (deflate taken to save only base85's 5/4): 230 / 370 MB for the default run
+        # (98 MB written), 1.11 / 1.15 GB for the demo, which explains every logit and group
+        assert found.output_bytes < 1.5 * GB and found.cache_bytes < 1.5 * GB
     machine["memory"] = 8 * GB  # a laptop: still fine
     check(agent, tmp_path, RunConfig())
 

@@ -148,7 +148,7 @@ def test_disk_full_while_exporting_keeps_the_previous_output(first_run, checkpoi
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", "data/attr-1-0-0.js")
 
-    monkeypatch.setattr(output, "write_payload", full)
+    monkeypatch.setattr(output, "write_script", full)  # the attribution payloads
     with pytest.raises(UserError, match="cannot write data/attr-1-0-0.js: No space left on device"):
         rl_clarity.run(
             checkpoint, out, cache_dir=first_run[0].parent / "out.cache", overwrite=True, progress=False, **small

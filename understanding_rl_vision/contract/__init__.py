@@ -61,11 +61,13 @@ from .schema import (
 )
 from .writer import (
     check_key,
+    script_text,
     write_feature,
     write_image,
     write_manifest,
     write_observations,
     write_payload,
+    write_script,
     write_sprites,
     write_trajectory,
 )
@@ -118,6 +120,7 @@ __all__ = [
     "read_raw",
     "read_sprite",
     "read_sprites",
+    "script_text",
     "states_key",
     "to_json",
     "trajectory_key",
@@ -127,6 +130,7 @@ __all__ = [
     "write_manifest",
     "write_observations",
     "write_payload",
+    "write_script",
     "write_sprites",
     "write_trajectory",
 ]

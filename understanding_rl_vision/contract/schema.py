@@ -13,8 +13,11 @@ Arrays are JSON objects (:class:`~.codec.EncodedArray` on the wire): stored dtyp
 ``scale``, ``compression`` (``"none"`` or ``"deflate"``, i.e. zlib, which the browser inflates
 with ``DecompressionStream("deflate")``) and base85 ``data``, little-endian, C order. The page
 computes ``value = stored * scale`` (scale is 1 for unquantised arrays). Attribution maps are
-quantised: non-negative maps to uint8 with ``scale = max / 255``, the signed residual to int8
-with ``scale = max|x| / 127``; an all-zero map has scale 0. The error is at most ``scale / 2``.
+quantised: non-negative maps to uint8, the signed residual to int8 with ``scale = max|x| / 127``;
+an all-zero map has scale 0. The error is at most ``scale / 2``. The positive and negative maps of
+attribution and map payloads share one scale, :func:`~.codec.display_step`: 4% of the 99th
+percentile of their nonzero values (the page's full colour), or ``max / 255`` where that is finer;
+values over 255 steps are clipped to it (about 1 in 10^5 on the CoinRun agent's layers).
 
 Keys (:data:`KEY_TEMPLATES`) use indices into the manifest's lists, never names, so output names
 such as ``logit:LEFT+UP`` need no escaping; they match :data:`KEY_PATTERN`.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,11 +51,29 @@ def payload_path(directory: str | os.PathLike[str], key: str) -> Path:
     return Path(directory) / f"{check_key(key)}.js"
 
 
-def envelope_chunks(key: str, payload: Any) -> Iterable[str]:
-    """The script text in pieces: ``window.__rlv_receive("<key>",{...});`` and a newline."""
+def envelope_chunks(key: str, payload: Any, steps: Mapping[str, float] | None = None) -> Iterable[str]:
+    """The script text in pieces: ``window.__rlv_receive("<key>",{...});`` and a newline.
+    ``steps``: quantisation steps of named arrays (:func:`~.codec.quantise`)."""
     yield f"window.{RECEIVER}({json.dumps(check_key(key))},"
-    yield from _encoder.iterencode(to_json(payload))
+    yield from _encoder.iterencode(to_json(payload, steps))
     yield ");\n"
+
+
+def script_text(payload: Any, steps: Mapping[str, float] | None = None) -> bytes:
+    """``payload``'s whole script, as :func:`write_payload` writes it (ASCII bytes)."""
+    if not isinstance(payload, PAYLOAD_TYPES):
+        raise TypeError(f"not a payload: {type(payload).__name__}")
+    return "".join(envelope_chunks(payload.key(), payload, steps)).encode("ascii")
+
+
+def write_script(directory: str | os.PathLike[str], key: str, text: bytes) -> Path:
+    """Write a script made by :func:`script_text` as ``<directory>/<key>.js``."""
+    if not text.startswith(f"window.{RECEIVER}({json.dumps(check_key(key))},".encode("ascii")):
+        raise ValueError(f"the script is not the payload {key!r}")
+    path = payload_path(directory, key)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(text)
+    return path
 
 
 def _write_text(path: Path, chunks: Iterable[str]) -> Path:

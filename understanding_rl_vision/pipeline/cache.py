@@ -23,7 +23,8 @@ from ..common.files import atomic_path, remove_stale_temporaries
 from ..errors import UserError
 
 PRODUCT_VERSION = 1
-"""Bumped when a product's contents change meaning, so older caches are not read."""
+"""Bumped when a product's contents change meaning, so older caches are not read (a change to one
+kind of job changes its own names instead: see ``ATTRIBUTION_FORMAT`` in :mod:`.plan`)."""
 
 
 def digest(parts: Any) -> str:

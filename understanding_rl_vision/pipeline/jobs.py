@@ -5,7 +5,7 @@
   and the dataset examples of each feature (:mod:`..feature_vis`).
 * ``states``: the states of interest, generated for each target (:mod:`..states`).
 * ``attribution``: one method's explained outputs over one trajectory at one site, in the layer's
-  NMF features or as heat maps (:mod:`.products` holds each product's layout).
+  NMF features or as heat maps, stored as the page's payload scripts (:mod:`.payloads`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from ..reduction import ChannelReducer
 from ..rollout import ObservationSet, Trajectories, collect_observation_set, collect_trajectories
 from ..states import load_generator, measures, parse_targets, sample_states
 from .cache import Cache
+from .payloads import Scripts, channel_scripts, map_scripts, tree_scripts
 from .plan import INPUT_SITE, Job, Plan
-from .products import ChannelProduct, LayerFit, MapProduct, StatesProduct, TargetStates, TreeProduct
+from .products import LayerFit, StatesProduct, TargetStates
 
 # ------------------------------------------------------------------------------------ rollouts
 
@@ -213,28 +214,20 @@ def run_attribution(
         explained = explained.with_states(trajectories.states[row])
     chosen = explained.outputs([plan.outputs[o] for o in planned.outputs])
     values, memory = attribute(explained, inputs, planned.method, layer, chosen, trajectories.actions[row])
-    product: ChannelProduct | MapProduct | TreeProduct
+    scripts: Scripts
     if isinstance(planned.method, TreeMethod):
         levels = planned.method.levels(explained.model, inputs)
-        product = TreeProduct(tuple(v.numpy() for v in values), levels)
+        scripts = tree_scripts(plan, job, tuple(v.numpy() for v in values), levels)
     elif planned.method.info.produces == "channels":
         if components is None:
             raise AssertionError("a channels job runs after its layer's fit")  # the plan's dependency
         reducer = ChannelReducer.from_components(components, plan.config.reduction)
         kept = None if memory is None else memory.numpy().astype(np.float32)
-        product = ChannelProduct(tuple(reducer.transform(v) for v in values), memory=kept)
+        scripts = channel_scripts(plan, job, tuple(reducer.transform(v) for v in values), kept)
     else:
-        product = MapProduct.from_values(values.numpy())
-    cache.save(job.name, product.to_arrays())
+        scripts = map_scripts(plan, job, values.numpy())
+    cache.save(job.name, scripts.to_arrays())
 
 
-def load_channels(cache: Cache, job: Job) -> ChannelProduct:
-    return ChannelProduct.from_arrays(cache.load(job.name))
-
-
-def load_maps(cache: Cache, job: Job) -> MapProduct:
-    return MapProduct.from_arrays(cache.load(job.name))
-
-
-def load_trees(cache: Cache, job: Job) -> TreeProduct:
-    return TreeProduct.from_arrays(cache.load(job.name))
+def load_scripts(cache: Cache, job: Job) -> Scripts:
+    return Scripts.from_arrays(cache.load(job.name))

@@ -11,25 +11,22 @@ import numpy as np
 
 from ..advantages import discount_settings, find_bookmarks, gae
 from ..agents.base import Agent
-from ..attribution.methods import TREE_FIELDS
 from ..config import RunConfig
 from ..contract import (
     DATA_DIRNAME,
-    AttributionPayload,
     FeatureInfo,
     LayerInfo,
     Manifest,
-    MapPayload,
     MethodEntry,
     StatesInfo,
     StatesPayload,
     StateTarget,
-    TreePayload,
     bookmarks_from,
     write_feature,
     write_manifest,
     write_observations,
     write_payload,
+    write_script,
     write_trajectory,
 )
 from ..reduction import feature_colours
@@ -39,13 +36,11 @@ from ..states import parse_targets, read_header
 from ..states.store import generator_file
 from .cache import Cache
 from .jobs import (
-    load_channels,
     load_fit,
-    load_maps,
     load_observations,
+    load_scripts,
     load_states,
     load_trajectories,
-    load_trees,
     states_as_trajectories,
 )
 from .plan import INPUT_SITE, Plan, PlannedMethod
@@ -170,58 +165,10 @@ def _write_states(data: Path, agent: Agent, plan: Plan, cache: Cache) -> StatesI
 
 
 def _write_method(data: Path, plan: Plan, cache: Cache, m: int, site: int, t: int) -> None:
-    """One method's payloads for one site and trajectory, one per explained output."""
-    planned = plan.methods[m]
-    job = plan.attribution(m, site, t)
-    if planned.method.info.produces == "channels":
-        product = load_channels(cache, job)
-        for i, (o, maps) in enumerate(zip(planned.outputs, product.maps)):
-            payload = AttributionPayload(
-                layer=site,
-                trajectory=t,
-                output=o,
-                positive=maps.positive,
-                negative=maps.negative,
-                residual=maps.residual,
-                totals=maps.totals,
-                residual_totals=maps.residual_totals,
-                display_scale=maps.scale,
-                key_prefix=planned.key_prefix,
-                memory_totals=None if product.memory is None else product.memory[i],
-            )
-            write_payload(data, payload.key(), payload)
-    elif planned.method.info.produces == "tree":
-        trees = load_trees(cache, job)
-        for o, nodes in zip(planned.outputs, trees.trees):
-            column = {name: nodes[..., i] for i, name in enumerate(TREE_FIELDS)}
-            tree = TreePayload(
-                method=m,
-                trajectory=t,
-                output=o,
-                key_prefix=planned.key_prefix,
-                levels=trees.levels,
-                parent=column["parent"].astype(np.int16),
-                level=column["level"].astype(np.uint8),
-                y=column["y"].astype(np.int16),
-                x=column["x"].astype(np.int16),
-                contribution=column["contribution"].astype(np.float32),
-                valid=column["valid"].astype(np.uint8),
-                boxes=nodes[..., TREE_FIELDS.index("top") :].astype(np.float32),
-            )
-            write_payload(data, tree.key(), tree)
-    else:
-        for o, heat in zip(planned.outputs, load_maps(cache, job).maps):
-            heatmap = MapPayload(
-                method=m,
-                site=site,
-                trajectory=t,
-                output=o,
-                key_prefix=planned.key_prefix,
-                positive=heat.positive,
-                negative=heat.negative,
-                totals=heat.totals,
-            )
-            write_payload(data, heatmap.key(), heatmap)
+    """One method's payloads for one site and trajectory, one per explained output: the scripts
+    its attribution job made (:mod:`.payloads`), copied."""
+    for key, text in load_scripts(cache, plan.attribution(m, site, t)).texts.items():
+        write_script(data, key, text)
 
 
 def _map_shape(plan: Plan, cache: Cache, m: int, agent: Agent) -> tuple[int, int] | None:
@@ -229,9 +176,7 @@ def _map_shape(plan: Plan, cache: Cache, m: int, agent: Agent) -> tuple[int, int
     planned = plan.methods[m]
     if planned.method.info.produces != "map" or planned.layers:
         return None
-    shape = cast(
-        "tuple[int, int]", tuple(load_maps(cache, plan.attribution(m, INPUT_SITE, 0)).maps[0].positive.shape[1:])
-    )
+    shape = cast("tuple[int, int]", load_scripts(cache, plan.attribution(m, INPUT_SITE, 0)).shape)
     return None if shape == tuple(agent.observation_shape[:2]) else shape
 
 

@@ -37,6 +37,9 @@ from .cache import digest
 
 INPUT_SITE = -1
 """The site of a method that reads the model's input rather than a layer."""
+ATTRIBUTION_FORMAT = 2
+"""In every attribution job's name: 2 since its product is the payload scripts (:mod:`.payloads`),
+so a cache of arrays is not read as scripts, while rollouts and fits keep their names and are reused."""
 
 
 @dataclass(frozen=True)
@@ -286,7 +289,7 @@ def make_plan(agent: Agent, config: RunConfig, checkpoint_digest: str) -> Plan:
                 attributions.append(
                     Job(
                         "attribution",
-                        "attribution-" + digest({**key, **planned.method.settings()}),
+                        "attribution-" + digest({**key, **planned.method.settings(), "format": ATTRIBUTION_FORMAT}),
                         layer=site,
                         trajectory=t,
                         method=m,

@@ -2,8 +2,7 @@
 is written here and nowhere else. Every class turns itself into named arrays (:meth:`to_arrays`,
 what :meth:`~.cache.Cache.save` writes) and back (:meth:`from_arrays`).
 
-Attribution is stored quantised exactly as the page will receive it (:mod:`..contract.codec`), so
-the cache costs what the output costs and export only re-encodes.
+Attribution jobs store the page's payload scripts themselves (:mod:`.payloads`).
 """
 
 from __future__ import annotations
@@ -15,9 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..contract.codec import dequantise, quantise
 from ..feature_vis.dataset_examples import FeatureImages, Popup, Thumbnail
-from ..reduction import FeatureMaps
 
 Arrays = dict[str, np.ndarray | np.generic]
 
@@ -59,119 +56,6 @@ class LayerFit:
                 i += 1
             features.append(FeatureImages(thumbnail, tuple(popups)))
         return cls(components, features)
-
-
-_CHANNEL_PARTS = {"positive": "uint8", "negative": "uint8", "residual": "int8"}
-
-
-@dataclass(frozen=True)
-class ChannelProduct:
-    """A ``channels`` method over one trajectory at one layer: per explained output, its
-    attribution in the layer's NMF features (quantised and back, as the page will see it)."""
-
-    maps: tuple[FeatureMaps, ...]
-    memory: np.ndarray | None = None
-    """(K, N) float32: a recurrent agent's attribution to its incoming state per output and frame
-    (the "memory" entry of methods that attribute to it); None otherwise."""
-
-    def to_arrays(self) -> Arrays:
-        arrays: Arrays = {} if self.memory is None else {"memory": np.asarray(self.memory, np.float32)}
-        for o, maps in enumerate(self.maps):
-            for name, dtype in _CHANNEL_PARTS.items():
-                stored, scale = quantise(getattr(maps, name), dtype)
-                arrays[f"{o}/{name}"], arrays[f"{o}/{name}_scale"] = stored, np.float64(scale)
-            arrays[f"{o}/totals"], arrays[f"{o}/residual_totals"] = maps.totals, maps.residual_totals
-            arrays[f"{o}/scale"] = np.float64(maps.scale)
-        return arrays
-
-    @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> ChannelProduct:
-        count = sum(1 for key in arrays if key.endswith("/totals"))
-        return cls(
-            tuple(
-                FeatureMaps(
-                    **{n: dequantise(arrays[f"{o}/{n}"], float(arrays[f"{o}/{n}_scale"])) for n in _CHANNEL_PARTS},
-                    totals=arrays[f"{o}/totals"],
-                    residual_totals=arrays[f"{o}/residual_totals"],
-                    scale=float(arrays[f"{o}/scale"]),
-                )
-                for o in range(count)
-            ),
-            memory=arrays.get("memory"),
-        )
-
-
-@dataclass(frozen=True)
-class HeatMap:
-    """One output's maps over a trajectory: non-negative ``positive`` and ``negative`` parts
-    (N, h, w) float32 (as computed, or as read back after quantisation), and unquantised ``totals``
-    (N,) of positive - negative."""
-
-    positive: np.ndarray
-    negative: np.ndarray
-    totals: np.ndarray
-
-
-@dataclass(frozen=True)
-class MapProduct:
-    """A ``map`` method over one trajectory at one site (a layer or the input): a heat map per
-    explained output, each part quantised to uint8 with its own scale."""
-
-    maps: tuple[HeatMap, ...]
-
-    @classmethod
-    def from_values(cls, values: np.ndarray) -> MapProduct:
-        """From (K, N, h, w) float maps."""
-        return cls(
-            tuple(
-                HeatMap(
-                    np.maximum(v, 0.0), np.maximum(-v, 0.0), v.sum(axis=(1, 2), dtype=np.float64).astype(np.float32)
-                )
-                for v in np.asarray(values, np.float32)
-            )
-        )
-
-    def to_arrays(self) -> Arrays:
-        arrays: Arrays = {}
-        for o, heat in enumerate(self.maps):
-            for name in ("positive", "negative"):
-                stored, scale = quantise(getattr(heat, name), "uint8")
-                arrays[f"{o}/{name}"], arrays[f"{o}/{name}_scale"] = stored, np.float64(scale)
-            arrays[f"{o}/totals"] = heat.totals
-        return arrays
-
-    @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> MapProduct:
-        count = sum(1 for key in arrays if key.endswith("/totals"))
-        return cls(
-            tuple(
-                HeatMap(
-                    positive=dequantise(arrays[f"{o}/positive"], float(arrays[f"{o}/positive_scale"])),
-                    negative=dequantise(arrays[f"{o}/negative"], float(arrays[f"{o}/negative_scale"])),
-                    totals=arrays[f"{o}/totals"],
-                )
-                for o in range(count)
-            )
-        )
-
-
-@dataclass(frozen=True)
-class TreeProduct:
-    """A ``tree`` method over one trajectory: per explained output, (N, T, F) nodes with the fields
-    of :data:`~..attribution.methods.TREE_FIELDS`, and the layer of each level, top first."""
-
-    trees: tuple[np.ndarray, ...]
-    levels: tuple[str, ...]
-
-    def to_arrays(self) -> Arrays:
-        arrays: Arrays = {f"{o}/nodes": np.asarray(nodes, np.float32) for o, nodes in enumerate(self.trees)}
-        arrays["levels"] = np.array(self.levels, dtype=np.str_)
-        return arrays
-
-    @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> TreeProduct:
-        count = sum(1 for key in arrays if key.endswith("/nodes"))
-        return cls(tuple(arrays[f"{o}/nodes"] for o in range(count)), tuple(str(v) for v in arrays["levels"]))
 
 
 STATE_FIELDS = (

@@ -193,19 +193,16 @@ class _Sizes:
         where = "the input" if site == -1 else f"layer {self.s.layers[site].label}"
         return f"{method.name} of {outputs} x {_count(self.E)} x {_count(self.T)} frames at {where}"
 
-    def _stored_bytes(self, method: MethodShape, site: int, quantised: bool, frames: int | None = None) -> int:
-        """One job's product (of a played trajectory, or of ``frames``): the cache's arrays
-        (``quantised``) or the output's payloads."""
+    def _stored_bytes(self, method: MethodShape, site: int, frames: int | None = None) -> int:
+        """One output's payload of one job (of a played trajectory, or of ``frames``), as the output
+        folder and the cache both hold it (:mod:`...pipeline.payloads`)."""
         T = self.T if frames is None else frames
         if method.produces == "channels":
             layer = self.s.layers[site]
             K = min(self.config.reduction.nmf_features, layer.channels)
-            if quantised:
-                return T * layer.positions * (2 * K + 1) + 4 * T * (K + 1) + 9 * ARRAY_OVERHEAD
             return estimate_bytes(layer.height, layer.width, K, T).quantised + FILE_OVERHEAD
         layer = self.s.network if site == -1 else self.s.layers[site]
-        arrays = 2 * T * layer.positions + 4 * T
-        return arrays + 5 * ARRAY_OVERHEAD if quantised else arrays * 5 // 4 + FILE_OVERHEAD
+        return (2 * T * layer.positions + 4 * T) * 5 // 4 + FILE_OVERHEAD
 
     def cache(self, missing: dict | None) -> list[Part]:
         E, N = self.E, self.N
@@ -225,10 +222,11 @@ class _Sizes:
         for m, method in enumerate(self.s.methods):
             for site in method.sites:
                 count = E if missing is None else missing["attribution"][m, site]  # a states job counts as played
-                per_job = method.outputs * self._stored_bytes(method, site, quantised=True) + FILE_OVERHEAD
+                # an attribution job stores its payload scripts (pipeline/payloads.py): the output's bytes
+                per_job = method.outputs * self._stored_bytes(method, site) + FILE_OVERHEAD
                 parts.append(Part(count * per_job, self._stored(method, site), _STORED))
                 if missing is None and self.states:
-                    per_target = method.outputs * self._stored_bytes(method, site, True, self.states[1]) + FILE_OVERHEAD
+                    per_target = method.outputs * self._stored_bytes(method, site, self.states[1]) + FILE_OVERHEAD
                     parts.append(Part(self.states[0] * per_target, f"{method.name} of the states of interest"))
         return parts
 
@@ -243,10 +241,10 @@ class _Sizes:
             parts.append(replace(pictures, bytes=pictures.bytes // PNG_RATIO + grids + files * FILE_OVERHEAD))
         for method in s.methods:
             for site in method.sites:
-                per_job = method.outputs * self._stored_bytes(method, site, quantised=False)
+                per_job = method.outputs * self._stored_bytes(method, site)
                 parts.append(Part(E * per_job, self._stored(method, site), _STORED))
                 if self.states:
-                    per_target = method.outputs * self._stored_bytes(method, site, False, self.states[1])
+                    per_target = method.outputs * self._stored_bytes(method, site, self.states[1])
                     parts.append(Part(self.states[0] * per_target, f"{method.name} of the states of interest"))
         per_sheet, _ = sprite_layout(T, s.frame[0], s.frame[1])
         sheets = E * -(-T // per_sheet)
