@@ -96,17 +96,22 @@ def dequantise(q: np.ndarray, scale: float) -> np.ndarray:
     return (np.asarray(q, np.float64) * scale).astype(np.float32)
 
 
-def deflate(raw: bytes, huffman_only: bool = False) -> bytes:
+def deflate(raw: bytes, quantised: bool = False) -> bytes:
     """zlib stream (RFC 1950), the format of ``DecompressionStream("deflate")``.
 
-    ``huffman_only`` codes each byte by its frequency and looks for no repeats: on quantised
-    attribution maps, noise-like levels that repeat only by chance, that is 17% smaller than level 6
-    and 12x faster (1a of the CoinRun agent: 665 KB in 15 ms against 801 KB in 188 ms per 2 MB;
-    docs/benchmarks.md), and within 1.25x of the levels' zeroth-order entropy."""
-    if not huffman_only:
+    ``quantised`` maps are coded the cheaper of two ways. Attribution in NMF features is noise-like:
+    its levels repeat only by chance, so coding each byte by its frequency alone (Huffman only) is
+    17% smaller than level 6 and 12x faster (1a of the CoinRun agent: 665 KB in 15 ms against 801 KB
+    in 190 ms per 2 MB), within 1.25x of the levels' zeroth-order entropy. Smooth maps (Grad-CAM,
+    perturbation) repeat whole runs, which level 6 finds: 83 KB against Huffman's 286 KB per 1 MB of
+    perturbation maps, in 16 ms. A level-1 pass (fast on both) tells which kind a map is."""
+    if not quantised:
         return zlib.compress(raw, DEFLATE_LEVEL)
     packer = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_HUFFMAN_ONLY)
-    return packer.compress(raw) + packer.flush()
+    huffman = packer.compress(raw) + packer.flush()
+    if len(zlib.compress(raw, 1)) >= len(huffman):
+        return huffman
+    return min(huffman, zlib.compress(raw, DEFLATE_LEVEL), key=len)
 
 
 def inflate(data: bytes) -> bytes:
@@ -136,7 +141,7 @@ def encode_array(values: np.ndarray, spec: ArraySpec, step: float | None = None)
     else:
         stored, scale = np.asarray(values).astype(spec.stored), 1.0
     raw = np.ascontiguousarray(stored, dtype=np.dtype(spec.stored).newbyteorder("<")).tobytes()
-    packed = deflate(raw, huffman_only=spec.quantised)
+    packed = deflate(raw, quantised=spec.quantised)
     compression: Compression = "deflate" if len(packed) < len(raw) else "none"
     return {
         "dtype": spec.stored,
