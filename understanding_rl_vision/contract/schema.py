@@ -48,7 +48,9 @@ layer    K    float32   quantised  quantised + deflate  zeros (positive map)
 =======  ===  ========  =========  ===================  =====================
 
 Level 9 saves under 2 % more at 4-7x the time; reordering axes or delta-coding along time
-did not help. So a 512-frame trajectory costs about 0.8 MB (16 x 16) or 3.1 MB (32 x 32) of
+did not help. Since issue 20, NMF feature maps are deflated Huffman-only (17% smaller than level 6,
+12x faster) on steps of the display scale: 6.7 KB a frame of a 32 x 32 layer with base85, on the
+demo (docs/benchmarks.md). So a 512-frame trajectory costs about 0.8 MB (16 x 16) or 3.1 MB (32 x 32) of
 ``.js`` per output after base85, and the page loads one at a time. The trajectory payload adds
 ``17 + 4*A`` bytes per frame before deflate; its frames are PNG sprite sheets.
 """
