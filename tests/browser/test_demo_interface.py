@@ -1,6 +1,8 @@
 """The README's first command: `understanding-rl-vision demo` builds the bundled agent's interface,
 and Chromium opens it from file:// with every layer, output and method, drawing attribution, with no
-console errors. First paint is printed (docs/benchmarks.md)."""
+console errors. First paint is printed (docs/benchmarks.md). The trajectories are cut to 64 frames
+and the observation set to 256 (``--num-steps 64 --num-obs 16``) so that the suite stays within its
+time: the full demo takes 4 minutes and is run by ``make demo``."""
 
 import subprocess
 import sys
@@ -13,7 +15,19 @@ DRAWN = "window.__rlv_metrics && window.__rlv_metrics.firstAttributionDraw !== n
 def test_the_demo_command_builds_an_interface_that_opens_in_chromium(tmp_path, page):
     out = tmp_path / "rl-vision-demo"
     result = subprocess.run(
-        [sys.executable, "-m", "understanding_rl_vision.cli", "demo", "-o", str(out), "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "understanding_rl_vision.cli",
+            "demo",
+            "-o",
+            str(out),
+            "--quiet",
+            "--num-steps",
+            "64",
+            "--num-obs",
+            "16",
+        ],
         capture_output=True,
         text=True,
         timeout=900,
@@ -24,11 +38,15 @@ def test_the_demo_command_builds_an_interface_that_opens_in_chromium(tmp_path, p
     manifest = read_manifest(out / "data")
     assert [layer.label for layer in manifest.layers] == ["1a", "1b", "2a", "2b", "3a", "3b", "3c"]
     assert manifest.layers[manifest.default_layer].label == "2b"
-    assert manifest.outputs == ("value", "action", "actor") and manifest.trajectory_lengths == (256,) * 3
+    logits = tuple(f"logit:{name}" for name in manifest.action_names)
+    groups = tuple(f"group:{name}" for name in ("RIGHT", "LEFT", "UP", "DOWN", "no-arrow"))
+    assert manifest.outputs == ("value", "action", "actor", *logits, *groups) and len(logits) == 15
+    assert manifest.trajectory_lengths == (64,) * 3
+    scalars = (0, 1, *range(3, 3 + 15 + 5))  # every output but the actor, which only perturbation explains
     assert [(m.name, m.outputs) for m in manifest.methods] == [
-        ("ig", (0, 1)),
-        ("gradcam", (0, 1)),
-        ("perturbation", (0, 1, 2)),
+        ("ig", scalars),
+        ("gradcam", scalars),
+        ("perturbation", tuple(range(3 + 15 + 5))),
     ]
     assert manifest.bookmarks and all(b.advantage > 0 for b in manifest.bookmarks if b.kind == "high")
 

@@ -232,7 +232,9 @@ def test_a_real_run_stays_within_its_estimate(agent, tmp_path, extra):
           f"cache {cache:,} / {found.cache_bytes:,}")  # fmt: skip
     assert peak <= found.peak_memory_bytes <= 2 * peak  # measured 0.98 GB, estimated 1.4 GB
     assert output <= found.output_bytes <= 4 * output  # 0.31 MB, 0.88 MB
-    assert cache <= found.cache_bytes <= 2 * cache  # 1.85 MB, 1.89 MB
+    # the cache holds the payload scripts (the output's upper bound) and deflated rollouts and fits:
+    # measured 0.30 MB against 0.58 MB estimated (ig), 0.50 MB against 1.38 MB (methods)
+    assert cache <= found.cache_bytes <= 4 * cache
 
 
 def test_the_command_line_refuses_absurd_sizes_in_one_line(tmp_path):

@@ -25,12 +25,13 @@ times :data:`ALLOCATOR_FACTOR`:
 Integrated gradients add their working chunk: the graph above the layer (the chunk is sized to
 :data:`DEFAULT_MEMORY_BUDGET`, or one frame if a frame alone is larger) and the forward pass
 below it, which the chunk's size does not count (at layer 3c a chunk is ~300 frames of 1a-sized
-activations). Disk: the cache holds uncompressed ``.npz`` products (estimated to within 1%); the
-output folder quantised payloads (deflate assumed to save only base85's 5/4, an upper bound:
-trained agents' maps deflate 3.7x, a short run's 1.4x) and PNG images (:data:`PNG_RATIO`).
+activations). Disk: the output folder holds quantised payloads (deflate assumed to save only
+base85's 5/4, an upper bound: trained agents' maps deflate 3.7x, a short run's 1.4x) and PNG images
+(:data:`PNG_RATIO`); the cache the same payload scripts and deflated ``.npz`` rollouts and fits
+(frames and pictures taken to shrink as PNG does).
 
 Measured against real runs of the bundled agent (peak RSS, output and cache bytes) the estimate
-was 1.2x to 1.6x the memory, 2.3x to 2.9x the output and 1.00x to 1.02x the cache.
+was 1.2x to 1.6x the memory, 2.3x to 2.9x the output and 1.9x to 2.8x the cache.
 
 The modules, each importing only those before it: :mod:`.shapes` (what is read off the agent and
 config), :mod:`.sizes` (each job's and product's bytes), :mod:`.estimate` (their sum for a run),

@@ -207,18 +207,20 @@ class _Sizes:
     def cache(self, missing: dict | None) -> list[Part]:
         E, N = self.E, self.N
         parts = []
+        # products are deflated (pipeline/cache.write_npz): frames and pictures about as PNG shrinks them
         if missing is None or missing["trajectories"]:
-            parts.append(replace(self.traj_part, bytes=self.traj + FILE_OVERHEAD))
+            parts.append(replace(self.traj_part, bytes=self.traj // PNG_RATIO + FILE_OVERHEAD))
         count = observation_parts(self.config.observation_set) if missing is None else missing["observations"]
         if count:
-            parts.append(Part(N * self.ob + count * FILE_OVERHEAD, self.obs_what, ("num_obs", "obs_num_envs")))
+            obs = N * self.ob // PNG_RATIO + count * FILE_OVERHEAD
+            parts.append(Part(obs, self.obs_what, ("num_obs", "obs_num_envs")))
         for index, layer in enumerate(self.s.layers):
             K = min(self.config.reduction.nmf_features, layer.channels)
             if missing is None or index in missing["fit"]:
                 pictures = self._pictures(layer, K)
                 arrays = 1 + K * (3 + 7 * len(self._popups(layer)))  # each with a zip entry and a .npy header
                 extra = K * layer.channels * 4 + arrays * ARRAY_OVERHEAD + FILE_OVERHEAD
-                parts.append(replace(pictures, bytes=pictures.bytes + extra))
+                parts.append(replace(pictures, bytes=pictures.bytes // PNG_RATIO + extra))
         for m, method in enumerate(self.s.methods):
             for site in method.sites:
                 count = E if missing is None else missing["attribution"][m, site]  # a states job counts as played
