@@ -268,10 +268,7 @@ def _entry_basis(rows: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.T
     if len(used) >= count:
         return None
     first = rows[:, :frames]
-    if not torch.equal(
-        rows.view(count, batch // frames, frames, width),
-        first.unsqueeze(1).expand_as(rows.view(count, batch // frames, frames, width)),
-    ):
+    if not bool((rows.view(count, batch // frames, frames, width) == first.unsqueeze(1)).all()):
         return None
     entries = torch.zeros((len(used), batch, width), dtype=rows.dtype, device=rows.device)
     entries[torch.arange(len(used)), :, used] = 1.0

@@ -51,10 +51,15 @@ def payload_path(directory: str | os.PathLike[str], key: str) -> Path:
     return Path(directory) / f"{check_key(key)}.js"
 
 
+def _opening(key: str) -> str:
+    """What every payload script starts with: the receiver's call and the key."""
+    return f"window.{RECEIVER}({json.dumps(check_key(key))},"
+
+
 def envelope_chunks(key: str, payload: Any, steps: Mapping[str, float] | None = None) -> Iterable[str]:
     """The script text in pieces: ``window.__rlv_receive("<key>",{...});`` and a newline.
     ``steps``: quantisation steps of named arrays (:func:`~.codec.quantise`)."""
-    yield f"window.{RECEIVER}({json.dumps(check_key(key))},"
+    yield _opening(key)
     yield from _encoder.iterencode(to_json(payload, steps))
     yield ");\n"
 
@@ -68,7 +73,7 @@ def script_text(payload: Any, steps: Mapping[str, float] | None = None) -> bytes
 
 def write_script(directory: str | os.PathLike[str], key: str, text: bytes) -> Path:
     """Write a script made by :func:`script_text` as ``<directory>/<key>.js``."""
-    if not text.startswith(f"window.{RECEIVER}({json.dumps(check_key(key))},".encode("ascii")):
+    if not text.startswith(_opening(key).encode("ascii")):
         raise ValueError(f"the script is not the payload {key!r}")
     path = payload_path(directory, key)
     with atomic_path(path) as tmp:

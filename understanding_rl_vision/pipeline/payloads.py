@@ -45,6 +45,12 @@ class Scripts:
         return cls(texts, tuple(int(n) for n in arrays["shape"]))
 
 
+def _shared_step(positive: np.ndarray, negative: np.ndarray) -> dict[str, float]:
+    """One quantisation step for both parts of a map, as the page draws them on one scale."""
+    step = display_step(positive, negative)
+    return {"positive": step, "negative": step}
+
+
 def channel_scripts(plan: Plan, job: Job, maps: Sequence[FeatureMaps], memory: np.ndarray | None) -> Scripts:
     """A ``channels`` method's payloads: each output's attribution in the layer's NMF features."""
     planned = plan.methods[job.method]
@@ -63,8 +69,7 @@ def channel_scripts(plan: Plan, job: Job, maps: Sequence[FeatureMaps], memory: n
             key_prefix=planned.key_prefix,
             memory_totals=None if memory is None else memory[i],
         )
-        step = display_step(part.positive, part.negative)
-        texts[payload.key()] = script_text(payload, {"positive": step, "negative": step})
+        texts[payload.key()] = script_text(payload, _shared_step(part.positive, part.negative))
     return Scripts(texts, tuple(maps[0].positive.shape[2:]) if maps else ())
 
 
@@ -84,8 +89,7 @@ def map_scripts(plan: Plan, job: Job, values: np.ndarray) -> Scripts:
             negative=negative,
             totals=v.sum(axis=(1, 2), dtype=np.float64).astype(np.float32),
         )
-        step = display_step(positive, negative)
-        texts[payload.key()] = script_text(payload, {"positive": step, "negative": step})
+        texts[payload.key()] = script_text(payload, _shared_step(positive, negative))
     return Scripts(texts, tuple(values.shape[2:]))
 
 
