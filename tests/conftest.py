@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from understanding_rl_vision.agents import make_agent
+from understanding_rl_vision.demo import bundled_agent_path
 from understanding_rl_vision.envs import make_vec_env
 
 
@@ -52,3 +54,30 @@ GREYDANUS_BREAKOUT = {"observation": "greydanus", "frame_stack": 1, "screen_size
 def lstm_agent():
     """Seed 001's A3C LSTM network, freshly initialised, on ALE Breakout with its preprocessing."""
     return random_agent("ALE/Breakout-v5", "lstm", **GREYDANUS_BREAKOUT)
+
+
+SMALL_SETTINGS = dict(
+    num_envs=2,
+    num_steps=12,
+    obs_num_envs=2,
+    num_obs=6,
+    obs_every=2,
+    layers=("2b", "3c"),
+    nmf_features=3,
+    num_bookmarks=2,
+)
+"""2 trajectories x 12 frames, 12 observations, two layers, value attribution."""
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory):
+    """A copy of the bundled agent's checkpoint (tests may damage their own copies)."""
+    path = tmp_path_factory.mktemp("ckpt") / "agent.safetensors"
+    shutil.copyfile(bundled_agent_path(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small():
+    """Settings of a run that takes seconds (a fresh dict per session)."""
+    return dict(SMALL_SETTINGS)

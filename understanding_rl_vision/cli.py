@@ -19,7 +19,9 @@ from typing import NoReturn
 from . import __version__
 from .common.flags import add_config_flags, settings_from_args
 from .config import RunConfig
+from .editing.commands import configure_ablate, configure_edit, run_ablate, run_edit
 from .errors import UserError, first_line
+from .evaluation.commands import configure_evaluate_methods, run_evaluate_methods
 from .states.commands import configure_states, run_states
 from .training.commands import configure_evaluate, configure_train, run_evaluate, run_train
 
@@ -227,7 +229,12 @@ def _inspect(args: argparse.Namespace) -> int:
     from . import demo
     from .agents import describe_file
 
-    report = describe_file(demo.resolve_checkpoint(args.checkpoint), env=args.env, frame_stack=args.frame_stack)
+    path = demo.resolve_checkpoint(args.checkpoint)
+    report = describe_file(path, env=args.env, frame_stack=args.frame_stack)
+    if report["format"] == "understanding-rl-vision":
+        from .agents import read_checkpoint_metadata
+
+        report["edits"] = read_checkpoint_metadata(path).get("edits", [])  # features projected out (`edit`)
     print(json.dumps(report) if args.json else _format_report(report))
     return 0
 
@@ -265,6 +272,8 @@ def _format_report(report: dict) -> str:
             + ("  <- attention" if attention and layer["name"] == attention["layer"] else "")
             for layer in report["layers"]
         ]
+    for edit in report.get("edits") or []:
+        lines.append(f"edit:          {edit['layer']} without {edit.get('name') or 'a direction'} (projected out)")
     if report.get("note"):
         lines.append(f"note: {report['note']}")
     return "\n".join(line for line in lines if line)
@@ -286,6 +295,17 @@ COMMANDS: dict[str, Command] = {
         "measure a checkpoint's episode returns against a random policy",
         run_evaluate,
         configure_evaluate,
+    ),
+    "evaluate-methods": Command(
+        "the faithfulness report card of a checkpoint's explanation methods (or print a run's)",
+        run_evaluate_methods,
+        configure_evaluate_methods,
+    ),
+    "edit": Command("write a checkpoint with NMF features of a layer projected out", run_edit, configure_edit),
+    "ablate": Command(
+        "play the agent without each NMF feature of a layer: how its returns and failures change",
+        run_ablate,
+        configure_ablate,
     ),
     "states": Command(
         "states of interest (seed 003): train a generator of an agent's states, or measure one",

@@ -261,6 +261,41 @@ class StatesConfig:
 
 
 @dataclass(frozen=True)
+class EvaluationConfig:
+    """Which explanations to believe (issue 21): the methods' report card, and the agent played
+    with each NMF feature of the default layer removed."""
+
+    report_frames: int = 0
+    """Frames of the trajectories (spread evenly over them) that the faithfulness report card
+    evaluates every method on; 0: no report card."""
+    report_steps: int = 16
+    """Points of each deletion and insertion curve, after the unperturbed one."""
+    report_blur: float = 5.0
+    """Sigma in input pixels of the Gaussian blur that deletion puts in place of pixels (and
+    insertion starts from): blur keeps the frame's colours, so the output does not react to
+    an unnatural black hole."""
+    sanity_threshold: float = 0.5
+    """A method passes the randomisation sanity check when its maps' mean Spearman correlation
+    with the original's, after every layer is re-initialised, is below this."""
+    ablation_episodes: int = 0
+    """Episodes per condition of the ablation table (the agent as is, and with each feature of the
+    default layer projected out, on the same levels); 0: no table."""
+    feature_names: str = ""
+    """A feature-names JSON file, as the page's legend downloads it: the legend shows those names."""
+
+    def __post_init__(self) -> None:
+        for name in ("report_frames", "ablation_episodes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
+        _positive(self, "report_steps")
+        if not self.report_blur > 0:
+            raise ConfigError(f"report_blur must be positive, got {self.report_blur!r}")
+        if not 0 < self.sanity_threshold <= 1:
+            raise ConfigError(f"sanity_threshold must be in (0, 1], got {self.sanity_threshold!r}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one run computes and shows. Field names are unique across the groups, so each
     is also a keyword of ``rl_clarity.run`` and a CLI flag (``nmf_features`` -> ``--nmf-features``)."""
@@ -274,6 +309,7 @@ class RunConfig:
     feature_vis: FeatureVisConfig = FeatureVisConfig()
     interface: InterfaceConfig = InterfaceConfig()
     states_of_interest: StatesConfig = StatesConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     method_settings: MethodSettingsBase = field(default_factory=MethodSettings)
     """Every registered method's settings (generated from the method classes)."""
     seed: int = 0
@@ -342,6 +378,7 @@ _GROUPS = (
     "feature_vis",
     "interface",
     "states_of_interest",
+    "evaluation",
     "method_settings",
 )
 

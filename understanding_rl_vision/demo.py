@@ -24,6 +24,7 @@ DEMO_CONFIG = RunConfig().replace(
     attr_policy=True,  # and every logit and action group
     ig_rule="gauss-legendre",
     ig_steps=4,  # as accurate as 10 Riemann steps here, 2.5x faster (docs/benchmarks.md)
+    report_frames=8,  # the methods' faithfulness report card (docs/report-card.md)
     title="Bundled CoinRun agent (demo)",
 )
 """Every layer, three explanation methods of the value, the action taken, every logit and the action

@@ -41,6 +41,9 @@ class Trajectories:
     states: np.ndarray | None = None
     """(E, T, S) float32: a recurrent agent's state entering step t (zeros where an episode starts);
     S = 0 for a feed-forward agent (None in products cached before states were recorded)."""
+    ram: np.ndarray | None = None
+    """(E, T, R) uint8: the console RAM at observation t, for games that expose it (Atari): where the
+    report card reads the game's objects from (OCAtari); None for the others."""
 
     @property
     def num_envs(self) -> int:
@@ -112,8 +115,12 @@ def collect_trajectories(
         states = np.empty((E, T, agent.state_size), np.float32)
 
         step = env.reset()
+        ram = env.ram()
+        rams = None if ram is None else np.empty((E, T, ram.shape[-1]), np.uint8)
         state = agent.initial_state(E)
         for t in tqdm(range(T), desc="trajectories", unit="step", disable=not progress):
+            if rams is not None:
+                rams[:, t] = env.ram()
             observations[:, t] = step.obs
             frames[:, t] = step.frame
             firsts[:, t] = step.first
@@ -136,6 +143,7 @@ def collect_trajectories(
         values=values,
         last_values=last_values,
         states=states,
+        ram=rams,
     )
 
 

@@ -222,6 +222,8 @@ def agent_digest(agent: Agent) -> str:
         "outputs": agent.action_outputs,
         "env": repr(agent.env_spec),
     }
+    if edits := getattr(agent.model, "feature_edits", ()):  # an edited agent (agents/edits.py) is another agent
+        settings["edits"] = [[e.layer, e.direction, e.name] for e in edits]
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     if agent.forward is not None:
         h.update(_code_identity(agent.forward).encode())

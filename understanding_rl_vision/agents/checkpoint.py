@@ -22,6 +22,7 @@ from ..common.files import atomic_path
 from ..envs.spec import EnvSpec, spec_from_dict, spec_to_dict
 from ..errors import CheckpointError, UserError, first_line
 from .base import Agent, ArchitectureSpec, Preprocessing
+from .edits import FeatureEdit, apply_edits, check_edits, known_channels, model_edits
 from .limits import (
     check_fraction,
     check_num_actions,
@@ -37,6 +38,10 @@ FORMAT = "understanding-rl-vision"
 FORMAT_VERSION = 1
 _BYO_HINT = "see the README 'Bring your own agent'"
 _REQUIRED = ("architecture", "observation_shape", "action_names", "gamma", "lam")
+MAX_EDITS = 1024
+"""Feature edits a checkpoint may carry (each is one direction of one layer)."""
+MAX_EDIT_CHANNELS = 1 << 16
+"""The longest edit direction read: more channels than any layer we explain."""
 
 
 def save_checkpoint(agent: Agent, path: str | os.PathLike[str], *, extra: dict[str, Any] | None = None) -> Path:
@@ -50,7 +55,7 @@ def save_checkpoint(agent: Agent, path: str | os.PathLike[str], *, extra: dict[s
             "only agents with a built-in architecture can be saved as checkpoints; "
             f"a custom model is rebuilt by your own code ({_BYO_HINT})"
         )
-    config = {
+    config: dict[str, Any] = {
         "architecture": {"name": agent.architecture.name, "kwargs": agent.architecture.kwargs},
         "observation_shape": list(agent.observation_shape),
         "action_names": list(agent.action_names),
@@ -61,6 +66,9 @@ def save_checkpoint(agent: Agent, path: str | os.PathLike[str], *, extra: dict[s
         "library_version": __version__,
         "extra": dict(extra or {}),
     }
+    edits = model_edits(agent.model)
+    if edits:  # absent when none: an unedited checkpoint keeps its bytes
+        config["edits"] = [edit.to_dict() for edit in edits]
     try:
         config_json = json.dumps(config, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -115,6 +123,7 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
         raise CheckpointError(f"corrupt checkpoint {path}: {first_line(exc)}") from None
     model.load_state_dict(float32_weights(tensors, str(path)), strict=True)
     model.to(device).eval()
+    _apply_stored_edits(model, config.get("edits") or [], path)
     stored = config.get("preprocessing") or {}
     try:
         preprocessing = Preprocessing(
@@ -122,7 +131,7 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
         )
     except UserError as exc:
         raise CheckpointError(f"corrupt checkpoint metadata in {path}: preprocessing: {exc}") from None
-    return Agent(
+    agent = Agent(
         model=model,
         observation_shape=shape,
         action_names=names,
@@ -133,6 +142,37 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
         architecture=spec,
         action_outputs="q_values" if spec.kwargs.get("head") == "q" else "logits",
     )
+    try:
+        check_edits(agent)
+    except UserError as exc:
+        raise CheckpointError(f"corrupt checkpoint metadata in {path}: edits: {exc}") from None
+    return agent
+
+
+def _apply_stored_edits(model: torch.nn.Module, stored: list[dict[str, Any]], path: Path) -> None:
+    """The saved edits (types already checked by :func:`_check_config`), each refused with the
+    problem named where its layer is missing or its direction does not fit the layer."""
+    what = f"corrupt checkpoint metadata in {path}: edits"
+    modules = dict(model.named_modules())
+    edits = []
+    for index, item in enumerate(stored):
+        layer = item["layer"]
+        if layer not in modules or not layer:
+            raise CheckpointError(f"{what}[{index}]: no layer {layer!r} in the {type(model).__name__} model")
+        channels = known_channels(modules[layer])
+        if channels is not None and channels != len(item["direction"]):
+            raise CheckpointError(
+                f"{what}[{index}]: a direction over {len(item['direction'])} channels for layer {layer}, "
+                f"which has {channels}"
+            )
+        try:
+            edits.append(FeatureEdit(layer, tuple(item["direction"]), item.get("name", "")))
+        except UserError as exc:
+            raise CheckpointError(f"{what}[{index}]: {exc}") from None
+    try:
+        apply_edits(model, edits)
+    except UserError as exc:
+        raise CheckpointError(f"{what}: {exc}") from None
 
 
 def _env_spec(value: Any, path: Path) -> EnvSpec | None:
@@ -184,6 +224,29 @@ def _check_config(config: dict[str, Any], path: Path) -> None:
         raise CheckpointError(f"{what}: env_spec must be an object or null")
     if not isinstance(config.get("extra", {}), dict):
         raise CheckpointError(f"{what}: extra must be an object")
+    _check_edits(config.get("edits", []), what)
+
+
+def _check_edits(edits: Any, what: str) -> None:
+    """The stored edits' types: a list of {layer, direction, name} with finite numbers (whether
+    each fits its layer is checked on loading, where the model is known)."""
+    if not isinstance(edits, list):
+        raise CheckpointError(f"{what}: edits must be a list")
+    if len(edits) > MAX_EDITS:
+        raise CheckpointError(f"{what}: {len(edits)} edits, over the {MAX_EDITS} this tool loads")
+    for index, item in enumerate(edits):
+        where = f"{what}: edits[{index}]"
+        if not isinstance(item, dict) or set(item) - {"layer", "direction", "name"}:
+            raise CheckpointError(f"{where} must be an object with layer, direction and name")
+        if not isinstance(item.get("layer"), str) or not isinstance(item.get("name", ""), str):
+            raise CheckpointError(f"{where}: layer and name must be strings")
+        direction = item.get("direction")
+        if not isinstance(direction, list) or not direction or len(direction) > MAX_EDIT_CHANNELS:
+            raise CheckpointError(f"{where}: direction must be a list of 1 to {MAX_EDIT_CHANNELS} numbers")
+        if not all(is_number(x) for x in direction):
+            raise CheckpointError(f"{where}: direction must hold finite numbers only")
+        if not any(direction):
+            raise CheckpointError(f"{where}: direction is all zeros")
 
 
 def _is_pickle(prefix: bytes) -> bool:

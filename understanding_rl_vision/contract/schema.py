@@ -169,8 +169,13 @@ class _Record:
 class FeatureInfo:
     """One NMF feature of a layer, as the legend shows it."""
 
-    name: str = _doc('Display name, "feature 1", "feature 2", ...')
+    name: str = _doc('Display name, "feature 1", "feature 2", ... or the name given with --feature-names')
     color: str = _doc("Colour as #rrggbb; maps draw this feature in it")
+    direction: tuple[float, ...] = _optional(
+        "The NMF component over the layer's C channels (summing to 1): what `edit --remove-feature` "
+        "projects out; absent in runs older than issue 21",
+        (),
+    )
 
     def __post_init__(self) -> None:
         if not _HEX_COLOR.fullmatch(self.color):
@@ -304,6 +309,91 @@ class StatesInfo:
 
 
 @dataclass(frozen=True, kw_only=True)
+class EpisodeStats:
+    """Episodes played by one agent (the original, or one with a feature removed)."""
+
+    episodes: int = _doc("Episodes played")
+    mean_return: float = _doc("Mean episode return")
+    interval: float = _doc("Half-width of the 95% confidence interval of the mean return")
+    completion: float | None = _doc("Share of episodes that completed the level; null where the env has no levels")
+    timeouts: float = _doc("Share of episodes that ended by reaching the step limit")
+    deaths: float = _doc("Share of episodes that ended otherwise without completing the level (the agent died)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AblationInfo:
+    """Model editing (issue 21): the agent played with each NMF feature of one layer projected out."""
+
+    layer: int = _doc("Index into Manifest.layers whose features were removed")
+    original: EpisodeStats = _doc("The unedited agent on the same levels")
+    features: tuple[EpisodeStats, ...] = _doc("One per feature of that layer: the agent without it")
+    ends: str = _doc("How an episode's end was classified (timeout, death, level completed)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CategoryScore:
+    """Ground truth on one object category (OCAtari's names: Player, Ball, Enemy...)."""
+
+    category: str = _doc("OCAtari's category name")
+    mass: float = _doc("Mean share of the map's positive mass on objects of this category")
+    chance: float = _doc("Mean share of the frame's area those objects cover")
+    pointing: float = _doc("Share of frames (holding such an object) whose map peaks on one")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportRow:
+    """One method's faithfulness checks (issue 21), on the report card's frames and output."""
+
+    method: str = _doc("Registry name, as MethodEntry.name")
+    title: str = _doc("Display name")
+    site: str = _doc('Where it was computed: a layer label (maps upsampled to the input) or "input"')
+    sanity_spearman: tuple[float, ...] = _doc(
+        "Mean Spearman rank correlation of |map| with the original's after each cascade step (ReportCard.randomised)"
+    )
+    sanity_ssim: tuple[float, ...] = _doc("Mean SSIM of the min-max normalised |map| with the original's, per step")
+    deletion_auc: float = _doc(
+        "Mean area under the output as the most important pixels are blurred first (lower: faithful)"
+    )
+    insertion_auc: float = _doc(
+        "Mean area under the output as the most important pixels are unblurred first (higher: faithful)"
+    )
+    frame_deletion: tuple[float, ...] = _doc("Deletion AUC of each of ReportCard.frames")
+    frame_insertion: tuple[float, ...] = _doc("Insertion AUC of each of ReportCard.frames")
+    completeness: float | None = _doc(
+        "Mean |sum of attribution - (f(x) - f(baseline))| / |f(x) - f(baseline)|; "
+        "null where the method makes no such claim"
+    )
+    object_mass: float | None = _doc("Mean share of the positive mass on game objects; null without ground truth")
+    pointing: float | None = _doc("Share of frames whose map peaks on a game object; null without ground truth")
+    categories: tuple[CategoryScore, ...] = _doc("The same per object category")
+    passes: tuple[str, ...] = _doc(
+        'Checks passed: "sanity", "deletion", "insertion", "objects", "pointing", "completeness"'
+    )
+    fails: tuple[str, ...] = _doc("Checks failed; a check in neither list did not apply")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportCard:
+    """Which explanations to believe: each method's faithfulness checks side by side."""
+
+    output: str = _doc('The output every method explains here, e.g. "value"')
+    frames: tuple[tuple[int, int], ...] = _doc("(trajectory, frame) of each evaluated frame")
+    randomised: tuple[str, ...] = _doc("Layers re-initialised, top-down, one more per cascade step")
+    baseline: str = _doc("What deletion and insertion replace pixels with, e.g. a Gaussian blur")
+    steps: int = _doc("Deletion and insertion steps (the curves have steps + 1 points)")
+    random_deletion_auc: float = _doc("Deletion AUC of uniformly random maps (the chance level)")
+    random_insertion_auc: float = _doc("Insertion AUC of uniformly random maps")
+    centre_deletion_auc: float = _doc("Deletion AUC of a centre-bias map (a Gaussian at the frame's centre)")
+    centre_insertion_auc: float = _doc("Insertion AUC of a centre-bias map")
+    random_frame_deletion: tuple[float, ...] = _doc("The random maps' deletion AUC per frame")
+    random_frame_insertion: tuple[float, ...] = _doc("The random maps' insertion AUC per frame")
+    object_chance: float | None = _doc("Mean share of the frame's area on game objects; null without ground truth")
+    objects: str = _doc('Where the ground truth comes from, e.g. "OCAtari (RAM)"; empty without')
+    sanity_threshold: float = _doc("A method passes the sanity check when its final Spearman is below this")
+    rows: tuple[ReportRow, ...] = _doc("One per method")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Manifest:
     """What the page needs before anything else; small, loaded once from manifest.js."""
 
@@ -326,6 +416,10 @@ class Manifest:
         "Explanation methods in menu order; absent: integrated gradients only (see default_methods)", ()
     )
     states: StatesInfo | None = _optional("States of interest; absent when the run has none", None)
+    report: ReportCard | None = _optional("The methods' faithfulness report card; absent when not computed", None)
+    ablation: AblationInfo | None = _optional(
+        "Returns with each feature of a layer removed (model editing); absent when not computed", None
+    )
 
     def __post_init__(self) -> None:
         if self.format_version != FORMAT_VERSION:
@@ -371,6 +465,16 @@ class Manifest:
             checks.append(
                 (bool(held) and inside and len(set(held)) == len(held), "states targets with a trajectory each")
             )
+        if self.report is not None:
+            inside = all(
+                0 <= t < len(self.trajectory_lengths) and 0 <= f < self.trajectory_lengths[t]
+                for t, f in self.report.frames
+            )
+            checks.append((inside, "report card frames inside the trajectories"))
+        if self.ablation is not None:
+            a = self.ablation
+            fits = 0 <= a.layer < len(self.layers) and len(a.features) == len(self.layers[a.layer].features)
+            checks.append((fits, "an ablation of one entry per feature of a layer"))
         for ok, what in checks:
             if not ok:
                 raise ValueError(f"manifest needs {what}")

@@ -106,6 +106,9 @@ class AtariVecEnv(_ListVecEnv):
         # FrameStackObservation stacks on the first axis; our convention is channels last.
         return np.ascontiguousarray(np.moveaxis(np.asarray(obs), 0, -1))
 
+    def ram(self) -> np.ndarray:
+        return np.stack([cast("AtariEnv", env.unwrapped).ale.getRAM() for env in self._envs])
+
     def _frame(self, env: gymnasium.Env, obs: np.ndarray) -> np.ndarray:
         screen = cast("AtariEnv", env.unwrapped).ale.getScreenRGB()
         if self.cropped:

@@ -86,6 +86,11 @@ class VecEnv(ABC):
     def close(self) -> None:
         """Release native resources."""
 
+    def ram(self) -> np.ndarray | None:
+        """(N, R) uint8: each copy's console RAM now, for games whose objects can be read from it
+        (Atari, through OCAtari); None for the others."""
+        return None
+
     @property
     def num_actions(self) -> int:
         return len(self.action_names)

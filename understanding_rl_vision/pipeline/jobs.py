@@ -6,11 +6,14 @@
 * ``states``: the states of interest, generated for each target (:mod:`..states`).
 * ``attribution``: one method's explained outputs over one trajectory at one site, in the layer's
   NMF features or as heat maps, stored as the page's payload scripts (:mod:`.payloads`).
+* ``report`` / ``ablation``: the methods' report card (:mod:`..evaluation`) and the returns with each
+  feature of the default layer removed (:mod:`..editing`), as the manifest's JSON.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,7 +23,10 @@ from ..agents.base import Agent
 from ..attribution import INPUT_CHUNK, INPUT_LAYER, ExplainedModel, Layer, Output, capture
 from ..attribution.methods import BASIS_METHOD, Method, TreeMethod
 from ..common.images import viewable
+from ..contract.codec import from_json, to_json
+from ..contract.schema import AblationInfo, ReportCard
 from ..errors import UserError
+from ..evaluation.report import card_methods, report_card, spread_frames
 from ..feature_vis import feature_images
 from ..reduction import ChannelReducer
 from ..rollout import ObservationSet, Trajectories, collect_observation_set, collect_trajectories
@@ -231,3 +237,47 @@ def run_attribution(
 
 def load_scripts(cache: Cache, job: Job) -> Scripts:
     return Scripts.from_arrays(cache.load(job.name))
+
+
+# ------------------------------------------------------------------------------------ evaluation
+
+
+def run_report(agent: Agent, plan: Plan, cache: Cache, job: Job, trajectories: Trajectories) -> None:
+    """The report card: every method of the run judged on frames spread over its trajectories,
+    layer methods at the default layer."""
+    settings = plan.config.evaluation
+    layer = plan.layers[plan.default_layer] if plan.layers else None
+    at = None if layer is None or layer.name == INPUT_LAYER else layer
+    chosen = card_methods(agent.model, [planned.method for planned in plan.methods], at)
+    frames = spread_frames(trajectories, settings.report_frames)
+    card = report_card(agent, plan.env, frames, chosen, settings, seed=plan.config.seed)
+    cache.save(job.name, {"card": _json_bytes(card)})
+
+
+def load_report(cache: Cache, job: Job) -> ReportCard:
+    return from_json(ReportCard, json.loads(cache.load(job.name)["card"].tobytes()))
+
+
+def run_ablation(agent: Agent, plan: Plan, cache: Cache, job: Job) -> None:
+    """The agent played as is and without each NMF feature of the default layer, on the same levels."""
+    from ..editing.ablation import ablate
+
+    fit = load_fit(cache, plan.fit(job.layer))
+    info = ablate(
+        agent,
+        plan.layers[job.layer].name,
+        fit.components,
+        plan.config.evaluation.ablation_episodes,
+        layer_index=job.layer,
+        seed=plan.config.seed,
+        progress=False,
+    )
+    cache.save(job.name, {"ablation": _json_bytes(info)})
+
+
+def load_ablation(cache: Cache, job: Job) -> AblationInfo:
+    return from_json(AblationInfo, json.loads(cache.load(job.name)["ablation"].tobytes()))
+
+
+def _json_bytes(record: object) -> np.ndarray:
+    return np.frombuffer(json.dumps(to_json(record)).encode(), np.uint8)

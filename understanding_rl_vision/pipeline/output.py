@@ -36,14 +36,16 @@ from ..states import parse_targets, read_header
 from ..states.store import generator_file
 from .cache import Cache
 from .jobs import (
+    load_ablation,
     load_fit,
     load_observations,
+    load_report,
     load_scripts,
     load_states,
     load_trajectories,
     states_as_trajectories,
 )
-from .plan import INPUT_SITE, Plan, PlannedMethod
+from .plan import INPUT_SITE, Plan, PlannedMethod, check_feature_names
 
 
 def write_output(
@@ -54,6 +56,9 @@ def write_output(
     data = directory / DATA_DIRNAME
     data.mkdir(parents=True)
     trajectories = load_trajectories(cache, plan)
+    names = {}
+    if config.evaluation.feature_names:
+        names = check_feature_names(config.evaluation.feature_names, list(plan.layers), config.reduction.nmf_features)
     layer_infos = []
     for index, layer in enumerate(plan.layers):
         fit = load_fit(cache, plan.fit(index))
@@ -67,7 +72,12 @@ def write_output(
                 label=layer.label,
                 shape=layer.shape,
                 features=tuple(
-                    FeatureInfo(name=f"feature {f + 1}", color=colours[f]) for f in range(len(fit.components))
+                    FeatureInfo(
+                        name=names.get(layer.label, {}).get(f + 1, f"feature {f + 1}"),
+                        color=colours[f],
+                        direction=tuple(float(np.float32(c)) for c in fit.components[f]),
+                    )
+                    for f in range(len(fit.components))
                 ),
             )
         )
@@ -107,6 +117,8 @@ def write_output(
                 _method_entry(planned, _map_shape(plan, cache, m, agent)) for m, planned in enumerate(plan.methods)
             ),
             states=states,
+            report=None if plan.report is None else load_report(cache, plan.report),
+            ablation=None if plan.ablation is None else load_ablation(cache, plan.ablation),
         ),
     )
     return render_interface(directory, title=title, interface=config.interface)

@@ -27,6 +27,7 @@ from ..attribution.outputs import ATTENTION_OUTPUT
 from ..common.files import file_digest
 from ..config import AttributionConfig, InterfaceConfig, RunConfig
 from ..contract.schema import DEFAULT_KEY_PREFIX
+from ..editing.names import read_feature_names
 from ..envs import EnvSpec, parse_env_id, spec_to_dict
 from ..errors import UserError
 from ..rollout import observation_parts
@@ -37,6 +38,8 @@ from .cache import digest
 
 INPUT_SITE = -1
 """The site of a method that reads the model's input rather than a layer."""
+REPORT_FORMAT = 1
+"""In the report card's and the ablation table's job names: bumped when what they compute changes."""
 ATTRIBUTION_FORMAT = 2
 """In every attribution job's name: 2 since its product is the payload scripts (:mod:`.payloads`),
 so a cache of arrays is not read as scripts, while rollouts and fits keep their names and are reused."""
@@ -64,7 +67,7 @@ class PlannedMethod:
 class Job:
     """One unit of work; ``name`` is its product's name in the cache."""
 
-    kind: str  # "trajectories", "observations", "states", "fit" or "attribution"
+    kind: str  # "trajectories", "observations", "states", "fit", "attribution", "report" or "ablation"
     name: str
     layer: int = -1  # a fit's layer; an attribution's site (a layer index, or INPUT_SITE)
     trajectory: int = -1
@@ -112,6 +115,16 @@ class Plan:
 
     def fit(self, layer: int) -> Job:
         return next(job for job in self.jobs if job.kind == "fit" and job.layer == layer)
+
+    @property
+    def report(self) -> Job | None:
+        """The report card's job, when the run has one (``report_frames`` > 0)."""
+        return next((job for job in self.jobs if job.kind == "report"), None)
+
+    @property
+    def ablation(self) -> Job | None:
+        """The ablation table's job, when the run has one (``ablation_episodes`` > 0)."""
+        return next((job for job in self.jobs if job.kind == "ablation"), None)
 
     def attribution(self, method: int, site: int, trajectory: int) -> Job:
         return next(
@@ -244,6 +257,8 @@ def make_plan(agent: Agent, config: RunConfig, checkpoint_digest: str) -> Plan:
         raise UserError(
             f"trajectory {config.interface.trajectory} does not exist: there are {config.trajectories.num_envs}"
         )
+    if config.evaluation.feature_names:
+        check_feature_names(config.evaluation.feature_names, layers, config.reduction.nmf_features)
     base = {"checkpoint": checkpoint_digest, "env": spec_to_dict(env), "seed": config.seed}
     if agent.recurrent:  # the stored states: carried from the rollout's start, zeroed where an episode starts
         base["state"] = {"size": agent.state_size, "reset": "episode start"}
@@ -298,7 +313,8 @@ def make_plan(agent: Agent, config: RunConfig, checkpoint_digest: str) -> Plan:
                     )
                 )
     by_cost = sorted(fits, key=lambda j: -j.cost) + sorted(attributions, key=lambda j: -j.cost)
-    made = (*observations, trajectories, *([states] if states else []), *by_cost)
+    evaluation = _evaluation_jobs(config, methods, layers, default, trajectories, fits, base)
+    made = (*observations, trajectories, *([states] if states else []), *evaluation, *by_cost)
     return Plan(config, env, tuple(layers), default, outputs, methods, made, checkpoint_digest)
 
 
@@ -319,6 +335,55 @@ def _states_job(agent: Agent, config: RunConfig, checkpoint_digest: str, parts: 
     key = {"generator": file_digest(file), "observations": parts, "seed": config.seed, **dataclasses.asdict(settings)}
     key.pop("states")  # where the generator lies does not change what it makes
     return Job("states", "states-" + digest(key), needs=parts, cost=float(settings.state_count * settings.state_steps))
+
+
+def check_feature_names(path: str, layers: list[Layer], features: int) -> dict[str, dict[int, str]]:
+    """The names file's names, by layer label, refused before any work when they name a layer the
+    run does not show or a feature it does not fit."""
+    found = read_feature_names(path)
+    by_key = {layer.label: layer.label for layer in layers} | {layer.name: layer.label for layer in layers}
+    named: dict[str, dict[int, str]] = {}
+    for key, names in found.items():
+        if key not in by_key:
+            known = ", ".join(layer.label for layer in layers)
+            raise UserError(f"{path} names features of layer {key!r}, which this run does not show ({known})")
+        beyond = [n for n in names if n > features]
+        if beyond:
+            raise UserError(f"{path} names feature {beyond[0]} of layer {key}, but the run fits {features} features")
+        named.setdefault(by_key[key], {}).update(names)
+    return named
+
+
+def _evaluation_jobs(
+    config: RunConfig,
+    methods: tuple[PlannedMethod, ...],
+    layers: list[Layer],
+    default: int,
+    trajectories: Job,
+    fits: list[Job],
+    base: dict,
+) -> list[Job]:
+    """The report card (every method judged on frames of the trajectories) and the ablation
+    table (the agent played without each feature of the default layer), when asked for."""
+    settings = config.evaluation
+    made = []
+    if settings.report_frames:
+        where = layers[default].name if layers else INPUT_LAYER
+        key = {
+            "trajectories": trajectories.name,
+            "layer": where,
+            "methods": [planned.method.settings() for planned in methods],
+            **{k: v for k, v in dataclasses.asdict(settings).items() if k.startswith(("report", "sanity"))},
+            "format": REPORT_FORMAT,
+        }
+        cost = float(settings.report_frames * len(methods) * 100)
+        made.append(Job("report", "report-" + digest(key), needs=(trajectories.name,), cost=cost))
+    if settings.ablation_episodes and layers and layers[default].name != INPUT_LAYER:
+        fit = fits[default]
+        key = {**base, "fit": fit.name, "episodes": settings.ablation_episodes, "format": REPORT_FORMAT}
+        cost = float(settings.ablation_episodes * (len(fits) + 1) * 100)
+        made.append(Job("ablation", "ablation-" + digest(key), layer=default, needs=(fit.name,), cost=cost))
+    return made
 
 
 def _size(layer: Layer) -> float:

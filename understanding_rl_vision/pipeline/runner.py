@@ -44,6 +44,8 @@ STAGE_NAMES = {
     "states": "states of interest",
     "fit": "layer fits",
     "attribution": "attribution",
+    "report": "report card",
+    "ablation": "ablation",
 }
 
 
@@ -210,6 +212,10 @@ def _runner(agent: Agent, plan: Plan, cache: Cache, timings: TimingLog, progress
             jobs.run_states(agent, plan, cache, job)
         elif job.kind == "fit":
             jobs.run_fit(agent, explained, plan, cache, job)
+        elif job.kind == "report":
+            jobs.run_report(agent, plan, cache, job, jobs.load_trajectories(cache, plan))
+        elif job.kind == "ablation":
+            jobs.run_ablation(agent, plan, cache, job)
         else:
             source = "trajectories" if job.trajectory < plan.played else "states"
             if source not in loaded:

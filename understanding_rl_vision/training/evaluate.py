@@ -82,12 +82,7 @@ def evaluate(
     ``episodes`` envs run, each playing its fixed share of the episodes.
     """
     started = time.perf_counter()
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise UserError(f"episodes must be a positive integer, got {episodes!r}")
-    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-        raise UserError(f"num_envs must be a positive integer, got {num_envs!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UserError(f"seed must be a non-negative integer, got {seed!r}")
+    check_counts(episodes, num_envs, seed)
     agent = agent_or_checkpoint
     if not isinstance(agent, Agent):
         agent = load_checkpoint(agent, device=check_device(device))
@@ -96,28 +91,8 @@ def evaluate(
     else:
         levels = "as given"
     num_envs = min(num_envs, episodes)
-    quotas = [episodes // num_envs + (i < episodes % num_envs) for i in range(num_envs)]
-    env_seed, agent_seed, random_seed = (
-        int(s) % (MAX_SEED - num_envs)
-        for s in np.random.SeedSequence(seed, spawn_key=(EVALUATION_STREAM,)).generate_state(3)
-    )
-
-    generator = torch.Generator().manual_seed(agent_seed)
-    state = agent.initial_state(num_envs)  # a recurrent agent's, carried; (num_envs, 0) otherwise
-
-    @torch.inference_mode()
-    def agent_policy(obs: np.ndarray, first: np.ndarray) -> np.ndarray:
-        nonlocal state
-        state = agent.reset_state(state, first)  # zeros where an episode starts
-        if greedy:
-            out = agent(obs, state)
-            if out.state is not None:
-                state = out.state.float().cpu().numpy()
-            return out.logits.argmax(-1).cpu().numpy()
-        acted = agent.act(obs, generator, state)
-        state = acted.state
-        return acted.actions
-
+    quotas = episode_quotas(episodes, num_envs)
+    env_seed, _, random_seed = evaluation_seeds(seed, num_envs)
     rng = np.random.default_rng(random_seed)
 
     def random_policy(obs: np.ndarray, first: np.ndarray) -> np.ndarray:
@@ -125,8 +100,7 @@ def evaluate(
 
     bar = tqdm(total=(1 + baseline) * episodes, unit="episode", desc="evaluate", disable=not progress)
     with bar:
-        with open_env(agent, env_spec, num_envs, env_seed) as env:
-            played = _play(env, agent_policy, quotas, bar)
+        played = play_agent(agent, env_spec, quotas, seed, greedy=greedy, bar=bar)
         random_mean, random_std, random_completion = math.nan, math.nan, None
         if baseline:
             with open_env(agent, env_spec, num_envs, env_seed) as env:
@@ -148,6 +122,60 @@ def evaluate(
         seed=seed,
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+def check_counts(episodes: int, num_envs: int, seed: int) -> None:
+    """One line naming the first of episodes, num_envs and seed that is not a count."""
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise UserError(f"episodes must be a positive integer, got {episodes!r}")
+    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+        raise UserError(f"num_envs must be a positive integer, got {num_envs!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UserError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+def episode_quotas(episodes: int, num_envs: int) -> list[int]:
+    """Each env's share of ``episodes``, fixed in advance (see the module docstring)."""
+    return [episodes // num_envs + (i < episodes % num_envs) for i in range(num_envs)]
+
+
+def evaluation_seeds(seed: int, num_envs: int) -> tuple[int, int, int]:
+    """The envs', the agent's and the random policy's seeds of evaluation ``seed``."""
+    env_seed, agent_seed, random_seed = (
+        int(s) % (MAX_SEED - num_envs)
+        for s in np.random.SeedSequence(seed, spawn_key=(EVALUATION_STREAM,)).generate_state(3)
+    )
+    return env_seed, agent_seed, random_seed
+
+
+def play_agent(
+    agent: Agent, env_spec: EnvSpec, quotas: list[int], seed: int, *, greedy: bool = False, bar: tqdm | None = None
+) -> list[Episode]:
+    """The agent's first ``quotas[i]`` episodes in env i, on the levels evaluation ``seed`` picks.
+
+    Its actions are drawn from a generator seeded from ``seed`` as well, so two agents played
+    with one seed meet the same levels and the same random numbers (an edited agent differs from
+    the original only where its policy does)."""
+    num_envs = len(quotas)
+    env_seed, agent_seed, _ = evaluation_seeds(seed, num_envs)
+    generator = torch.Generator().manual_seed(agent_seed)
+    state = agent.initial_state(num_envs)  # a recurrent agent's, carried; (num_envs, 0) otherwise
+
+    @torch.inference_mode()
+    def agent_policy(obs: np.ndarray, first: np.ndarray) -> np.ndarray:
+        nonlocal state
+        state = agent.reset_state(state, first)  # zeros where an episode starts
+        if greedy:
+            out = agent(obs, state)
+            if out.state is not None:
+                state = out.state.float().cpu().numpy()
+            return out.logits.argmax(-1).cpu().numpy()
+        acted = agent.act(obs, generator, state)
+        state = acted.state
+        return acted.actions
+
+    with open_env(agent, env_spec, num_envs, env_seed) as env:
+        return _play(env, agent_policy, quotas, bar if bar is not None else tqdm(disable=True))
 
 
 def held_out(spec: EnvSpec | None) -> tuple[EnvSpec, str]:

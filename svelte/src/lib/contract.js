@@ -44,8 +44,9 @@ export const keys = Object.freeze({
 /**
  * One NMF feature of a layer, as the legend shows it.
  * @typedef {object} FeatureInfo
- * @property {string} name  Display name, "feature 1", "feature 2", ...
+ * @property {string} name  Display name, "feature 1", "feature 2", ... or the name given with --feature-names
  * @property {string} color  Colour as #rrggbb; maps draw this feature in it
+ * @property {number[]} [direction]  The NMF component over the layer's C channels (summing to 1): what `edit --remove-feature` projects out; absent in runs older than issue 21
  */
 
 /**
@@ -109,6 +110,75 @@ export const keys = Object.freeze({
  */
 
 /**
+ * Ground truth on one object category (OCAtari's names: Player, Ball, Enemy...).
+ * @typedef {object} CategoryScore
+ * @property {string} category  OCAtari's category name
+ * @property {number} mass  Mean share of the map's positive mass on objects of this category
+ * @property {number} chance  Mean share of the frame's area those objects cover
+ * @property {number} pointing  Share of frames (holding such an object) whose map peaks on one
+ */
+
+/**
+ * One method's faithfulness checks (issue 21), on the report card's frames and output.
+ * @typedef {object} ReportRow
+ * @property {string} method  Registry name, as MethodEntry.name
+ * @property {string} title  Display name
+ * @property {string} site  Where it was computed: a layer label (maps upsampled to the input) or "input"
+ * @property {number[]} sanity_spearman  Mean Spearman rank correlation of |map| with the original's after each cascade step (ReportCard.randomised)
+ * @property {number[]} sanity_ssim  Mean SSIM of the min-max normalised |map| with the original's, per step
+ * @property {number} deletion_auc  Mean area under the output as the most important pixels are blurred first (lower: faithful)
+ * @property {number} insertion_auc  Mean area under the output as the most important pixels are unblurred first (higher: faithful)
+ * @property {number[]} frame_deletion  Deletion AUC of each of ReportCard.frames
+ * @property {number[]} frame_insertion  Insertion AUC of each of ReportCard.frames
+ * @property {(number|null)} completeness  Mean |sum of attribution - (f(x) - f(baseline))| / |f(x) - f(baseline)|; null where the method makes no such claim
+ * @property {(number|null)} object_mass  Mean share of the positive mass on game objects; null without ground truth
+ * @property {(number|null)} pointing  Share of frames whose map peaks on a game object; null without ground truth
+ * @property {CategoryScore[]} categories  The same per object category
+ * @property {string[]} passes  Checks passed: "sanity", "deletion", "insertion", "objects", "pointing", "completeness"
+ * @property {string[]} fails  Checks failed; a check in neither list did not apply
+ */
+
+/**
+ * Which explanations to believe: each method's faithfulness checks side by side.
+ * @typedef {object} ReportCard
+ * @property {string} output  The output every method explains here, e.g. "value"
+ * @property {[number, number][]} frames  (trajectory, frame) of each evaluated frame
+ * @property {string[]} randomised  Layers re-initialised, top-down, one more per cascade step
+ * @property {string} baseline  What deletion and insertion replace pixels with, e.g. a Gaussian blur
+ * @property {number} steps  Deletion and insertion steps (the curves have steps + 1 points)
+ * @property {number} random_deletion_auc  Deletion AUC of uniformly random maps (the chance level)
+ * @property {number} random_insertion_auc  Insertion AUC of uniformly random maps
+ * @property {number} centre_deletion_auc  Deletion AUC of a centre-bias map (a Gaussian at the frame's centre)
+ * @property {number} centre_insertion_auc  Insertion AUC of a centre-bias map
+ * @property {number[]} random_frame_deletion  The random maps' deletion AUC per frame
+ * @property {number[]} random_frame_insertion  The random maps' insertion AUC per frame
+ * @property {(number|null)} object_chance  Mean share of the frame's area on game objects; null without ground truth
+ * @property {string} objects  Where the ground truth comes from, e.g. "OCAtari (RAM)"; empty without
+ * @property {number} sanity_threshold  A method passes the sanity check when its final Spearman is below this
+ * @property {ReportRow[]} rows  One per method
+ */
+
+/**
+ * Episodes played by one agent (the original, or one with a feature removed).
+ * @typedef {object} EpisodeStats
+ * @property {number} episodes  Episodes played
+ * @property {number} mean_return  Mean episode return
+ * @property {number} interval  Half-width of the 95% confidence interval of the mean return
+ * @property {(number|null)} completion  Share of episodes that completed the level; null where the env has no levels
+ * @property {number} timeouts  Share of episodes that ended by reaching the step limit
+ * @property {number} deaths  Share of episodes that ended otherwise without completing the level (the agent died)
+ */
+
+/**
+ * Model editing (issue 21): the agent played with each NMF feature of one layer projected out.
+ * @typedef {object} AblationInfo
+ * @property {number} layer  Index into Manifest.layers whose features were removed
+ * @property {EpisodeStats} original  The unedited agent on the same levels
+ * @property {EpisodeStats[]} features  One per feature of that layer: the agent without it
+ * @property {string} ends  How an episode's end was classified (timeout, death, level completed)
+ */
+
+/**
  * What the page needs before anything else; small, loaded once from manifest.js.
  * @typedef {object} Manifest
  * @property {"manifest"} kind
@@ -128,6 +198,8 @@ export const keys = Object.freeze({
  * @property {string} action_outputs  "logits" (a policy) or "q_values" (a Q-network; "logit:" outputs are Q-values)
  * @property {MethodEntry[]} [methods]  Explanation methods in menu order; absent: integrated gradients only (see default_methods)
  * @property {(StatesInfo|null)} [states]  States of interest; absent when the run has none
+ * @property {(ReportCard|null)} [report]  The methods' faithfulness report card; absent when not computed
+ * @property {(AblationInfo|null)} [ablation]  Returns with each feature of a layer removed (model editing); absent when not computed
  */
 
 /**

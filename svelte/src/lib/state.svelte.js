@@ -7,6 +7,7 @@ import { getTrajectory } from "./data.js";
 import { actorCritic, cycleMethod, methodForOutput, methodList } from "./methods.js";
 import { decodeRows, encodeRows } from "./view.js";
 import { validGain } from "./levels.js";
+import { decodeNames, encodeNames, nameOf, nameProblem, withName } from "./names.js";
 
 /** @typedef {import("./contract.js").Manifest} Manifest */
 /** @typedef {import("./contract.js").Bookmark} Bookmark */
@@ -53,6 +54,8 @@ export class AppState {
   /** @type {Trajectory | null} the current trajectory once loaded */
   traj = $state.raw(null);
   trajError = $state("");
+  /** @type {import("./names.js").Names} feature names given on the page (names.js), kept in the URL */
+  names = $state.raw({});
 
   /** @param {Manifest} manifest @param {object} config */
   constructor(manifest, config) {
@@ -285,6 +288,25 @@ export class AppState {
     if (this.rows.length > 1) this.rows = this.rows.filter((row) => row.id !== id);
   }
 
+  // ---------------------------------------------------------------- feature names
+
+  /** Feature k of a layer as the page names it: the name given here, else the manifest's. */
+  featureName(layer, k) {
+    return nameOf(this.names, this.manifest.layers[layer], k);
+  }
+
+  /** Name feature k of a layer (an empty text restores the manifest's name); returns why not, or "". */
+  renameFeature(layer, k, text) {
+    const info = this.manifest.layers[layer];
+    if (!info || !(k >= 0 && k < info.features.length)) return "no such feature";
+    if (text.trim()) {
+      const problem = nameProblem(this.names, info, k, text);
+      if (problem) return problem;
+    }
+    this.names = withName(this.names, info, k, text);
+    return "";
+  }
+
   // ---------------------------------------------------------------- popup
 
   /** @param {number} feature @param {HTMLElement | null} [opener] where focus returns on closing */
@@ -301,7 +323,7 @@ export class AppState {
 
   // ---------------------------------------------------------------- URL & loading
 
-  /** ?trajectory=&layer=&frame=, 1-indexed (layer also by label); rows= and compare= (view.js). */
+  /** ?trajectory=&layer=&frame=, 1-indexed (layer also by label); rows= and compare= (view.js); names= (names.js). */
   readUrl(search) {
     const params = new URLSearchParams(search);
     const number = (name) => {
@@ -328,17 +350,20 @@ export class AppState {
       this.compare = true;
       this.compareOutput = compare;
     }
+    this.names = decodeNames(this.manifest, params.get("names"));
   }
 
   #viewDefaults() {
     return { gain: this.defaults.gain, opacity: this.defaults.observationOpacity };
   }
 
-  /** The URL of a place, with the current view (rows and compare). */
+  /** The URL of a place, with the current view (rows and compare) and the feature names. */
   urlFor(trajectory, frame, layer = this.layer) {
     const rows = encodeRows(this.manifest, this.rows, this.#viewDefaults());
     const compare = this.compare ? `&compare=${this.compareOutput + 1}` : "";
-    return `?trajectory=${trajectory + 1}&layer=${layer + 1}&frame=${frame + 1}&rows=${rows}${compare}`;
+    const named = encodeNames(this.names);
+    const names = named ? `&names=${encodeURIComponent(named)}` : "";
+    return `?trajectory=${trajectory + 1}&layer=${layer + 1}&frame=${frame + 1}&rows=${rows}${compare}${names}`;
   }
 
   /** Effects that keep the URL and the loaded trajectory in step; call during component setup. */

@@ -65,6 +65,10 @@ class MethodInfo:
     """For a recurrent agent, also attributes to the incoming state (one "memory" entry per frame,
     :meth:`Method.attribute_with_memory`), shown beside the features in the page's totals."""
     explains: Explains = "outputs"
+    complete: bool = False
+    """At a layer, its attribution sums to f(a) - f(0), the output's change from a zero activation
+    (integrated gradients' completeness axiom, with a recurrent model's memory entry); the report
+    card measures how far it is from that."""
     automatic: bool = False
     """Added to a run that keeps the default methods when it applies to the agent
     (:meth:`Method.applies_to`): an attention agent's own map and tree."""

@@ -36,6 +36,7 @@ class IntegratedGradients(Method):
         produces="channels",
         input_layer=True,
         memory=True,
+        complete=True,
     )
     ig_steps: int = DEFAULT_STEPS
     """Integration steps (the original used 10 right-Riemann steps)."""
