@@ -3,6 +3,7 @@ interface they open (plain functions, importable outside pytest)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 CHROMIUM_ARGS = (
@@ -19,6 +20,31 @@ def settle(page, frames: int = 3) -> None:
            })""",
         frames,
     )
+
+
+DRAWN = "window.__rlv_metrics && window.__rlv_metrics.firstAttributionDraw !== null"
+"""True once the page has drawn its first attribution."""
+MINUS = "\N{MINUS SIGN}"
+
+
+def open_page(page, interface, query: str = "", viewport: dict | None = None) -> None:
+    """Open ``interface`` (a Path) with ``query``, at ``viewport``, and wait until it has drawn."""
+    page.set_viewport_size(viewport or {"width": 1280, "height": 800})
+    page.goto(interface.as_uri() + query)
+    page.wait_for_function(DRAWN, timeout=30_000)
+    settle(page)
+
+
+def shown(value: float) -> str:
+    """A number as the page shows it (format.js ``number``)."""
+    magnitude = abs(value)
+    text = f"{magnitude:.0f}" if magnitude >= 100 else f"{magnitude:.2f}" if magnitude >= 1 else f"{magnitude:.3f}"
+    return (MINUS if value < 0 and float(text) != 0 else "") + text
+
+
+def percent(value: float) -> str:
+    """format.js ``percent``: Math.round rounds halves up."""
+    return f"{math.floor(value * 100 + 0.5)}%"
 
 
 SMALL_RUN = dict(

@@ -15,14 +15,15 @@ and a copy whose manifest carries a made-up report card and ablation of real sha
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-import math
 import shutil
 from pathlib import Path
 from urllib.parse import parse_qs, quote
 
 import pytest
-from chromium_setup import build_methods_interface, settle
+from chromium_setup import DRAWN, MINUS, build_methods_interface, percent, settle, shown
+from chromium_setup import open_page as open_at
 
 from understanding_rl_vision.contract import read_manifest, write_manifest
 from understanding_rl_vision.contract.schema import (
@@ -35,8 +36,7 @@ from understanding_rl_vision.contract.schema import (
 )
 
 VIEWPORT = {"width": 1280, "height": 900}
-DRAWN = "window.__rlv_metrics && window.__rlv_metrics.firstAttributionDraw !== null"
-MINUS = "\N{MINUS SIGN}"
+open_page = functools.partial(open_at, viewport=VIEWPORT)
 ARROW = "\N{RIGHTWARDS ARROW}"
 NAMES_FORMAT = "understanding-rl-vision-feature-names"
 FRAMES = ((0, 3), (0, 10), (1, 5))
@@ -148,25 +148,6 @@ def manifest(report_interface) -> Manifest:
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def open_page(page, interface: Path, query: str = "") -> None:
-    page.set_viewport_size(VIEWPORT)
-    page.goto(interface.as_uri() + query)
-    page.wait_for_function(DRAWN, timeout=30_000)
-    settle(page)
-
-
-def shown(value: float) -> str:
-    """A number as the page shows it (format.js ``number``)."""
-    magnitude = abs(value)
-    text = f"{magnitude:.0f}" if magnitude >= 100 else f"{magnitude:.2f}" if magnitude >= 1 else f"{magnitude:.3f}"
-    return (MINUS if value < 0 and float(text) != 0 else "") + text
-
-
-def percent(value: float) -> str:
-    """format.js ``percent``: Math.round rounds halves up."""
-    return f"{math.floor(value * 100 + 0.5)}%"
 
 
 def verdict(row: ReportRow, check: str) -> str:
@@ -373,6 +354,32 @@ def test_legend_shows_what_removing_each_feature_did(page, report_interface, man
     assert page.locator(".legend h3").inner_text().endswith(manifest.layers[other].label)
     assert page.locator(".legend .ablation").count() == 0
     assert "removing this feature" not in page.locator(".legend").inner_text()
+
+
+def test_a_report_card_and_ablation_the_run_computed(page, plain_interface):
+    """The same page on a run that computed them (``report_frames``, ``ablation_episodes``): every
+    method's row and the legend's notes show the manifest's numbers."""
+    interface = build_methods_interface(
+        plain_interface.parent, name="computed", report_frames=3, report_steps=4, ablation_episodes=4
+    )
+    manifest = read_manifest(interface.parent / "data")
+    report, ablation = manifest.report, manifest.ablation
+    assert report is not None and ablation is not None and len(report.frames) == 3
+    open_page(page, interface)
+    rows = page.locator("section.report-card tbody.method")
+    assert rows.count() == len(report.rows) == len(manifest.methods)
+    for i, expected in enumerate(report.rows):
+        row = rows.nth(i)
+        assert row.get_attribute("data-method") == expected.method
+        assert row.locator("td[data-check=deletion] .value").inner_text() == shown(expected.deletion_auc)
+        assert row.locator("td[data-check=insertion] .value").inner_text() == shown(expected.insertion_auc)
+        for check in ("sanity", "deletion", "insertion", "completeness"):
+            assert row.locator(f"td[data-check={check}] .verdict").inner_text().strip() == verdict(expected, check)
+    notes = page.locator(".legend li.feature .ablation")
+    assert notes.count() == len(ablation.features)
+    original = ablation.original.mean_return
+    for note, without in zip(notes.all(), ablation.features):
+        assert f"return {shown(original)} {ARROW} {shown(without.mean_return)}" in note.inner_text()
 
 
 # ---------------------------------------------------------------------------- feature names

@@ -12,20 +12,16 @@ states.
 from __future__ import annotations
 
 import io
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
-from chromium_setup import random_checkpoint, settle
+from chromium_setup import open_page, percent, random_checkpoint, settle, shown
 
 from understanding_rl_vision.contract import read_payload
 
-VIEWPORT = {"width": 1280, "height": 800}
-DRAWN = "window.__rlv_metrics && window.__rlv_metrics.firstAttributionDraw !== null"
 TARGETS = ("high-value", "low-value", "action:RIGHT")
 STATE_COUNT = 4
-MINUS = "\N{MINUS SIGN}"
 ARROW = "\N{RIGHTWARDS ARROW}"
 
 
@@ -72,25 +68,6 @@ def data(states_interface) -> Path:
 @pytest.fixture(scope="module")
 def manifest(data):
     return read_payload(data, "manifest")
-
-
-def open_page(page, interface: Path, query: str = "") -> None:
-    page.set_viewport_size(VIEWPORT)
-    page.goto(interface.as_uri() + query)
-    page.wait_for_function(DRAWN, timeout=30_000)
-    settle(page)
-
-
-def shown(value: float) -> str:
-    """A number as the page shows it (format.js ``number``)."""
-    magnitude = abs(value)
-    text = f"{magnitude:.0f}" if magnitude >= 100 else f"{magnitude:.2f}" if magnitude >= 1 else f"{magnitude:.3f}"
-    return (MINUS if value < 0 and float(text) != 0 else "") + text
-
-
-def percent(value: float) -> str:
-    """format.js ``percent``: Math.round rounds halves up."""
-    return f"{math.floor(value * 100 + 0.5)}%"
 
 
 def softmax(row: np.ndarray) -> np.ndarray:

@@ -70,3 +70,17 @@ def test_feature_names_that_do_not_fit_the_run_are_refused_before_any_work(check
     with pytest.raises(UserError, match=message):
         rl_clarity.run(checkpoint, tmp_path / "out", progress=False, feature_names=str(path), **small)
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.cache").exists()
+
+
+def test_a_run_with_an_ablation_table(checkpoint, tmp_path, small):
+    settings = dict(small, ablation_episodes=4)
+    plan = make_plan(load_agent(checkpoint), RunConfig().replace(**settings), "0" * 64)
+    assert plan.ablation is not None and plan.ablation.needs == (plan.fit(plan.default_layer).name,)
+    result = rl_clarity.run(checkpoint, tmp_path / "out", progress=False, **settings)
+    manifest = read_manifest(result.directory / "data")
+    ablation = manifest.ablation
+    assert ablation is not None and ablation.layer == manifest.default_layer
+    assert len(ablation.features) == len(manifest.layers[ablation.layer].features) == 3
+    for stats in (ablation.original, *ablation.features):
+        assert stats.episodes == 4 and stats.timeouts + stats.deaths + (stats.completion or 0) == pytest.approx(1)
+    assert "1000 steps" in ablation.ends

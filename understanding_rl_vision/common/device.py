@@ -4,6 +4,9 @@ when they are built; the full check runs when the device is about to be used."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from ..errors import ConfigError
@@ -27,3 +30,19 @@ def check_device(name: str) -> torch.device:
     if (device.index or 0) >= (count := torch.cuda.device_count()):
         raise ConfigError(f"device {name!r} does not exist: {count} GPU(s) visible")
     return device
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the block's torch work on one thread. CPU results depend on how many threads split a
+    reduction (on the bundled agent, 1 and 2 threads give values 1e-6 apart, enough to move
+    quantised maps by a step), and a product must be the same bytes whichever process computes
+    it, alone or as one of N ranks. A run uses cores through lanes and MPI ranks instead
+    (:mod:`..pipeline.runner`); ablation plays on one thread for the same reason, and because
+    spinning threads slowed its play 15x on two busy cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

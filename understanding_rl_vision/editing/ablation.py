@@ -18,17 +18,16 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, overload
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from ..agents.base import Agent
 from ..agents.edits import FeatureEdit, apply_edits, check_edits
+from ..common.device import one_thread
 from ..contract.schema import AblationInfo, EpisodeStats
 from ..envs import EnvSpec, Episode, ProcgenSpec
 from ..errors import UserError
@@ -167,7 +166,7 @@ def _ablate(
     quotas = episode_quotas(episodes, num_envs)
     limit = PROCGEN_STEP_LIMIT if isinstance(env_spec, ProcgenSpec) else None
     total = episodes * (1 + len(edited))
-    with tqdm(total=total, unit="episode", desc="ablate", disable=not progress) as bar, _one_thread():
+    with tqdm(total=total, unit="episode", desc="ablate", disable=not progress) as bar, one_thread():
         played = [play_agent(a, env_spec, quotas, seed, greedy=greedy, bar=bar) for a in (agent, *edited)]
     base = _returns(played[0])
     changes, intervals = [], []
@@ -209,19 +208,6 @@ def summarise(episodes: Sequence[Episode], limit: int | None) -> EpisodeStats:
         timeouts=float(timeouts),
         deaths=max(0.0, deaths),
     )
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Play on one torch thread: the numbers then do not depend on the machine's thread count
-    (as a run's products do not), and a batch of 32 small frames gains little from more threads,
-    whose spinning made play 15x slower on two busy cores (0.11 s an episode on one thread)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _returns(episodes: Sequence[Episode]) -> np.ndarray:

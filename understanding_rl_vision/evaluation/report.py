@@ -331,15 +331,27 @@ def format_card(card: ReportCard) -> str:
     def mark(row: ReportRow, check: str) -> str:
         return "pass" if check in row.passes else "FAIL" if check in row.fails else ""
 
-    header = ("method", "site", "sanity rho", "ssim", "deletion", "insertion", "objects", "pointing", "complete.")
+    header = (
+        "method",
+        "site",
+        "sanity drop",
+        "ssim",
+        "deletion",
+        "insertion",
+        "objects/chance",
+        "pointing",
+        "complete.",
+    )
     lines = [header]
     for row in card.rows:
-        objects = "n/a" if row.object_mass is None or card.object_chance is None else f"{row.object_mass:.2f}"
+        objects = "n/a"
+        if row.object_mass is not None and card.object_chance is not None:
+            objects = f"{row.object_mass:.2f}/{card.object_chance:.2f}"
         lines.append(
             (
                 row.title,
                 row.site,
-                f"{row.sanity_spearman[-1]:.2f} {mark(row, 'sanity')}" if row.sanity_spearman else "n/a",
+                f"{1 - row.sanity_spearman[-1]:.2f} {mark(row, 'sanity')}" if row.sanity_spearman else "n/a",
                 f"{row.sanity_ssim[-1]:.2f}" if row.sanity_ssim else "n/a",
                 f"{row.deletion_auc:.3f} {mark(row, 'deletion')}",
                 f"{row.insertion_auc:.3f} {mark(row, 'insertion')}",
@@ -355,8 +367,8 @@ def format_card(card: ReportCard) -> str:
         f"{len(card.frames)} frames, output {card.output}; deletion and insertion put in a {card.baseline}",
         f"references: random map deletion {card.random_deletion_auc:.3f}, insertion {card.random_insertion_auc:.3f}; "
         f"centre-bias map deletion {card.centre_deletion_auc:.3f}, insertion {card.centre_insertion_auc:.3f}",
-        f"sanity: Spearman of |map| with the original after re-initialising all {len(card.randomised)} layers "
-        f"top-down; pass below {card.sanity_threshold:g}",
+        f"sanity drop: 1 - Spearman of |map| with the original after re-initialising all {len(card.randomised)} "
+        f"layers top-down (ssim: the same maps' SSIM); pass above {1 - card.sanity_threshold:g}",
         "objects: share of the positive mass on game objects"
         + (
             f" (chance: their share of the frame, {card.object_chance:.3f}); {card.objects}"

@@ -14,12 +14,12 @@ import numpy as np
 from ..agents.base import Agent
 from ..attribution import INPUT_LAYER, Layer, explain_agent
 from ..attribution.methods import BASIS_METHOD
+from ..common.device import one_thread
 from ..config import RunConfig
 from ..errors import UserError
 from ..reduction import ChannelReducer
 from ..rollout import collect_observation_set
 from .jobs import attribute
-from .parallel import one_thread
 from .plan import choose_env, choose_layers
 
 

@@ -16,12 +16,9 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from ..agents.base import Agent
 from ..common.files import left_by_dead_process
@@ -93,20 +90,6 @@ class Workers:
         from mpi4py import MPI
 
         return int(self.comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size())
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run the block's torch work on one thread. CPU results depend on how many threads split a
-    reduction (on the bundled agent, 1 and 2 threads give values 1e-6 apart, enough to move
-    quantised maps by a step), and a product must be the same bytes whichever process computes
-    it, alone or as one of N ranks. Cores are used by lanes (:mod:`.runner`) and ranks instead."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class Claims:

@@ -19,12 +19,13 @@ from tqdm.auto import tqdm
 
 from ..agents.base import Agent
 from ..attribution import explain_agent
+from ..common.device import one_thread
 from ..config import RunConfig
 from ..errors import UserError
 from . import jobs
 from .cache import Cache
 from .output import write_output
-from .parallel import Claims, OtherRankFailed, RankError, Workers, lanes_per_process, one_thread, run_jobs
+from .parallel import Claims, OtherRankFailed, RankError, Workers, lanes_per_process, run_jobs
 from .plan import Job, Plan, make_plan
 from .publish import check_target, publish
 from .resources import check_resources
