@@ -1,8 +1,9 @@
 """The README's first command: `understanding-rl-vision demo` builds the bundled agent's interface,
-and Chromium opens it from file:// with every layer, output and method, drawing attribution, with no
-console errors. First paint is printed (docs/benchmarks.md). The trajectories are cut to 64 frames
-and the observation set to 256 (``--num-steps 64 --num-obs 16``) so that the suite stays within its
-time: the full demo takes 4 minutes and is run by ``make demo``."""
+and Chromium opens it from file:// with every layer, output and method, drawing attribution and the
+report card, with no console errors. First paint is printed (docs/benchmarks.md). The trajectories
+are cut to 64 frames, the observation set to 256 and the report card to 2 frames (``--num-steps 64
+--num-obs 16 --report-frames 2``) so that the suite stays within its time: the full demo takes 4
+minutes and is run by ``make demo``."""
 
 import subprocess
 import sys
@@ -27,6 +28,8 @@ def test_the_demo_command_builds_an_interface_that_opens_in_chromium(tmp_path, p
             "64",
             "--num-obs",
             "16",
+            "--report-frames",
+            "2",
         ],
         capture_output=True,
         text=True,
@@ -57,6 +60,10 @@ def test_the_demo_command_builds_an_interface_that_opens_in_chromium(tmp_path, p
     print(f"\ndemo interface: first paint {first_paint:.0f} ms after navigation")
     assert page.get_by_role("heading", name="Bundled CoinRun agent (demo)").count() == 1
     assert page.locator("canvas.map").count() >= 2
+    # the demo's report card: one row per method, judged on the frames asked for
+    assert manifest.report is not None and len(manifest.report.frames) == 2
+    rows = page.locator("section.report-card tbody.method")
+    assert [rows.nth(i).get_attribute("data-method") for i in range(rows.count())] == ["ig", "gradcam", "perturbation"]
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"demo output: {size / 1e6:.1f} MB")
 
