@@ -360,7 +360,7 @@ def test_a_report_card_and_ablation_the_run_computed(page, plain_interface):
     """The same page on a run that computed them (``report_frames``, ``ablation_episodes``): every
     method's row and the legend's notes show the manifest's numbers."""
     interface = build_methods_interface(
-        plain_interface.parent, name="computed", report_frames=2, report_steps=2, ablation_episodes=4
+        plain_interface.parent, name="computed", report_frames=2, report_steps=2, ablation_episodes=2
     )
     manifest = read_manifest(interface.parent / "data")
     report, ablation = manifest.report, manifest.ablation
