@@ -1,7 +1,7 @@
 """The README's first command: `understanding-rl-vision demo` builds the bundled agent's interface,
 and Chromium opens it from file:// with every layer, output and method, drawing attribution and the
 report card, with no console errors. First paint is printed (docs/benchmarks.md). The trajectories
-are cut to 64 frames, the observation set to 256 and the report card to 2 frames (``--num-steps 64
+are cut to 32 frames, the observation set to 256 and the report card to 2 frames (``--num-steps 32
 --num-obs 16 --report-frames 2``) so that the suite stays within its time: the full demo takes 4
 minutes and is run by ``make demo``."""
 
@@ -25,7 +25,7 @@ def test_the_demo_command_builds_an_interface_that_opens_in_chromium(tmp_path, p
             str(out),
             "--quiet",
             "--num-steps",
-            "64",
+            "32",
             "--num-obs",
             "16",
             "--report-frames",
@@ -44,7 +44,7 @@ def test_the_demo_command_builds_an_interface_that_opens_in_chromium(tmp_path, p
     logits = tuple(f"logit:{name}" for name in manifest.action_names)
     groups = tuple(f"group:{name}" for name in ("RIGHT", "LEFT", "UP", "DOWN", "no-arrow"))
     assert manifest.outputs == ("value", "action", "actor", *logits, *groups) and len(logits) == 15
-    assert manifest.trajectory_lengths == (64,) * 3
+    assert manifest.trajectory_lengths == (32,) * 3
     scalars = (0, 1, *range(3, 3 + 15 + 5))  # every output but the actor, which only perturbation explains
     assert [(m.name, m.outputs) for m in manifest.methods] == [
         ("ig", scalars),
