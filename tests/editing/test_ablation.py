@@ -62,8 +62,8 @@ def test_ablate_plays_the_same_levels_as_evaluate(agent):
     assert "1000 steps" in table  # how timeouts were told
 
 
-def test_with_a_layer_index_ablate_returns_the_manifest_record(agent):
-    info = ablate(agent, "relu_fc", [silent_direction(agent)], 2, num_envs=2, seed=1, layer_index=4, progress=False)
+def test_an_ablation_gives_the_manifest_record(agent):
+    info = ablate(agent, "relu_fc", [silent_direction(agent)], 2, num_envs=2, seed=1, progress=False).info(4)
     assert isinstance(info, AblationInfo) and info.layer == 4 and len(info.features) == 1
     assert "timeout" in info.ends
 

@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -73,63 +73,26 @@ Directions = Sequence[Sequence[float]] | np.ndarray
 """(K, C): one direction over the layer's channels per feature, e.g. a fit's NMF components."""
 
 
-@overload
 def ablate(
     agent: Agent,
     layer: str,
     directions: Directions,
     episodes: int,
     *,
-    layer_index: None = None,
     names: Sequence[str] = (),
     seed: int = 0,
     num_envs: int = 32,
     env_spec: EnvSpec | None = None,
     greedy: bool = False,
     progress: bool = True,
-) -> Ablation: ...
-
-
-@overload
-def ablate(
-    agent: Agent,
-    layer: str,
-    directions: Directions,
-    episodes: int,
-    *,
-    layer_index: int,
-    names: Sequence[str] = (),
-    seed: int = 0,
-    num_envs: int = 32,
-    env_spec: EnvSpec | None = None,
-    greedy: bool = False,
-    progress: bool = True,
-) -> AblationInfo: ...
-
-
-def ablate(
-    agent: Agent,
-    layer: str,
-    directions: Directions,
-    episodes: int,
-    *,
-    layer_index: int | None = None,
-    names: Sequence[str] = (),
-    seed: int = 0,
-    num_envs: int = 32,
-    env_spec: EnvSpec | None = None,
-    greedy: bool = False,
-    progress: bool = True,
-) -> Ablation | AblationInfo:
+) -> Ablation:
     """Play ``episodes`` episodes with the agent, then as many with each direction of ``layer``
     (a dotted module name) projected out, one condition after another on the same levels.
 
     ``env_spec`` defaults to the agent's environment on held-out levels, as ``evaluate`` plays
-    it: with the same ``seed``, the original's row is ``evaluate``'s result. With ``layer_index``
-    (the layer's index in ``Manifest.layers``) the manifest's :class:`AblationInfo` is returned,
-    else the whole :class:`Ablation` (with the paired changes)."""
-    result = _ablate(agent, layer, directions, episodes, names, seed, num_envs, env_spec, greedy, progress)
-    return result if layer_index is None else result.info(layer_index)
+    it: with the same ``seed``, the original's row is ``evaluate``'s result. The manifest's
+    record is :meth:`Ablation.info`."""
+    return _ablate(agent, layer, directions, episodes, names, seed, num_envs, env_spec, greedy, progress)
 
 
 def _ablate(

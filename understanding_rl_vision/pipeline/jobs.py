@@ -268,10 +268,9 @@ def run_ablation(agent: Agent, plan: Plan, cache: Cache, job: Job) -> None:
         plan.layers[job.layer].name,
         fit.components,
         plan.config.evaluation.ablation_episodes,
-        layer_index=job.layer,
         seed=plan.config.seed,
         progress=False,
-    )
+    ).info(job.layer)
     cache.save(job.name, {"ablation": _json_bytes(info)})
 
 
